@@ -1,0 +1,205 @@
+package keys
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/vmware/govmomi/crypto"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// ReasonProviderNotRegistered is KeyStatus.Reasons for a key whose provider
+// ID is not registered on the target vCenter at all. It is ours, not
+// vSphere's: vSphere would only say KeyStateMissingInKMS, which sends the
+// user to the wrong place.
+const ReasonProviderNotRegistered = "provider_not_registered"
+
+// ReasonNoStatus is KeyStatus.Reasons when vCenter returned no status for a
+// key we asked about.
+const ReasonNoStatus = "no_status_returned"
+
+// vSphere's reasons (CryptoManagerKmipCryptoKeyStatusKeyUnavailableReason)
+// that we treat specially.
+const (
+	reasonMissingInKMS    = string(types.CryptoManagerKmipCryptoKeyStatusKeyUnavailableReasonKeyStateMissingInKMS)
+	reasonNotActive       = string(types.CryptoManagerKmipCryptoKeyStatusKeyUnavailableReasonKeyStateNotActiveOrEnabled)
+	reasonManagedByNKP    = string(types.CryptoManagerKmipCryptoKeyStatusKeyUnavailableReasonKeyStateManagedByNKP)
+	reasonManagedByTA     = string(types.CryptoManagerKmipCryptoKeyStatusKeyUnavailableReasonKeyStateManagedByTrustAuthority)
+	reasonNoPermission    = string(types.CryptoManagerKmipCryptoKeyStatusKeyUnavailableReasonNoPermissionToAccessKeyProvider)
+	reasonMissingInCache  = string(types.CryptoManagerKmipCryptoKeyStatusKeyUnavailableReasonKeyStateMissingInCache)
+	reasonClusterInvalid  = string(types.CryptoManagerKmipCryptoKeyStatusKeyUnavailableReasonKeyStateClusterInvalid)
+	reasonClusterUnreach  = string(types.CryptoManagerKmipCryptoKeyStatusKeyUnavailableReasonKeyStateClusterUnreachable)
+	reasonWrappingMissing = string(types.CryptoManagerKmipCryptoKeyStatusKeyUnavailableReasonWrappingKeyMissingInKMS)
+)
+
+// KeyStatus is the verdict on one key on one vCenter: whether a VM needing
+// it can be restored there, and if not, why and what to do.
+type KeyStatus struct {
+	// Ref is the key asked about.
+	Ref KeyRef `json:"ref"`
+	// Available is true when the vCenter can serve the key.
+	Available bool `json:"available"`
+	// ProviderRegistered is true when Ref.ProviderID is registered on the
+	// vCenter (or Ref.ProviderID is empty: the default provider).
+	ProviderRegistered bool `json:"provider_registered"`
+	// ProviderType is the provider's type on the vCenter, or as recorded
+	// at backup time when the vCenter does not know the provider.
+	ProviderType ProviderType `json:"provider_type"`
+	// Reasons are vSphere's reasons (e.g. KeyStateMissingInKMS) and ours
+	// (ReasonProviderNotRegistered). An available key may carry a reason
+	// that explains why vCenter could not verify it further, such as
+	// KeyStateManagedByNKP.
+	Reasons []string `json:"reasons,omitempty"`
+	// Remedy tells the user what to do; empty when Available.
+	Remedy string `json:"remedy,omitempty"`
+}
+
+// Check asks the vCenter behind c whether it can serve every key in refs, in
+// one QueryCryptoKeyStatus call. recorded are the providers as captured at
+// backup time (VMKeys.Providers); they give the provider type, and so the
+// remedy, for providers the target does not know. The result has one status
+// per ref, in order. An error means the check itself failed, not that a key
+// is missing: use AvailabilityError for that.
+func Check(ctx context.Context, c *vim25.Client, refs []KeyRef, recorded []Provider) ([]KeyStatus, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	providers, err := ListProviders(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("check keys: %w", err)
+	}
+	m := crypto.NewManagerKmip(c)
+	ids := make([]types.CryptoKeyId, 0, len(refs))
+	for _, ref := range refs {
+		id := types.CryptoKeyId{KeyId: ref.KeyID}
+		if ref.ProviderID != "" {
+			id.ProviderId = &types.KeyProviderId{Id: ref.ProviderID}
+		}
+		ids = append(ids, id)
+	}
+	res, err := m.QueryCryptoKeyStatus(ctx, ids, crypto.CheckKeyAvailable)
+	if err != nil {
+		return nil, fmt.Errorf("query key status: %w", err)
+	}
+	vc := VCenterName(c)
+	statuses := make([]KeyStatus, 0, len(refs))
+	for i, ref := range refs {
+		st := KeyStatus{Ref: ref, ProviderType: ProviderUnknown, ProviderRegistered: ref.ProviderID == ""}
+		if j := slices.IndexFunc(providers, func(p Provider) bool { return p.ID == ref.ProviderID }); j >= 0 {
+			st.ProviderRegistered = true
+			st.ProviderType = providers[j].Type
+		} else if j := slices.IndexFunc(recorded, func(p Provider) bool { return p.ID == ref.ProviderID }); j >= 0 && recorded[j].Type != "" {
+			st.ProviderType = recorded[j].Type
+		}
+		ks, ok := findStatus(res, i, ref)
+		switch {
+		case !st.ProviderRegistered:
+			st.Reasons = []string{ReasonProviderNotRegistered}
+		case !ok:
+			st.Reasons = []string{ReasonNoStatus}
+		default:
+			if ks.Reason != "" {
+				st.Reasons = []string{ks.Reason}
+			}
+			st.Available = availableFromStatus(ks)
+		}
+		if !st.Available {
+			st.Remedy = Remedy(st, vc)
+		}
+		statuses = append(statuses, st)
+	}
+	return statuses, nil
+}
+
+// findStatus returns the status of ref: at index i when vCenter kept the
+// request order (it does), else by searching, so a reordering vCenter
+// cannot make us report the wrong key.
+func findStatus(res []types.CryptoManagerKmipCryptoKeyStatus, i int, ref KeyRef) (types.CryptoManagerKmipCryptoKeyStatus, bool) {
+	match := func(s types.CryptoManagerKmipCryptoKeyStatus) bool {
+		pid := ""
+		if s.KeyId.ProviderId != nil {
+			pid = s.KeyId.ProviderId.Id
+		}
+		return s.KeyId.KeyId == ref.KeyID && (pid == ref.ProviderID || ref.ProviderID == "")
+	}
+	if i < len(res) && match(res[i]) {
+		return res[i], true
+	}
+	if j := slices.IndexFunc(res, match); j >= 0 {
+		return res[j], true
+	}
+	return types.CryptoManagerKmipCryptoKeyStatus{}, false
+}
+
+// availableFromStatus decides availability from vSphere's answer. Besides
+// keyAvailable it accepts three reasons that do not mean "missing":
+// KeyStateNotActiveOrEnabled (govmomi's crypto.IsValidKey treats such a key
+// as valid: a KMS still serves deactivated keys for decryption), and
+// KeyStateManagedByNKP / KeyStateManagedByTrustAuthority (vCenter does not
+// hold these keys itself; hosts derive or fetch them from the registered
+// provider, so the provider being registered is all vCenter can confirm).
+func availableFromStatus(s types.CryptoManagerKmipCryptoKeyStatus) bool {
+	if s.KeyAvailable != nil && *s.KeyAvailable {
+		return true
+	}
+	switch s.Reason {
+	case reasonNotActive, reasonManagedByNKP, reasonManagedByTA:
+		return true
+	}
+	return false
+}
+
+// VCenterName is how remedies and errors name the vCenter behind c: the
+// host of its URL.
+func VCenterName(c *vim25.Client) string {
+	if c == nil || c.Client == nil || c.URL() == nil {
+		return "the vCenter"
+	}
+	return c.URL().Host
+}
+
+// Remedy returns what a user must do so that the key of st becomes available
+// on vcenter. It depends on the provider type and on whether the provider is
+// registered there, because the fix for a native provider (restore its .p12
+// backup) has nothing in common with the fix for a KMIP one.
+func Remedy(st KeyStatus, vcenter string) string {
+	id := st.Ref.ProviderID
+	reason := ""
+	if len(st.Reasons) > 0 {
+		reason = st.Reasons[0]
+	}
+	if st.ProviderRegistered {
+		switch reason {
+		case reasonNoPermission:
+			return fmt.Sprintf("grant the user the Cryptographer privileges (at least Cryptographer.Access and Cryptographer.RegisterVM) on %s, then retry", vcenter)
+		case reasonClusterUnreach, reasonClusterInvalid, reasonMissingInCache:
+			return fmt.Sprintf("check key provider %s on %s (Key Providers > %s: KMS server connection and trust), then retry", id, vcenter, id)
+		}
+	}
+	switch st.ProviderType {
+	case ProviderNative:
+		if st.ProviderRegistered {
+			return fmt.Sprintf("the Native Key Provider %s on %s does not hold this key (a new provider with the same name cannot decrypt old VMs): restore %s from its .p12 backup on %s, then retry", id, vcenter, id, vcenter)
+		}
+		return fmt.Sprintf("restore the Native Key Provider %s from its .p12 backup on %s, then retry", id, vcenter)
+	case ProviderStandard:
+		if st.ProviderRegistered {
+			if reason == reasonWrappingMissing {
+				return fmt.Sprintf("the wrapping key of provider %s is missing in its KMS: restore it in the KMS, then retry", id)
+			}
+			return fmt.Sprintf("key provider %s on %s does not reach a KMS that holds this key: point %s at the same KMS cluster the backup's vCenter used (or restore the key in the KMS), then retry", id, vcenter, id)
+		}
+		return fmt.Sprintf("register the same KMS cluster under provider ID %s on %s (Key Providers > Add Standard Key Provider), then retry", id, vcenter)
+	case ProviderTrustAuthority:
+		if st.ProviderRegistered {
+			return fmt.Sprintf("the Trusted Key Provider %s on %s does not reach a KMS that holds this key: configure it on the Trust Authority cluster with the same KMS, then retry", id, vcenter)
+		}
+		return fmt.Sprintf("configure the Trusted Key Provider %s with the same KMS on the vSphere Trust Authority cluster and make it available on %s, then retry", id, vcenter)
+	}
+	if st.ProviderRegistered {
+		return fmt.Sprintf("make key provider %s on %s serve this key, then retry", id, vcenter)
+	}
+	return fmt.Sprintf("register key provider %s, serving the same keys as on the backup's vCenter, on %s, then retry", id, vcenter)
+}
