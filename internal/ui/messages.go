@@ -1,0 +1,65 @@
+package ui
+
+// Message types, the value of the message_type field of every JSON line.
+// They are part of the scripting interface: never rename one.
+const (
+	TypeStatus  = "status"
+	TypeError   = "error"
+	TypeSummary = "summary"
+	TypeVersion = "version"
+	TypeInit    = "init"
+)
+
+// StatusMessage is a progress or informational line meant for logs, the JSON
+// counterpart of a human status line.
+type StatusMessage struct {
+	MessageType string `json:"message_type"` // "status"
+	Message     string `json:"message"`
+}
+
+// ErrorMessage reports why a command failed. It is written to stderr as the
+// last line of a failed run; Code is the process exit status.
+type ErrorMessage struct {
+	MessageType string `json:"message_type"` // "error"
+	Error       string `json:"error"`
+	Code        int    `json:"code"`
+	Hint        string `json:"hint,omitempty"`
+}
+
+// SummaryMessage closes a run of a command that processes several items
+// (backup of many VMs, audit, prune).
+type SummaryMessage struct {
+	MessageType     string  `json:"message_type"` // "summary"
+	Command         string  `json:"command"`
+	Succeeded       int     `json:"succeeded"`
+	Failed          int     `json:"failed"`
+	DurationSeconds float64 `json:"duration_seconds"`
+}
+
+// VersionMessage is the output of "vtpm-backup version --json".
+type VersionMessage struct {
+	MessageType string `json:"message_type"` // "version"
+	Version     string `json:"version"`
+	Commit      string `json:"commit,omitempty"`
+	CommitTime  string `json:"commit_time,omitempty"`
+	Modified    bool   `json:"modified,omitempty"`
+	GoVersion   string `json:"go_version"`
+	OS          string `json:"os"`
+	Arch        string `json:"arch"`
+}
+
+// InitMessage is the output of "vtpm-backup init --json": the repository
+// that was created. It holds public keys only.
+type InitMessage struct {
+	MessageType    string   `json:"message_type"` // "init"
+	Repository     string   `json:"repository"`
+	ID             string   `json:"id"`
+	Version        int      `json:"version"`
+	ChunkSize      int64    `json:"chunk_size"`
+	Compression    string   `json:"compression"`
+	Recipients     []string `json:"recipients"`
+	ObjectLockDays int      `json:"object_lock_days,omitempty"`
+	// IdentityFile is the path of the identity written by
+	// --generate-identity, if any. The identity itself is never printed.
+	IdentityFile string `json:"identity_file,omitempty"`
+}
