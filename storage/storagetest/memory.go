@@ -163,3 +163,10 @@ func (m *Memory) Corrupt(name string, offset int) error {
 	m.objects[name] = memObject{data: data, modTime: o.modTime}
 	return nil
 }
+
+// Count returns the number of stored objects.
+func (m *Memory) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.objects)
+}

@@ -1,0 +1,332 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vtpm-backup/vtpm-backup/storage"
+)
+
+// ManifestSchemaVersion is the manifest schema this package writes and reads.
+const ManifestSchemaVersion = 1
+
+// ZeroChunk marks an all-zero chunk in a file's chunk list: nothing is
+// stored for it and restore writes zeros without reading the repository.
+const ZeroChunk = "0"
+
+const manifestPrefix = "manifests/"
+
+// File types in a manifest.
+const (
+	FileConfig         = "config"
+	FileNvram          = "nvram"
+	FileSnapshotList   = "snapshot-list"
+	FileDiskDescriptor = "disk-descriptor"
+	FileDiskExtent     = "disk-extent"
+	FileLog            = "log"
+	FileOther          = "other"
+)
+
+// Errors about manifests.
+var (
+	// ErrManifestNotFound: no manifest with that backup ID.
+	ErrManifestNotFound = errors.New("backup not found")
+	// ErrCorruptManifest: a manifest cannot be parsed or is inconsistent.
+	ErrCorruptManifest = errors.New("corrupt manifest")
+)
+
+// Manifest describes one backup of one VM. It is written last: a backup
+// without a manifest does not exist. It holds no VM data and no secrets.
+type Manifest struct {
+	SchemaVersion int       `json:"schema_version"`
+	BackupID      string    `json:"backup_id"`
+	ToolVersion   string    `json:"tool_version"`
+	Started       time.Time `json:"started"`
+	Finished      time.Time `json:"finished"`
+	ChunkSize     int64     `json:"chunk_size"`
+
+	VCenter VCenterInfo `json:"vcenter"`
+	VM      VMInfo      `json:"vm"`
+	Keys    []KeyInfo   `json:"keys"`
+	// EncryptionConfig holds the VM's readable encryption.* extraConfig
+	// entries (e.g. encryption.keySafe): locators, never key material.
+	EncryptionConfig map[string]string `json:"encryption_config,omitempty"`
+
+	Files []File `json:"files"`
+	// Objects describes every stored chunk that Files reference.
+	Objects map[string]StoredObject `json:"objects"`
+}
+
+// VCenterInfo identifies where the VM was backed up from.
+type VCenterInfo struct {
+	Host         string `json:"host"`
+	InstanceUUID string `json:"instance_uuid"`
+}
+
+// VMInfo is the VM's identity and placement at backup time.
+type VMInfo struct {
+	Name            string `json:"name"`
+	InventoryPath   string `json:"inventory_path"`
+	InstanceUUID    string `json:"instance_uuid"`
+	BIOSUUID        string `json:"bios_uuid"`
+	MoRef           string `json:"moref"`
+	Host            string `json:"host"`
+	ResourcePool    string `json:"resource_pool"`
+	Folder          string `json:"folder"`
+	Datastore       string `json:"datastore"`
+	HomeFolder      string `json:"home_folder"`
+	Firmware        string `json:"firmware"`
+	SecureBoot      bool   `json:"secure_boot"`
+	HardwareVersion string `json:"hardware_version"`
+	VTPM            bool   `json:"vtpm"`
+	Encrypted       bool   `json:"encrypted"`
+}
+
+// KeyInfo is one key the VM depends on.
+type KeyInfo struct {
+	KeyID        string `json:"key_id"`
+	ProviderID   string `json:"provider_id"`
+	ProviderType string `json:"provider_type"`
+	// Use is "vm" for config.keyId or "disk:<file>" for a disk key.
+	Use string `json:"use"`
+	// NKPBackedUp tells, for a Native Key Provider, whether it had been
+	// backed up (.p12 exported) at backup time; nil when unknown.
+	NKPBackedUp *bool `json:"nkp_backed_up,omitempty"`
+}
+
+// File is one file of the VM home or of a disk chain.
+type File struct {
+	// Name is the file name relative to its datastore folder.
+	Name string `json:"name"`
+	// Datastore and Dir locate the original file (disks may live apart
+	// from the home folder).
+	Datastore string `json:"datastore"`
+	Dir       string `json:"dir"`
+	Type      string `json:"type"`
+	Size      int64  `json:"size"`
+	SHA256    string `json:"sha256"`
+	// Chunks lists chunk IDs in file order, ZeroChunk for all-zero chunks.
+	Chunks []string `json:"chunks"`
+}
+
+// StoredSize sums the stored size of the distinct objects the manifest
+// references.
+func (m *Manifest) StoredSize() int64 {
+	var n int64
+	for _, o := range m.Objects {
+		n += o.StoredSize
+	}
+	return n
+}
+
+// TotalSize sums the plaintext size of all files.
+func (m *Manifest) TotalSize() int64 {
+	var n int64
+	for _, f := range m.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// FileByType returns the files of a type.
+func (m *Manifest) FileByType(typ string) []File {
+	var out []File
+	for _, f := range m.Files {
+		if f.Type == typ {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// NewBackupID returns an ID that sorts by time: UTC time to the millisecond
+// and a random suffix so concurrent backups never collide.
+func NewBackupID(t time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return t.UTC().Format("20060102T150405.000Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// BackupTime parses the time out of a backup ID.
+func BackupTime(id string) (time.Time, error) {
+	i := strings.LastIndexByte(id, '-')
+	if i < 0 {
+		return time.Time{}, fmt.Errorf("backup id %q: no time part", id)
+	}
+	t, err := time.Parse("20060102T150405.000Z", id[:i])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("backup id %q: %w", id, err)
+	}
+	return t, nil
+}
+
+// ManifestObjectName is where a manifest is stored.
+func ManifestObjectName(backupID string) string { return manifestPrefix + backupID + ".json" }
+
+// Validate checks a manifest's internal consistency against the
+// repository's chunk size: every chunk listed has a stored object, chunk
+// counts match file sizes, a vTPM VM has its .nvram.
+func (m *Manifest) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: backup %s: %s", ErrCorruptManifest, m.BackupID, fmt.Sprintf(format, args...))
+	}
+	if m.SchemaVersion != ManifestSchemaVersion {
+		return bad("schema version %d (this build reads %d)", m.SchemaVersion, ManifestSchemaVersion)
+	}
+	if _, err := BackupTime(m.BackupID); err != nil {
+		return bad("%v", err)
+	}
+	if m.ChunkSize <= 0 {
+		return bad("chunk size %d", m.ChunkSize)
+	}
+	if m.VM.Name == "" {
+		return bad("no VM name")
+	}
+	if len(m.Files) == 0 {
+		return bad("no files")
+	}
+	seen := map[string]bool{}
+	for _, f := range m.Files {
+		key := f.Datastore + "\x00" + f.Dir + "\x00" + f.Name
+		if f.Name == "" || strings.Contains(f.Name, "/") || seen[key] {
+			return bad("file name %q empty, not a base name, or listed twice", f.Name)
+		}
+		seen[key] = true
+		if f.Size < 0 || len(f.SHA256) != 64 {
+			return bad("file %s: size %d or sha256 %q invalid", f.Name, f.Size, f.SHA256)
+		}
+		want := (f.Size + m.ChunkSize - 1) / m.ChunkSize
+		if int64(len(f.Chunks)) != want {
+			return bad("file %s: %d chunks for %d bytes, want %d", f.Name, len(f.Chunks), f.Size, want)
+		}
+		for i, c := range f.Chunks {
+			if c == ZeroChunk {
+				continue
+			}
+			so, ok := m.Objects[c]
+			if !ok {
+				return bad("file %s: chunk %d (%s) has no stored object entry", f.Name, i, c)
+			}
+			size := m.ChunkSize
+			if int64(i) == want-1 {
+				size = f.Size - int64(i)*m.ChunkSize
+			}
+			if so.Size != size {
+				return bad("file %s: chunk %d (%s) is %d bytes, want %d", f.Name, i, c, so.Size, size)
+			}
+		}
+	}
+	for id, so := range m.Objects {
+		if _, err := ParseChunkID(id); err != nil {
+			return bad("%v", err)
+		}
+		if so.StoredSize <= 0 || len(so.StoredSHA256) != 64 {
+			return bad("object %s: stored size %d or sha256 invalid", id, so.StoredSize)
+		}
+	}
+	if m.VM.VTPM && len(m.FileByType(FileNvram)) == 0 {
+		return bad("VM %s has a vTPM but the backup holds no .nvram", m.VM.Name)
+	}
+	return nil
+}
+
+// WriteManifest validates and stores a manifest: the commit point of a backup.
+func (r *Repository) WriteManifest(ctx context.Context, m *Manifest) error {
+	if m.ChunkSize == 0 {
+		m.ChunkSize = r.cfg.ChunkSize
+	}
+	m.SchemaVersion = ManifestSchemaVersion
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode manifest %s: %w", m.BackupID, err)
+	}
+	name := ManifestObjectName(m.BackupID)
+	if err := r.be.PutIfAbsent(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
+		return fmt.Errorf("write manifest %s: %w", m.BackupID, err)
+	}
+	return r.retain(ctx, name)
+}
+
+// ReadManifest reads and validates one manifest.
+func (r *Repository) ReadManifest(ctx context.Context, backupID string) (*Manifest, error) {
+	if strings.ContainsAny(backupID, "/\\") || backupID == "" {
+		return nil, fmt.Errorf("%w: %q is not a backup id", ErrManifestNotFound, backupID)
+	}
+	data, err := storage.ReadAll(ctx, r.be, ManifestObjectName(backupID))
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %s in %s", ErrManifestNotFound, backupID, r.be.Location())
+		}
+		return nil, fmt.Errorf("read manifest %s: %w", backupID, err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%w: backup %s: %v (truncated or not JSON)", ErrCorruptManifest, backupID, err)
+	}
+	if m.BackupID != backupID {
+		return nil, fmt.Errorf("%w: object %s holds backup %q", ErrCorruptManifest, ManifestObjectName(backupID), m.BackupID)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// ListBackupIDs returns every backup ID in the repository, oldest first.
+func (r *Repository) ListBackupIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := r.be.List(ctx, manifestPrefix, func(fi storage.ObjectInfo) error {
+		base := path.Base(fi.Name)
+		if strings.HasSuffix(base, ".json") {
+			ids = append(ids, strings.TrimSuffix(base, ".json"))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backups in %s: %w", r.be.Location(), err)
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// ManifestResult is one manifest read by ReadManifests, or why it could not be.
+type ManifestResult struct {
+	BackupID string
+	Manifest *Manifest
+	Err      error
+}
+
+// ReadManifests reads the given manifests with a few parallel requests and
+// returns them in the order of ids. A manifest that cannot be read is
+// reported in its result, not as a failure of the whole call, so one corrupt
+// manifest does not hide the others.
+func (r *Repository) ReadManifests(ctx context.Context, ids []string) []ManifestResult {
+	out := make([]ManifestResult, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			m, err := r.ReadManifest(ctx, id)
+			out[i] = ManifestResult{BackupID: id, Manifest: m, Err: err}
+		}()
+	}
+	wg.Wait()
+	return out
+}

@@ -1,0 +1,128 @@
+package repository_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
+)
+
+func hexSum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// validManifest returns a self-consistent manifest for a 1 MiB chunk size:
+// an nvram of one chunk and a disk of a data chunk and a zero chunk.
+func validManifest() *repository.Manifest {
+	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	return &repository.Manifest{
+		SchemaVersion: repository.ManifestSchemaVersion,
+		BackupID:      repository.NewBackupID(time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC)),
+		ChunkSize:     1 << 20,
+		VM:            repository.VMInfo{Name: "vm1", VTPM: true},
+		Files: []repository.File{
+			{Name: "vm1.nvram", Type: repository.FileNvram, Size: 100, SHA256: hexSum(nil), Chunks: []string{a}},
+			{Name: "vm1-flat.vmdk", Type: repository.FileDiskExtent, Size: 2 << 20, SHA256: hexSum(nil), Chunks: []string{b, repository.ZeroChunk}},
+			{Name: "empty.vmxf", Type: repository.FileConfig, Size: 0, SHA256: hexSum(nil), Chunks: []string{}},
+		},
+		Objects: map[string]repository.StoredObject{
+			a: {Size: 100, StoredSize: 300, StoredSHA256: a},
+			b: {Size: 1 << 20, StoredSize: 5000, StoredSHA256: b},
+		},
+	}
+}
+
+func TestManifestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(m *repository.Manifest)
+		want   string
+	}{
+		{"valid", func(*repository.Manifest) {}, ""},
+		{"schema", func(m *repository.Manifest) { m.SchemaVersion = 9 }, "schema version"},
+		{"backup id", func(m *repository.Manifest) { m.BackupID = "nope" }, "backup id"},
+		{"no vm", func(m *repository.Manifest) { m.VM.Name = "" }, "no VM name"},
+		{"vtpm without nvram", func(m *repository.Manifest) { m.Files = m.Files[1:] }, "no .nvram"},
+		{"chunk count", func(m *repository.Manifest) { m.Files[1].Chunks = m.Files[1].Chunks[:1] }, "1 chunks"},
+		{"missing object", func(m *repository.Manifest) { delete(m.Objects, strings.Repeat("b", 64)) }, "no stored object"},
+		{"wrong chunk size", func(m *repository.Manifest) { m.Files[0].Size = 99 }, "want 99"},
+		{"bad id", func(m *repository.Manifest) {
+			m.Objects["xyz"] = repository.StoredObject{StoredSize: 1, StoredSHA256: strings.Repeat("c", 64)}
+		}, "chunk id"},
+		{"path in name", func(m *repository.Manifest) { m.Files[0].Name = "../x" }, "not a base name"},
+		{"duplicate", func(m *repository.Manifest) { m.Files[2].Name = m.Files[0].Name }, "listed twice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := validManifest()
+			tc.mutate(m)
+			err := m.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Validate = %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, repository.ErrCorruptManifest) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate = %v, want ErrCorruptManifest containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestManifestWriteRead(t *testing.T) {
+	be := storagetest.NewMemory()
+	r, _ := newRepo(t, be)
+	m := validManifest()
+	if err := r.WriteManifest(t.Context(), m); err != nil {
+		t.Fatalf("WriteManifest: %v", err)
+	}
+	if err := r.WriteManifest(t.Context(), m); err == nil {
+		t.Fatal("a manifest was overwritten")
+	}
+	got, err := r.ReadManifest(t.Context(), m.BackupID)
+	if err != nil || got.VM.Name != "vm1" || len(got.Files) != 3 || got.StoredSize() != 5300 || got.TotalSize() != 100+2<<20 {
+		t.Fatalf("ReadManifest = %+v, %v", got, err)
+	}
+	if _, err := r.ReadManifest(t.Context(), "20990101T000000.000Z-00000000"); !errors.Is(err, repository.ErrManifestNotFound) {
+		t.Fatalf("missing manifest = %v", err)
+	}
+	if _, err := r.ReadManifest(t.Context(), "../config"); !errors.Is(err, repository.ErrManifestNotFound) {
+		t.Fatalf("path in backup id = %v", err)
+	}
+	// Truncated manifest.
+	name := repository.ManifestObjectName("20260101T000000.000Z-deadbeef")
+	if err := be.Put(t.Context(), name, strings.NewReader(`{"schema_version":1,"backup_id":"2026`), -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadManifest(t.Context(), "20260101T000000.000Z-deadbeef"); !errors.Is(err, repository.ErrCorruptManifest) {
+		t.Fatalf("truncated manifest = %v", err)
+	}
+	ids, err := r.ListBackupIDs(t.Context())
+	if err != nil || len(ids) != 2 || ids[0] != "20260101T000000.000Z-deadbeef" || ids[1] != m.BackupID {
+		t.Fatalf("ListBackupIDs = %v, %v", ids, err)
+	}
+	res := r.ReadManifests(t.Context(), ids)
+	if res[0].Err == nil || res[1].Err != nil || res[1].Manifest.BackupID != m.BackupID {
+		t.Fatalf("ReadManifests = %+v", res)
+	}
+}
+
+func TestBackupIDsSortByTime(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	prev := ""
+	for i := range 50 {
+		id := repository.NewBackupID(t0.Add(time.Duration(i) * 997 * time.Millisecond))
+		if id <= prev {
+			t.Fatalf("%s sorts before %s", id, prev)
+		}
+		prev = id
+		got, err := repository.BackupTime(id)
+		if err != nil || !got.Equal(t0.Add(time.Duration(i)*997*time.Millisecond).Truncate(time.Millisecond)) {
+			t.Fatalf("BackupTime(%s) = %v, %v", id, got, err)
+		}
+	}
+}
