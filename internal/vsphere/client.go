@@ -1,0 +1,256 @@
+package vsphere
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/session/keepalive"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// Sentinel errors of this package, checked with errors.Is.
+var (
+	// ErrNotFound: an inventory object (VM, folder, pool, host, datastore,
+	// snapshot) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrFileNotFound: a datastore file or folder does not exist.
+	ErrFileNotFound = errors.New("datastore file not found")
+	// ErrFileExists: a datastore file or folder already exists.
+	ErrFileExists = errors.New("datastore file already exists")
+	// ErrAmbiguous: a VM name matches more than one VM (see AmbiguousError).
+	ErrAmbiguous = errors.New("ambiguous name")
+	// ErrBadURL: the vCenter URL cannot be parsed or is missing.
+	ErrBadURL = errors.New("invalid vCenter URL")
+	// ErrUnreachable: the vCenter cannot be reached over the network.
+	ErrUnreachable = errors.New("vCenter unreachable")
+	// ErrCertificate: the vCenter TLS certificate is not trusted.
+	ErrCertificate = errors.New("vCenter certificate not trusted")
+	// ErrLogin: the vCenter refused the user name or password.
+	ErrLogin = errors.New("vCenter login failed")
+)
+
+// DefaultKeepAlive is the idle interval after which the session is pinged,
+// shorter than vCenter's default 30 minute idle timeout so that a long
+// backup (hours of disk streaming over HTTP, no SOAP calls) keeps its session.
+const DefaultKeepAlive = 5 * time.Minute
+
+// ConnectOptions says where and as whom to connect. Blank fields are filled
+// from the GOVC_* environment by OptionsFromEnv so an administrator's govc
+// setup just works.
+type ConnectOptions struct {
+	URL         string // host, host:port or https://host/sdk; may carry user:pass
+	Username    string
+	Password    string
+	Insecure    bool   // skip TLS verification (test beds, self-signed vCenters)
+	CACertsFile string // PEM file(s) to trust, like GOVC_TLS_CA_CERTS
+	Datacenter  string // datacenter name or path; empty: the only one
+	// KeepAlive is the session keep-alive idle interval; 0 means
+	// DefaultKeepAlive, a negative value disables keep-alive.
+	KeepAlive time.Duration
+}
+
+// OptionsFromEnv returns o with blank fields filled from GOVC_URL,
+// GOVC_USERNAME, GOVC_PASSWORD, GOVC_INSECURE, GOVC_TLS_CA_CERTS and
+// GOVC_DATACENTER. Insecure is only ever turned on, never off, by the
+// environment.
+func OptionsFromEnv(o ConnectOptions) ConnectOptions {
+	return optionsFrom(o, os.LookupEnv)
+}
+
+func optionsFrom(o ConnectOptions, lookup func(string) (string, bool)) ConnectOptions {
+	fill := func(dst *string, key string) {
+		if *dst != "" {
+			return
+		}
+		if v, ok := lookup(key); ok {
+			*dst = v
+		}
+	}
+	fill(&o.URL, "GOVC_URL")
+	fill(&o.Username, "GOVC_USERNAME")
+	fill(&o.Password, "GOVC_PASSWORD")
+	fill(&o.CACertsFile, "GOVC_TLS_CA_CERTS")
+	fill(&o.Datacenter, "GOVC_DATACENTER")
+	if !o.Insecure {
+		if v, ok := lookup("GOVC_INSECURE"); ok {
+			if b, err := strconv.ParseBool(v); err == nil {
+				o.Insecure = b
+			}
+		}
+	}
+	return o
+}
+
+// Client is a logged-in vCenter (or ESXi) session with a Finder scoped to one
+// datacenter. It is safe for concurrent use.
+type Client struct {
+	gc           *govmomi.Client
+	finder       *find.Finder
+	dc           *object.Datacenter
+	host         string
+	instanceUUID string
+
+	mu    sync.Mutex
+	dss   map[string]*object.Datastore // by name, for the file service
+	retry *RetryPolicy
+}
+
+// Connect parses the URL, logs in and starts the session keep-alive. Errors
+// wrap ErrBadURL, ErrUnreachable, ErrCertificate or ErrLogin; they name the
+// host and user but never the password.
+func Connect(ctx context.Context, opts ConnectOptions) (*Client, error) {
+	u, err := parseURL(opts)
+	if err != nil {
+		return nil, err
+	}
+	host := u.Host
+	user := u.User
+	u.User = nil
+
+	sc := soap.NewClient(u, opts.Insecure)
+	if opts.CACertsFile != "" {
+		if err := sc.SetRootCAs(opts.CACertsFile); err != nil {
+			return nil, fmt.Errorf("load CA certificates %s: %w", opts.CACertsFile, err)
+		}
+	}
+	vc, err := vim25.NewClient(ctx, sc)
+	if err != nil {
+		return nil, classifyDialError(host, err)
+	}
+	idle := opts.KeepAlive
+	if idle == 0 {
+		idle = DefaultKeepAlive
+	}
+	if idle > 0 {
+		vc.RoundTripper = keepalive.NewHandlerSOAP(vc.RoundTripper, idle, nil)
+	}
+	gc := &govmomi.Client{Client: vc, SessionManager: session.NewManager(vc)}
+	if user != nil {
+		if err := gc.Login(ctx, user); err != nil {
+			if fault.Is(err, &types.InvalidLogin{}) {
+				return nil, fmt.Errorf("log in to %s as %q: %w (check the user name and password)", host, user.Username(), ErrLogin)
+			}
+			return nil, fmt.Errorf("log in to %s as %q: %w", host, user.Username(), err)
+		}
+	}
+
+	c := &Client{
+		gc:           gc,
+		host:         host,
+		instanceUUID: vc.ServiceContent.About.InstanceUuid,
+		dss:          map[string]*object.Datastore{},
+	}
+	c.finder = find.NewFinder(vc, false)
+	dc, err := c.finder.DatacenterOrDefault(ctx, opts.Datacenter)
+	switch {
+	case err == nil:
+		c.dc = dc
+		c.finder.SetDatacenter(dc)
+	case opts.Datacenter != "":
+		_ = c.Logout(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("datacenter %q on %s: %w", opts.Datacenter, host, ErrNotFound)
+	default:
+		// Several datacenters and none chosen: lookups then need full
+		// inventory paths; FindVM by name and moref still work everywhere.
+	}
+	return c, nil
+}
+
+func parseURL(opts ConnectOptions) (*url.URL, error) {
+	if opts.URL == "" {
+		return nil, fmt.Errorf("%w: no URL given (set --url or GOVC_URL)", ErrBadURL)
+	}
+	u, err := soap.ParseURL(opts.URL)
+	if err != nil || u == nil || u.Host == "" {
+		// Do not echo the input: it may contain a password.
+		return nil, fmt.Errorf("%w: cannot parse the URL (expected host, host:port or https://host/sdk)", ErrBadURL)
+	}
+	user, pass := "", ""
+	hasPass := false
+	if u.User != nil {
+		user = u.User.Username()
+		pass, hasPass = u.User.Password()
+	}
+	if opts.Username != "" {
+		user = opts.Username
+	}
+	if opts.Password != "" {
+		pass, hasPass = opts.Password, true
+	}
+	switch {
+	case user == "":
+		u.User = nil
+	case hasPass:
+		u.User = url.UserPassword(user, pass)
+	default:
+		u.User = url.User(user)
+	}
+	return u, nil
+}
+
+func classifyDialError(host string, err error) error {
+	var (
+		unknownCA *x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		certErr   *tls.CertificateVerificationError
+		netErr    net.Error
+		opErr     *net.OpError
+	)
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &certErr):
+		return fmt.Errorf("connect to %s: %w: %v (set GOVC_TLS_CA_CERTS, or GOVC_INSECURE=1 on a test bed)", host, ErrCertificate, err)
+	case errors.As(err, &opErr), errors.As(err, &netErr):
+		return fmt.Errorf("connect to %s: %w: %v", host, ErrUnreachable, err)
+	default:
+		return fmt.Errorf("connect to %s: %w", host, err)
+	}
+}
+
+// Logout ends the session and stops the keep-alive. Call it with a context
+// that is not already cancelled (context.WithoutCancel) on shutdown paths.
+func (c *Client) Logout(ctx context.Context) error {
+	if err := c.gc.Logout(ctx); err != nil {
+		return fmt.Errorf("log out of %s: %w", c.host, err)
+	}
+	return nil
+}
+
+// Vim25 returns the SOAP client, for calls this package does not wrap.
+func (c *Client) Vim25() *vim25.Client { return c.gc.Client }
+
+// Govmomi returns the underlying govmomi client.
+func (c *Client) Govmomi() *govmomi.Client { return c.gc }
+
+// Finder returns a Finder scoped to the chosen datacenter (if one could be
+// chosen).
+func (c *Client) Finder() *find.Finder { return c.finder }
+
+// Datacenter returns the datacenter the client is scoped to, or nil when the
+// vCenter has several and none was chosen.
+func (c *Client) Datacenter() *object.Datacenter { return c.dc }
+
+// InstanceUUID is the vCenter's ServiceContent.About.InstanceUuid; backups
+// record it to tell "same vCenter" from "another vCenter" on restore.
+func (c *Client) InstanceUUID() string { return c.instanceUUID }
+
+// Host is the host[:port] part of the URL, for messages.
+func (c *Client) Host() string { return c.host }
+
+// IsVC reports whether the endpoint is a vCenter (rather than a bare ESXi).
+func (c *Client) IsVC() bool { return c.gc.IsVC() }

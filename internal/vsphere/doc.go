@@ -1,0 +1,24 @@
+// Package vsphere is the thin layer between vtpm-backup and govmomi.
+//
+// It exists so that the backup, restore and keys packages speak in terms of
+// "find this VM", "read this datastore file range", "take and sweep our
+// snapshot" and "register this home folder", and never in SOAP requests,
+// property paths or HTTP status codes. Everything here is tested against
+// govmomi's in-process simulator (see ../vsphere/vspheretest for a realistic
+// vTPM VM in it).
+//
+// Error contract: inventory lookups that find nothing return an error wrapping
+// ErrNotFound; a datastore file that does not exist yields ErrFileNotFound; a
+// name that matches several VMs yields an *AmbiguousError (errors.Is
+// ErrAmbiguous). vSphere faults are matched with govmomi's fault package,
+// never by message text. Passwords never appear in errors.
+//
+// Datastore file transfer uses the vCenter/ESXi HTTP file service
+// (/folder?dcPath=..&dsName=..). Requests that fail before any byte is
+// transferred are retried with bounded exponential backoff on transient errors
+// (5xx, connection reset, timeouts); 4xx answers are never retried. A read
+// that fails mid-stream is returned to the caller, who re-opens the range
+// (DiskSource.Open is ranged for that reason). The transport sits behind the
+// DiskSource interface so that an NFC export lease or VDDK can be added
+// without touching the backup pipeline.
+package vsphere
