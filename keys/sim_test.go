@@ -348,6 +348,15 @@ func TestListProvidersError(t *testing.T) {
 		if _, err := keys.Check(ctx, c, []keys.KeyRef{{KeyID: "k", ProviderID: "p"}}, nil); err == nil || errors.Is(err, keys.ErrKeyNotAvailable) {
 			t.Fatalf("Check error = %v, want a failure that is not ErrKeyNotAvailable", err)
 		}
+		// Capture still returns what the config says.
+		cfg := &types.VirtualMachineConfigInfo{Firmware: "efi", KeyId: &types.CryptoKeyId{KeyId: "k", ProviderId: &types.KeyProviderId{Id: "p"}}}
+		k, err := keys.Capture(ctx, c, cfg)
+		if err == nil || k.VMKey == nil || k.VMKey.KeyID != "k" || k.Firmware != "efi" {
+			t.Fatalf("Capture = %+v, %v; want the config facts and an error", k, err)
+		}
+		if st, err := keys.Check(ctx, c, nil, nil); st != nil || err != nil {
+			t.Errorf("Check(no refs) = %v, %v", st, err)
+		}
 	})
 }
 
@@ -382,7 +391,25 @@ func equalBoolPtr(a, b *bool) bool {
 // Key Provider backup state.
 type kmsClusterLister struct {
 	*simulator.CryptoManagerKmip
-	calls int
+	calls      int
+	queryCalls int
+}
+
+// QueryCryptoKeyStatus answers like a real vCenter for Native Key Provider
+// keys (KeyStateManagedByNKP, which the simulator never returns) and
+// returns the statuses in reverse order, to prove Check matches them by
+// key rather than by position.
+func (m *kmsClusterLister) QueryCryptoKeyStatus(ctx *simulator.Context, req *types.QueryCryptoKeyStatus) soap.HasFault {
+	m.queryCalls++
+	var out []types.CryptoManagerKmipCryptoKeyStatus
+	for _, id := range req.KeyIds {
+		s := types.CryptoManagerKmipCryptoKeyStatus{KeyId: id, KeyAvailable: types.NewBool(false), Reason: "KeyStateMissingInKMS"}
+		if id.ProviderId != nil && strings.HasPrefix(id.ProviderId.Id, "nkp-") {
+			s.Reason = "KeyStateManagedByNKP"
+		}
+		out = append([]types.CryptoManagerKmipCryptoKeyStatus{s}, out...)
+	}
+	return &methods.QueryCryptoKeyStatusBody{Res: &types.QueryCryptoKeyStatusResponse{Returnval: out}}
 }
 
 func (m *kmsClusterLister) ListKmsClusters(ctx *simulator.Context, req *types.ListKmsClusters) soap.HasFault {
@@ -432,15 +459,28 @@ func TestListProvidersListKmsClusters(t *testing.T) {
 		k := keys.VMKeys{
 			VTPM:      true,
 			VMKey:     &keys.KeyRef{KeyID: "k1", ProviderID: "nkp-lost", Use: keys.UseVM},
-			Providers: []keys.Provider{{ID: "nkp-lost", Type: keys.ProviderNative}},
+			DiskKeys:  []keys.KeyRef{{KeyID: "k2", ProviderID: "kms-a", Use: "disk:2000"}},
+			Providers: []keys.Provider{{ID: "nkp-lost", Type: keys.ProviderNative}, {ID: "kms-a", Type: keys.ProviderStandard}},
 		}
 		st, err := keys.Check(ctx, c, k.Refs(), k.Providers)
 		if err != nil {
 			return err
 		}
+		if lister.queryCalls != 1 {
+			t.Errorf("QueryCryptoKeyStatus called %d times, want 1", lister.queryCalls)
+		}
+		// vCenter cannot look into an NKP key: a registered NKP is all it
+		// can confirm, so the key counts as available, with the reason.
+		if s := st[0]; s.Ref != *k.VMKey || !s.Available || s.ProviderType != keys.ProviderNative ||
+			len(s.Reasons) != 1 || s.Reasons[0] != "KeyStateManagedByNKP" || s.Remedy != "" {
+			t.Errorf("NKP key status = %+v", s)
+		}
+		if s := st[1]; s.Ref != k.DiskKeys[0] || s.Available || s.Reasons[0] != "KeyStateMissingInKMS" {
+			t.Errorf("KMIP key status = %+v", s)
+		}
 		vc := keys.VCenterName(c)
 		r := keys.Readiness(k, st, got, vc)
-		if len(r) != 2 || !strings.Contains(r[1], "Native Key Provider nkp-lost has never been backed up") {
+		if len(r) != 2 || !strings.Contains(r[0], "key k2 (disk:2000)") || !strings.Contains(r[1], "Native Key Provider nkp-lost has never been backed up") {
 			t.Errorf("Readiness = %q", r)
 		}
 		return nil
