@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/internal/ui"
+)
+
+// initOptions are the flags of "vtpm-backup init".
+type initOptions struct {
+	Recipients       []string
+	RecipientsFile   string
+	GenerateIdentity string
+	ChunkSize        byteSize
+	ObjectLockDays   int
+}
+
+// AddFlags registers the flags of the init command.
+func (o *initOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&o.Recipients, "recipient", nil, "age public `key` (age1...) to encrypt backups to; repeatable")
+	fs.StringVar(&o.RecipientsFile, "recipients-file", "", "read age public keys from `file`, one per line (# comments allowed)")
+	fs.StringVar(&o.GenerateIdentity, "generate-identity", "", "create a new age identity in `file` (mode 0600, never overwritten) and encrypt to its public key")
+	o.ChunkSize = repository.DefaultChunkSize
+	fs.Var(&o.ChunkSize, "chunk-size", "chunk size: a power of two from 512KiB to 64MiB")
+	fs.IntVar(&o.ObjectLockDays, "object-lock-days", 0, "retain chunks and manifests with S3 Object Lock for `days` (bucket must have Object Lock enabled)")
+}
+
+func newInitCommand(g *globalOptions) *cobra.Command {
+	var opts initOptions
+	cmd := &cobra.Command{
+		Use:   "init --repo URL (--recipient KEY... | --recipients-file FILE | --generate-identity FILE)",
+		Short: "Create a new repository",
+		Long: `Create a new, empty repository at --repo (or VTPM_BACKUP_REPO).
+
+Backups are encrypted with age to the public keys given here (recipients).
+Backup hosts need only these public keys: they cannot decrypt what they wrote.
+Restores and "audit --read-data" need a matching private key (identity).
+
+--generate-identity FILE creates a new identity for you. Keep that file
+offline (password manager, safe, HSM-backed vault): it is the only key that
+decrypts the backups, and nobody can recover them without it.
+
+The chunk size is fixed at init: disks are cut into aligned chunks of this
+size, and identical chunks are stored once. Larger chunks mean fewer objects
+and requests; smaller ones deduplicate small changes better.
+
+EXIT STATUS
+  0 on success; 2 on a usage error, a bad --repo URL, recipient or chunk
+  size, or when the location already holds a repository; 1 on other errors.`,
+		Example: `  # local directory, new identity kept offline afterwards
+  vtpm-backup init --repo /srv/vtpm-repo --generate-identity ./vtpm-backup.key
+
+  # S3 bucket, existing age public keys (e.g. two admins)
+  export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...
+  vtpm-backup init --repo s3://s3.example.com/backups/vtpm \
+      --recipient age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqysx2p8y2 \
+      --recipients-file /etc/vtpm-backup/recipients.txt --chunk-size 8MiB
+
+  # immutable backups on an Object Lock bucket
+  vtpm-backup init --repo s3://s3.example.com/locked/vtpm --recipient age1... --object-lock-days 30`,
+		Args:              noArgs,
+		DisableAutoGenTag: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runInit(cmd.Context(), opts, g, args)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string) error {
+	if _, err := g.requireRepo(); err != nil {
+		return err
+	}
+	recipients := append([]string(nil), opts.Recipients...)
+	if opts.RecipientsFile != "" {
+		rs, err := readRecipientsFile(opts.RecipientsFile)
+		if err != nil {
+			return err
+		}
+		recipients = append(recipients, rs...)
+	}
+	if len(recipients) == 0 && opts.GenerateIdentity == "" {
+		return newUsageError(errors.New("no age recipient given: backups would be readable by nobody"),
+			"pass --recipient age1..., --recipients-file FILE or --generate-identity FILE")
+	}
+	if len(recipients) > 0 {
+		if _, err := repository.ParseRecipients(recipients); err != nil {
+			return err // wraps repository.ErrBadRecipient: exit 2
+		}
+	}
+	if err := repository.ValidateChunkSize(int64(opts.ChunkSize)); err != nil {
+		return fmt.Errorf("--chunk-size %s: %w", opts.ChunkSize.String(), err)
+	}
+	if opts.ObjectLockDays < 0 {
+		return newUsageError(fmt.Errorf("--object-lock-days %d: must not be negative", opts.ObjectLockDays), "")
+	}
+	identityPath := ""
+	if opts.GenerateIdentity != "" {
+		p, err := filepath.Abs(opts.GenerateIdentity)
+		if err != nil {
+			return fmt.Errorf("--generate-identity %s: %w", opts.GenerateIdentity, err)
+		}
+		if _, err := os.Lstat(p); err == nil {
+			return newUsageError(fmt.Errorf("identity file %s already exists: refusing to overwrite a private key", p),
+				"choose another path, or pass the existing identity's public key with --recipient")
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("--generate-identity %s: %w", p, err)
+		}
+		identityPath = p
+	}
+
+	be, err := g.openBackend(ctx)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+
+	if identityPath != "" {
+		pub, err := repository.GenerateIdentityFile(identityPath, time.Now())
+		if err != nil {
+			return err
+		}
+		recipients = append(recipients, pub)
+	}
+	repo, err := repository.Init(ctx, be, repository.InitOptions{
+		Recipients:     recipients,
+		ChunkSize:      int64(opts.ChunkSize),
+		ObjectLockDays: opts.ObjectLockDays,
+	})
+	if err != nil {
+		if identityPath != "" {
+			err = discardIdentity(identityPath, recipients[len(recipients)-1], err)
+		}
+		return err
+	}
+	cfg := repo.Config()
+	g.logger().Debug("repository created", "location", repo.Location(), "id", cfg.ID)
+
+	p := g.printer()
+	p.JSON(ui.InitMessage{
+		MessageType:    ui.TypeInit,
+		Repository:     repo.Location(),
+		ID:             cfg.ID,
+		Version:        cfg.Version,
+		ChunkSize:      cfg.ChunkSize,
+		Compression:    cfg.Compression,
+		Recipients:     cfg.Recipients,
+		ObjectLockDays: cfg.ObjectLockDays,
+		IdentityFile:   identityPath,
+	})
+	p.P("created repository %s at %s", cfg.ID, repo.Location())
+	p.P("  format version %d, chunk size %s, %s compression, %d age recipient(s)",
+		cfg.Version, formatByteSize(cfg.ChunkSize), cfg.Compression, len(cfg.Recipients))
+	if cfg.ObjectLockDays > 0 {
+		p.P("  chunks and manifests are retained for %d days (S3 Object Lock)", cfg.ObjectLockDays)
+	}
+	if identityPath != "" {
+		p.P("wrote a new age identity to %s (public key %s)", identityPath, recipients[len(recipients)-1])
+		p.P("Keep this file offline: it is the only key that decrypts these backups, and it is needed for restore.")
+		p.P("Backup hosts need only the public key (already in the repository config).")
+	}
+	return nil
+}
+
+// discardIdentity deals with the identity generated for an init that
+// failed. When the location was already a repository nothing was encrypted
+// to the new key, so the file is removed and the user can simply retry.
+// Otherwise the config may have been written before the error (a timeout
+// after a successful upload), so the key is kept and the error says so.
+func discardIdentity(path, pub string, initErr error) error {
+	if errors.Is(initErr, repository.ErrAlreadyInitialized) {
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("%w (and removing the unused identity %s failed: %w)", initErr, path, err)
+		}
+		return initErr
+	}
+	return fmt.Errorf("%w (the new identity %s was kept in case the config was written; retry with --recipient %s)", initErr, path, pub)
+}
+
+// readRecipientsFile reads age public keys, one per line; blank lines and
+// lines starting with # are skipped.
+func readRecipientsFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, newUsageError(fmt.Errorf("--recipients-file: %w", err), "pass a readable file with one age1... public key per line")
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	line := 0
+	for sc.Scan() {
+		line++
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || strings.HasPrefix(s, "#") {
+			continue
+		}
+		if _, err := repository.ParseRecipients([]string{s}); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		out = append(out, s)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(out) == 0 {
+		return nil, newUsageError(fmt.Errorf("--recipients-file %s holds no age public key", path), "add one age1... public key per line")
+	}
+	return out, nil
+}

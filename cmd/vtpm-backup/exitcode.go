@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/keys"
+)
+
+// Exit statuses, documented in the root command's help (EXIT STATUS) and in
+// README.md. Scripts depend on them: never renumber.
+const (
+	exitOK       = 0 // the command did what was asked
+	exitFailed   = 1 // it failed (I/O, network, corrupt data, ...)
+	exitUsage    = 2 // bad command line or bad input: fix the invocation
+	exitNotReady = 3 // refused or not ready: e.g. a key is missing on the target vCenter
+)
+
+// exitStatusHelp is the EXIT STATUS section of the root command's help.
+const exitStatusHelp = `EXIT STATUS
+  0  success
+  1  failure (I/O, network, storage or vCenter error, corrupt data)
+  2  usage error or bad input (unknown flag, bad --repo URL, bad recipient,
+     bad chunk size, repository already initialized)
+  3  refused or not ready (a key a backup depends on is not available on the
+     target vCenter; an audit found a VM that cannot be restored)`
+
+// errUsage marks errors in how the command was invoked (exit 2). Create them
+// with usageErrorf or newUsageError.
+var errUsage = errors.New("usage error")
+
+// errNotReady marks a refusal because something the operation needs is not
+// there (exit 3), e.g. an audit that found a VM that cannot be restored.
+var errNotReady = errors.New("not ready")
+
+// usageError is a mistake in the command line, printed verbatim with a hint.
+type usageError struct {
+	err  error
+	hint string
+}
+
+func (e *usageError) Error() string        { return e.err.Error() }
+func (e *usageError) Unwrap() error        { return e.err }
+func (e *usageError) Is(target error) bool { return target == errUsage }
+
+// Hint implements ui.Hinter.
+func (e *usageError) Hint() string { return e.hint }
+
+// newUsageError marks err as a usage error with a hint (may be empty).
+func newUsageError(err error, hint string) error {
+	return &usageError{err: err, hint: hint}
+}
+
+// exitRule maps errors matching target (errors.Is) to an exit status.
+type exitRule struct {
+	target error
+	code   int
+}
+
+// exitCode returns the exit status for the error a command returned: the
+// first rule of exitRules that matches, else exitFailed. Flag parsing errors
+// are usage errors (exit 2) whatever path they took.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	for _, r := range exitRules() {
+		if errors.Is(err, r.target) {
+			return r.code
+		}
+	}
+	var (
+		notExist *pflag.NotExistError
+		required *pflag.ValueRequiredError
+		invalid  *pflag.InvalidValueError
+		syntax   *pflag.InvalidSyntaxError
+	)
+	if errors.As(err, &notExist) || errors.As(err, &required) || errors.As(err, &invalid) || errors.As(err, &syntax) {
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// exitRules lists the sentinel errors of the packages the commands call and
+// the exit status each means; the first match wins. Add a line when a
+// package gains a sentinel a user can act on.
+func exitRules() []exitRule {
+	return []exitRule{
+		{errUsage, exitUsage},
+		{errNotReady, exitNotReady},
+		{repository.ErrBadRecipient, exitUsage},
+		{repository.ErrBadChunkSize, exitUsage},
+		{repository.ErrAlreadyInitialized, exitUsage},
+		{keys.ErrKeyNotAvailable, exitNotReady},
+	}
+}

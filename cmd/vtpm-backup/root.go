@@ -1,0 +1,243 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/ui"
+)
+
+// newRootCommand builds the whole command tree writing to stdout and stderr.
+// The returned options are filled in when the command line is parsed.
+func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
+	g := &globalOptions{stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
+	root := &cobra.Command{
+		Use:   "vtpm-backup",
+		Short: "Back up and restore vSphere VMs that have a virtual TPM",
+		Long: `vtpm-backup backs up and restores VMware vSphere VMs with a virtual TPM (vTPM).
+
+A vTPM keeps its state in the VM's .nvram file, and its home files are
+encrypted with a key from a vSphere key provider. vtpm-backup copies every
+home file and disk into a compressed, deduplicated repository (S3 or a local
+directory) encrypted to age public keys, records which keys the VM needs, and
+refuses to restore where those keys are missing.
+
+Repository URLs (--repo or VTPM_BACKUP_REPO):
+  /path, file:///path                    a local directory
+  s3://host[:port]/bucket/prefix         S3 over HTTPS
+  s3+http://host:port/bucket/prefix      S3 over plain HTTP (test servers)
+S3 credentials come from the usual AWS variables and files
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...).
+
+vCenter connection flags fall back to govc's environment (GOVC_URL,
+GOVC_USERNAME, GOVC_PASSWORD, GOVC_INSECURE, GOVC_TLS_CA_CERTS,
+GOVC_DATACENTER); a flag on the command line wins over the environment.
+There is no password flag: use --password-file or GOVC_PASSWORD.
+
+` + exitStatusHelp,
+		Example: `  vtpm-backup init --repo /srv/vtpm-repo --generate-identity ~/vtpm-backup.key
+  VTPM_BACKUP_REPO=s3://s3.example.com/backups/vtpm vtpm-backup init --recipient age1...
+  vtpm-backup version --json`,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		DisableAutoGenTag: true,
+		// Unknown subcommands reach RunE (instead of cobra's own check) so
+		// they become usage errors with exit status 2.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return unknownCommand(cmd, args[0])
+			}
+			return cmd.Help()
+		},
+		// Commands must not define their own PersistentPreRunE: cobra would
+		// run theirs instead of this one.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.prepare(cmd.Flags())
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SuggestionsMinimumDistance = 2
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return newUsageError(err, fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath()))
+	})
+	g.AddFlags(root.PersistentFlags())
+
+	root.AddCommand(
+		newInitCommand(g),
+		newVersionCommand(g),
+	)
+	return root, g
+}
+
+// unknownCommand is the usage error for "vtpm-backup NAME" when there is no
+// command NAME, with cobra's spelling suggestions.
+func unknownCommand(root *cobra.Command, name string) error {
+	hint := fmt.Sprintf("run '%s --help' for the list of commands", root.CommandPath())
+	if s := root.SuggestionsFor(name); len(s) > 0 {
+		hint = fmt.Sprintf("did you mean %q? %s", s[0], hint)
+	}
+	return newUsageError(fmt.Errorf("unknown command %q", name), hint)
+}
+
+// noArgs is cobra.NoArgs returning a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return newUsageError(fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), strings.Join(args, " ")),
+			fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath()))
+	}
+	return nil
+}
+
+// globalOptions are the flags every command has: repository, vCenter
+// connection and output. Commands receive them by pointer and read them in
+// RunE, after parsing.
+type globalOptions struct {
+	Repo       string
+	S3Insecure bool
+	S3CAFile   string
+	S3Region   string
+
+	VCenter vcenterOptions
+
+	JSON       bool
+	LogLevel   string
+	NoProgress bool
+
+	stdout, stderr io.Writer
+	// lookupEnv reads the environment (os.LookupEnv; tests inject a map).
+	lookupEnv func(string) (string, bool)
+}
+
+// vcenterOptions say how to reach vCenter, like govc's ClientFlag.
+type vcenterOptions struct {
+	URL          string
+	Username     string
+	PasswordFile string
+	Insecure     bool
+	CACerts      string
+	Datacenter   string
+}
+
+// AddFlags registers the global flags on fs (the root's persistent flags).
+func (g *globalOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&g.Repo, "repo", "", "repository `URL`: /path, file:///path, s3://host/bucket/prefix, s3+http://host:port/bucket/prefix (env VTPM_BACKUP_REPO)")
+	fs.BoolVar(&g.S3Insecure, "s3-insecure", false, "do not verify the S3 endpoint's TLS certificate")
+	fs.StringVar(&g.S3CAFile, "s3-ca-file", "", "PEM `file` of CA certificates to trust for the S3 endpoint")
+	fs.StringVar(&g.S3Region, "s3-region", "", "S3 `region` to sign requests for (default: from the AWS environment, else us-east-1)")
+
+	fs.StringVar(&g.VCenter.URL, "url", "", "vCenter `URL` or host name (env GOVC_URL)")
+	fs.StringVar(&g.VCenter.Username, "username", "", "vCenter user `name` (env GOVC_USERNAME)")
+	fs.StringVar(&g.VCenter.PasswordFile, "password-file", "", "read the vCenter password from `file` (else env GOVC_PASSWORD)")
+	fs.BoolVar(&g.VCenter.Insecure, "insecure", false, "do not verify the vCenter TLS certificate (env GOVC_INSECURE)")
+	fs.StringVar(&g.VCenter.CACerts, "ca-certs", "", "PEM `file` of CA certificates to trust for vCenter (env GOVC_TLS_CA_CERTS)")
+	fs.StringVar(&g.VCenter.Datacenter, "datacenter", "", "datacenter `name` or path (env GOVC_DATACENTER)")
+
+	fs.BoolVar(&g.JSON, "json", false, "print one JSON object per line (stable field names, for scripts and monitoring)")
+	fs.StringVar(&g.LogLevel, "log-level", "warn", "log `level` on stderr: "+ui.LogLevels)
+	fs.BoolVar(&g.NoProgress, "no-progress", false, "do not show progress bars")
+}
+
+// envBinding ties a flag to the environment variable it falls back to.
+type envBinding struct {
+	flag, env string
+}
+
+// envBindings is the one place that says which flag reads which variable.
+func envBindings() []envBinding {
+	return []envBinding{
+		{"repo", "VTPM_BACKUP_REPO"},
+		{"url", "GOVC_URL"},
+		{"username", "GOVC_USERNAME"},
+		{"insecure", "GOVC_INSECURE"},
+		{"ca-certs", "GOVC_TLS_CA_CERTS"},
+		{"datacenter", "GOVC_DATACENTER"},
+	}
+}
+
+// applyEnv sets every flag of fs that was not given on the command line from
+// its environment variable, when that is set and not empty: a flag always
+// wins over the environment.
+func applyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	for _, b := range envBindings() {
+		f := fs.Lookup(b.flag)
+		if f == nil || f.Changed {
+			continue
+		}
+		v, ok := lookup(b.env)
+		if !ok || v == "" {
+			continue
+		}
+		if err := f.Value.Set(v); err != nil {
+			return newUsageError(fmt.Errorf("environment variable %s=%q: %w", b.env, v, err),
+				fmt.Sprintf("fix or unset %s, or pass --%s", b.env, b.flag))
+		}
+	}
+	return nil
+}
+
+// prepare resolves the environment fallbacks and checks the global flags;
+// it runs before every command.
+func (g *globalOptions) prepare(fs *pflag.FlagSet) error {
+	if err := applyEnv(fs, g.lookupEnv); err != nil {
+		return err
+	}
+	if _, err := ui.ParseLogLevel(g.LogLevel); err != nil {
+		return newUsageError(fmt.Errorf("--log-level: %w", err), "")
+	}
+	return nil
+}
+
+// printer returns the text or JSON printer chosen by --json.
+func (g *globalOptions) printer() ui.Printer {
+	return ui.NewPrinter(g.stdout, g.stderr, g.JSON)
+}
+
+// progress returns progress bars on stderr, unless --no-progress or --json
+// is given or stderr is not a terminal.
+func (g *globalOptions) progress() ui.Progress {
+	return ui.NewProgress(g.stderr, !g.NoProgress && !g.JSON)
+}
+
+// logger returns the slog logger on stderr at --log-level.
+func (g *globalOptions) logger() *slog.Logger {
+	lvl, err := ui.ParseLogLevel(g.LogLevel)
+	if err != nil {
+		lvl = slog.LevelWarn
+	}
+	return ui.NewLogger(g.stderr, lvl, g.JSON)
+}
+
+// vcenterPassword returns the vCenter password from --password-file (its
+// first line) or else GOVC_PASSWORD; "" when neither is set. The password
+// never appears in errors.
+func (g *globalOptions) vcenterPassword() (string, error) {
+	if g.VCenter.PasswordFile != "" {
+		data, err := os.ReadFile(g.VCenter.PasswordFile)
+		if err != nil {
+			return "", newUsageError(fmt.Errorf("read --password-file: %w", err), "pass a readable file holding the vCenter password")
+		}
+		line, _, _ := strings.Cut(string(data), "\n")
+		return strings.TrimRight(line, "\r"), nil
+	}
+	if v, ok := g.lookupEnv("GOVC_PASSWORD"); ok {
+		return v, nil
+	}
+	return "", nil
+}
+
+// requireRepo returns --repo or a usage error saying how to give it.
+func (g *globalOptions) requireRepo() (string, error) {
+	if g.Repo == "" {
+		return "", newUsageError(fmt.Errorf("no repository given"), "pass --repo URL or set VTPM_BACKUP_REPO")
+	}
+	return g.Repo, nil
+}
