@@ -25,4 +25,26 @@
 //     crypto simulator (registered here by a blank import) does.
 //   - layoutEx only changes on RefreshStorageInfo; the fixture calls it after
 //     uploading content.
+//   - RegisterVM_Task does not read the .vmx (it registers a blank bios,
+//     vmx-13 VM) and requires "<registration name>.nvram" and vmware.log.
+//     NewEnv wraps every VM folder existing at start (registeringFolder) so
+//     that registration parses the vmx (firmware, virtualHW.version, secure
+//     boot, nvram, vtpm.present, scsiX:Y disks with their capacity from the
+//     descriptor, encryption.keySafe) and applies it with a reconfigure,
+//     like ESXi. It refuses an encrypted vmx whose key the crypto manager
+//     does not have with EncryptionKeyRequired (an InvalidState) and leaves
+//     no VM behind. The simulator's file demands are met for the duration of
+//     the call (a hard link <name>.nvram to the vmx's nvram, removed after;
+//     an empty vmware.log, kept since the simulator logs into it). Folders
+//     created later are not wrapped; moving VMs between wrapped folders
+//     (MoveIntoFolder, Relocate with a folder) is not supported by the
+//     simulator then, because it type-asserts *simulator.Folder.
+//   - Snapshots create no delta disk in the simulator (no NAME-000001.vmdk,
+//     backings unchanged). Delta emulation is NOT provided: wrapping a
+//     simulator VM breaks the simulator's own snapshot code
+//     (RemoveSnapshot_Task type-asserts *simulator.VirtualMachine and would
+//     panic), and registry handlers run without the VM lock. Code that
+//     handles ESXi deltas must be tested with layouts built by hand.
+//   - Fault rules (InjectFault) cover SOAP methods only, not the datastore
+//     HTTP file service.
 package vspheretest

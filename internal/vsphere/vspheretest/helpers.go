@@ -1,0 +1,86 @@
+package vspheretest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// ReadFile downloads a (small) datastore file whole; for test assertions.
+func (e *Env) ReadFile(ctx context.Context, ds, p string) ([]byte, error) {
+	rc, _, err := e.Client.Download(ctx, ds, p, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("read [%s] %s: %w", ds, p, err)
+	}
+	return b, nil
+}
+
+// RemoveNvram deletes the VM's .nvram, the failure a backup must refuse to
+// turn into a "successful" backup.
+func (e *Env) RemoveNvram(ctx context.Context, v *VTPMVM) error {
+	return e.Client.DeleteFile(ctx, v.Datastore, v.NvramPath)
+}
+
+// DeleteVM destroys the VM and its files (the "site burned" case).
+func (e *Env) DeleteVM(ctx context.Context, v *VTPMVM) error {
+	return e.Client.Destroy(ctx, v.VM)
+}
+
+// Fault names a SOAP method to fail, for InjectFault.
+type Fault struct {
+	Method     string // e.g. "CreateSnapshot_Task", "RemoveSnapshot_Task"
+	ObjectType string // e.g. "VirtualMachine"; empty: any
+	ObjectName string // e.g. the VM name; empty: any
+	// Fault is the vSphere fault returned; default types.InvalidState.
+	Fault types.BaseMethodFault
+	// Count limits the number of injections; 0 means always.
+	Count int
+}
+
+// InjectFault makes the simulator answer matching SOAP calls with a fault,
+// through the simulator's fault rules. The datastore HTTP file service is not
+// covered by them. ClearFaults removes all rules.
+func (e *Env) InjectFault(f Fault) {
+	rule := &simulator.FaultInjectionRule{
+		MethodName:  f.Method,
+		ObjectType:  "*",
+		ObjectName:  "*",
+		Probability: 1,
+		FaultType:   simulator.FaultTypeCustom,
+		Fault:       f.Fault,
+		MaxCount:    f.Count,
+		Enabled:     true,
+	}
+	if f.ObjectType != "" {
+		rule.ObjectType = f.ObjectType
+	}
+	if f.ObjectName != "" {
+		rule.ObjectName = f.ObjectName
+	}
+	if rule.Fault == nil {
+		rule.Fault = &types.InvalidState{}
+	}
+	e.Model.Service.AddFaultRule(rule)
+}
+
+// ClearFaults removes every injected fault.
+func (e *Env) ClearFaults() { e.Model.Service.ClearFaultRules() }
+
+// MustCreateVTPMVM is CreateVTPMVM failing the test on error.
+func (e *Env) MustCreateVTPMVM(t testing.TB, o VMOptions) *VTPMVM {
+	t.Helper()
+	v, err := e.CreateVTPMVM(context.Background(), o)
+	if err != nil {
+		t.Fatalf("create vTPM VM %s: %v", o.Name, err)
+	}
+	return v
+}
