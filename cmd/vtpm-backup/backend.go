@@ -2,21 +2,25 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/location"
 	"github.com/vtpm-backup/vtpm-backup/storage"
-	"github.com/vtpm-backup/vtpm-backup/storage/local"
 )
 
-// openBackend opens the storage named by --repo (or VTPM_BACKUP_REPO).
+// openBackend opens the storage named by --repo (or VTPM_BACKUP_REPO) with
+// the --s3-* options. A malformed URL is location.ErrBadLocation (exit 2).
 func (g *globalOptions) openBackend(ctx context.Context) (storage.Backend, error) {
 	repo, err := g.requireRepo()
 	if err != nil {
 		return nil, err
 	}
-	if strings.Contains(repo, "://") && !strings.HasPrefix(repo, "file://") {
-		return nil, newUsageError(fmt.Errorf("repository %q: only local directories are supported yet", repo), "")
+	loc, err := location.Parse(repo)
+	if err != nil {
+		return nil, err
 	}
-	return local.New(strings.TrimPrefix(repo, "file://"))
+	return location.Open(ctx, loc, location.S3Options{
+		Insecure: g.S3Insecure,
+		CAFile:   g.S3CAFile,
+		Region:   g.S3Region,
+	})
 }

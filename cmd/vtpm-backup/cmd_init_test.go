@@ -162,6 +162,8 @@ func TestInitBadInput(t *testing.T) {
 	}{
 		{"no repo", []string{"init", "--recipient", good}, "VTPM_BACKUP_REPO", ""},
 		{"bad repo URL", []string{"init", "--repo", "ftp://example.com/x", "--recipient", good}, "ftp://example.com/x", ""},
+		{"repo URL without bucket", []string{"init", "--repo", "s3://s3.example.com", "--recipient", good}, "no bucket", ""},
+		{"repo URL with credentials", []string{"init", "--repo", "s3://AKIA:hunter2@s3.example.com/b/p", "--recipient", good}, "credentials", "hunter2"},
 		{"no recipient", []string{"init", "--repo", repo}, "--generate-identity", ""},
 		{"bad recipient", []string{"init", "--repo", repo, "--recipient", "age1notakey"}, "age1notakey", ""},
 		{"private key as recipient", []string{"init", "--repo", repo, "--recipient", secret.String()}, "private key", secret.String()},

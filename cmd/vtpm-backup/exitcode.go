@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/location"
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/keys"
 )
@@ -90,6 +91,7 @@ func exitRules() []exitRule {
 	return []exitRule{
 		{errUsage, exitUsage},
 		{errNotReady, exitNotReady},
+		{location.ErrBadLocation, exitUsage},
 		{repository.ErrBadRecipient, exitUsage},
 		{repository.ErrBadChunkSize, exitUsage},
 		{repository.ErrAlreadyInitialized, exitUsage},

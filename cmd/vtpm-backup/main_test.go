@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/location"
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/keys"
 )
@@ -60,6 +61,7 @@ func TestExitCode(t *testing.T) {
 		{"wrapped usage", fmt.Errorf("init: %w", newUsageError(errors.New("x"), "")), exitUsage},
 		{"errUsage sentinel", fmt.Errorf("%w: bad", errUsage), exitUsage},
 		{"not ready", fmt.Errorf("audit: %w", errNotReady), exitNotReady},
+		{"bad location", fmt.Errorf("%w: x", location.ErrBadLocation), exitUsage},
 		{"bad recipient", fmt.Errorf("%w: x", repository.ErrBadRecipient), exitUsage},
 		{"bad chunk size", fmt.Errorf("%w: x", repository.ErrBadChunkSize), exitUsage},
 		{"already initialized", fmt.Errorf("%w: x", repository.ErrAlreadyInitialized), exitUsage},
