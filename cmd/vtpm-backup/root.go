@@ -132,7 +132,7 @@ func (g *globalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&g.Repo, "repo", "", "repository `URL`: /path, file:///path, s3://host/bucket/prefix, s3+http://host:port/bucket/prefix (env VTPM_BACKUP_REPO)")
 	fs.BoolVar(&g.S3Insecure, "s3-insecure", false, "do not verify the S3 endpoint's TLS certificate")
 	fs.StringVar(&g.S3CAFile, "s3-ca-file", "", "PEM `file` of CA certificates to trust for the S3 endpoint")
-	fs.StringVar(&g.S3Region, "s3-region", "", "S3 `region` to sign requests for (default: from the AWS environment, else us-east-1)")
+	fs.StringVar(&g.S3Region, "s3-region", "", "S3 `region` to sign requests for (default: AWS_REGION, else asked from the bucket)")
 
 	fs.StringVar(&g.VCenter.URL, "url", "", "vCenter `URL` or host name (env GOVC_URL)")
 	fs.StringVar(&g.VCenter.Username, "username", "", "vCenter user `name` (env GOVC_USERNAME)")
