@@ -18,7 +18,7 @@ const buildTimeout = 10 * time.Minute
 // silently skipped the S3 tests would prove nothing.
 func StartT(t testing.TB) *Server {
 	t.Helper()
-	s, err := StartOrSkip(t.Context())
+	s, err := StartDefault(t.Context())
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) && !InCI() {
 			t.Skipf("S3 tests skipped: %v (set %s to a versitygw binary, or install Go)", err, EnvBinary)
@@ -29,10 +29,10 @@ func StartT(t testing.TB) *Server {
 	return s
 }
 
-// StartOrSkip is Start with default options and a bounded build time, for
+// StartDefault is Start with default options and a bounded build time, for
 // TestMain functions that cannot use StartT: on an ErrUnavailable error
 // outside CI they should print it and skip their S3 tests, in CI fail.
-func StartOrSkip(ctx context.Context) (*Server, error) {
+func StartDefault(ctx context.Context) (*Server, error) {
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	return Start(ctx, Options{})

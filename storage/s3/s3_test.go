@@ -28,7 +28,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	s, err := s3server.StartOrSkip(context.Background())
+	s, err := s3server.StartDefault(context.Background())
 	switch {
 	case err == nil:
 		server = s
