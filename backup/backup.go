@@ -1,0 +1,371 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmware/govmomi/object"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/keys"
+)
+
+// SnapshotPrefix names our snapshots; stale ones with this prefix are
+// swept at the start of the next backup of the VM.
+const SnapshotPrefix = "vtpm-backup-"
+
+// ErrNoNvram: a vTPM VM's .nvram could not be backed up. Such a backup
+// would restore a VM whose TPM secrets are gone, so it is a failure.
+var ErrNoNvram = errors.New("vTPM VM without .nvram")
+
+// cleanupTimeout bounds snapshot removal after a failure or Ctrl-C.
+const cleanupTimeout = 10 * time.Minute
+
+// Options tune a backup run.
+type Options struct {
+	// Workers is the number of chunk workers per VM (hash, compress,
+	// encrypt, upload). Default 2.
+	Workers int
+	// Parallel is the number of VMs backed up at once. Default 1.
+	Parallel int
+	// IncludeLogs adds vmware*.log files.
+	IncludeLogs bool
+	// Quiesce asks VMware Tools to quiesce the guest file systems.
+	Quiesce bool
+	// DryRun lists what would be backed up and touches nothing.
+	DryRun bool
+	// ToolVersion goes into manifests.
+	ToolVersion string
+	// Now overrides the clock (tests).
+	Now func() time.Time
+}
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+// PlannedFile is one file a backup copies (dry run output and results).
+type PlannedFile struct {
+	Path string `json:"path"`
+	Type string `json:"type"`
+	Size int64  `json:"size"`
+}
+
+// Result is the outcome of one VM's backup.
+type Result struct {
+	VM       string    `json:"vm"`
+	MoRef    string    `json:"moref,omitempty"`
+	BackupID string    `json:"backup_id,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Stats
+	// Files and Keys are filled for dry runs and successful backups.
+	Files    []PlannedFile        `json:"files,omitempty"`
+	Keys     []repository.KeyInfo `json:"keys,omitempty"`
+	Warnings []string             `json:"warnings,omitempty"`
+	// SweptSnapshots names stale snapshots of ours that were removed.
+	SweptSnapshots []string             `json:"swept_snapshots,omitempty"`
+	Manifest       *repository.Manifest `json:"-"`
+	Err            error                `json:"-"`
+}
+
+// Backuper backs up VMs of one vCenter into one repository.
+type Backuper struct {
+	client *vsphere.Client
+	repo   *repository.Repository
+	opts   Options
+	events Events
+	index  *repository.Index
+
+	prevMu sync.Mutex
+	prev   map[string]*repository.Manifest // latest manifest by VM instance UUID
+}
+
+// New returns a Backuper. Events may be nil.
+func New(c *vsphere.Client, repo *repository.Repository, opts Options, events Events) *Backuper {
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 1
+	}
+	if events == nil {
+		events = NopEvents{}
+	}
+	return &Backuper{client: c, repo: repo, opts: opts, events: events, index: repository.NewIndex()}
+}
+
+// loadPrevious reads the repository's manifests once per run and keeps each
+// VM's latest, whose chunks need not be uploaded again. Unreadable
+// manifests are skipped: they only cost re-uploading.
+func (b *Backuper) loadPrevious(ctx context.Context) error {
+	b.prevMu.Lock()
+	defer b.prevMu.Unlock()
+	if b.prev != nil {
+		return nil
+	}
+	ids, err := b.repo.ListBackupIDs(ctx)
+	if err != nil {
+		return err
+	}
+	b.prev = map[string]*repository.Manifest{}
+	for _, res := range b.repo.ReadManifests(ctx, ids) {
+		if res.Err != nil {
+			continue
+		}
+		m := res.Manifest
+		key := vmKey(m.VM.InstanceUUID, m.VM.Name)
+		if old, ok := b.prev[key]; !ok || old.BackupID < m.BackupID {
+			b.prev[key] = m
+		}
+	}
+	return nil
+}
+
+func vmKey(instanceUUID, name string) string {
+	if instanceUUID != "" {
+		return "uuid:" + instanceUUID
+	}
+	return "name:" + name
+}
+
+// BackupVM backs up one VM. It always returns a Result; Result.Err tells
+// whether it failed.
+func (b *Backuper) BackupVM(ctx context.Context, vm *object.VirtualMachine) *Result {
+	res := &Result{VM: vm.Reference().Value, MoRef: vm.Reference().Value, Started: b.opts.now().UTC()}
+	res.Err = b.backupVM(ctx, vm, res)
+	res.Finished = b.opts.now().UTC()
+	b.events.VMDone(res)
+	return res
+}
+
+func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res *Result) (err error) {
+	info, err := b.client.VMInfo(ctx, vm)
+	if err != nil {
+		return err
+	}
+	res.VM = info.Name
+	if !b.opts.DryRun {
+		b.events.Status(info.Name, "sweeping stale snapshots")
+		swept, err := b.client.SweepSnapshots(ctx, vm, SnapshotPrefix)
+		if err != nil {
+			return fmt.Errorf("VM %s: remove stale %s* snapshots: %w", info.Name, SnapshotPrefix, err)
+		}
+		res.SweptSnapshots = swept
+		if len(swept) > 0 {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("removed %d stale snapshot(s) left by an interrupted backup: %s", len(swept), strings.Join(swept, ", ")))
+			if info, err = b.client.VMInfo(ctx, vm); err != nil {
+				return err
+			}
+		}
+	}
+
+	vmKeys, err := keys.Capture(ctx, b.client.Vim25(), info.Raw.Config)
+	if err != nil {
+		// The key IDs come from the VM config and are always recorded;
+		// only the providers' types are missing.
+		vmKeys = keys.FromVMConfig(info.Raw.Config)
+		res.Warnings = append(res.Warnings, fmt.Sprintf("key providers could not be read (provider types not recorded): %v", err))
+	}
+	if vmKeys.VMKey != nil {
+		if ks, ok := vmKeys.EncryptionExtraConfig["encryption.keySafe"]; ok {
+			if err := keys.VerifyKeySafe(*vmKeys.VMKey, ks); err != nil {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("encryption.keySafe does not match config.keyId: %v", err))
+			}
+		}
+	}
+	res.Keys = keyInfos(vmKeys)
+
+	files, err := selectFiles(info.Raw, b.opts.IncludeLogs)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		res.Files = append(res.Files, PlannedFile{Path: f.String(), Type: f.Type, Size: f.Size})
+	}
+	if info.VTPM && !hasType(files, repository.FileNvram) {
+		return fmt.Errorf("%w: VM %s has a virtual TPM but vCenter lists no .nvram file in its home folder %s: the TPM state cannot be backed up; check the VM's files", ErrNoNvram, info.Name, info.HomeFolder())
+	}
+	if b.opts.DryRun {
+		return nil
+	}
+
+	if err := b.loadPrevious(ctx); err != nil {
+		return err
+	}
+	b.prevMu.Lock()
+	prev := b.prev[vmKey(info.InstanceUUID, info.Name)]
+	b.prevMu.Unlock()
+	if prev != nil {
+		b.index.AddManifest(prev)
+	}
+
+	var total int64
+	for _, f := range files {
+		total += f.Size
+	}
+	b.events.VMStarted(info.Name, total)
+	backupID := repository.NewBackupID(res.Started)
+	p := newPipeline(b.repo, b.index, b.opts.Workers, func(n int64) { b.events.Progress(info.Name, n) })
+	defer p.close()
+	defer func() { res.Stats = p.stats() }()
+
+	var stored []repository.File
+	storeFiles := func(home bool) error {
+		for _, f := range files {
+			if f.Home != home {
+				continue
+			}
+			b.events.Status(info.Name, "copying "+f.String())
+			mf, err := b.storeFile(ctx, p, f)
+			if err != nil {
+				if f.Type == repository.FileNvram && errors.Is(err, vsphere.ErrFileNotFound) {
+					return fmt.Errorf("%w: VM %s: %s is missing on the datastore: the TPM state cannot be backed up", ErrNoNvram, info.Name, f)
+				}
+				return fmt.Errorf("VM %s: %w", info.Name, err)
+			}
+			stored = append(stored, mf)
+		}
+		return nil
+	}
+	if err := storeFiles(true); err != nil {
+		return err
+	}
+
+	snapName := SnapshotPrefix + backupID
+	b.events.Status(info.Name, "creating snapshot "+snapName)
+	snap, err := b.client.CreateSnapshot(ctx, vm, snapName, "vtpm-backup: temporary snapshot, removed when the backup ends", b.opts.Quiesce)
+	if err != nil {
+		return fmt.Errorf("VM %s: %w", info.Name, err)
+	}
+	snapRemoved := false
+	defer func() {
+		if snapRemoved {
+			return
+		}
+		// A fresh context: the run's may be cancelled (Ctrl-C), and the
+		// snapshot must still go.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if rerr := b.client.RemoveSnapshot(cctx, vm, snap); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("VM %s: remove snapshot %s (the next backup of this VM removes it): %w", info.Name, snapName, rerr))
+		}
+	}()
+	if err := storeFiles(false); err != nil {
+		return err
+	}
+	b.events.Status(info.Name, "removing snapshot "+snapName)
+	if err := b.client.RemoveSnapshot(ctx, vm, snap); err != nil {
+		return fmt.Errorf("VM %s: remove snapshot %s: %w", info.Name, snapName, err)
+	}
+	snapRemoved = true
+
+	m := &repository.Manifest{
+		BackupID:    backupID,
+		ToolVersion: b.opts.ToolVersion,
+		Started:     res.Started,
+		Finished:    b.opts.now().UTC(),
+		ChunkSize:   b.repo.Config().ChunkSize,
+		VCenter:     repository.VCenterInfo{Host: info.VCenterHost, InstanceUUID: info.VCenterUUID},
+		VM: repository.VMInfo{
+			Name:            info.Name,
+			InventoryPath:   info.InventoryPath,
+			InstanceUUID:    info.InstanceUUID,
+			BIOSUUID:        info.UUID,
+			MoRef:           info.Ref.Value,
+			Host:            info.HostName,
+			ResourcePool:    info.PoolPath,
+			Folder:          info.FolderPath,
+			Datastore:       info.HomeDatastore,
+			HomeFolder:      info.HomeDir,
+			Firmware:        info.Firmware,
+			SecureBoot:      info.SecureBoot,
+			HardwareVersion: info.HWVersion,
+			VTPM:            info.VTPM,
+			Encrypted:       info.KeyID != nil,
+		},
+		Keys:             res.Keys,
+		EncryptionConfig: vmKeys.EncryptionExtraConfig,
+		Files:            stored,
+		Objects:          p.objects,
+	}
+	b.events.Status(info.Name, "writing manifest "+backupID)
+	if err := b.repo.WriteManifest(ctx, m); err != nil {
+		return fmt.Errorf("VM %s: %w", info.Name, err)
+	}
+	res.BackupID = backupID
+	res.Manifest = m
+	return nil
+}
+
+func (b *Backuper) storeFile(ctx context.Context, p *pipeline, f sourceFile) (repository.File, error) {
+	rc, _, err := b.client.Download(ctx, f.Datastore, f.path(), 0, -1)
+	if err != nil {
+		return repository.File{}, fmt.Errorf("read %s: %w", f, err)
+	}
+	defer rc.Close()
+	size, sum, chunks, err := p.store(ctx, rc)
+	if err != nil {
+		return repository.File{}, fmt.Errorf("back up %s: %w", f, err)
+	}
+	return repository.File{
+		Name: f.Name, Datastore: f.Datastore, Dir: f.Dir, Type: f.Type,
+		Size: size, SHA256: sum, Chunks: chunks,
+	}, nil
+}
+
+func hasType(files []sourceFile, typ string) bool {
+	for _, f := range files {
+		if f.Type == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// keyInfos turns captured keys into manifest entries, with each
+// provider's type and Native Key Provider backup state.
+func keyInfos(k keys.VMKeys) []repository.KeyInfo {
+	var out []repository.KeyInfo
+	for _, ref := range k.Refs() {
+		ki := repository.KeyInfo{KeyID: ref.KeyID, ProviderID: ref.ProviderID, Use: ref.Use, ProviderType: string(keys.ProviderUnknown)}
+		if p, ok := k.Provider(ref.ProviderID); ok {
+			ki.ProviderType = string(p.Type)
+			ki.NKPBackedUp = p.BackedUp
+		}
+		out = append(out, ki)
+	}
+	return out
+}
+
+// VMKeysFromManifest rebuilds the key facts a restore or audit checks from
+// a manifest.
+func VMKeysFromManifest(m *repository.Manifest) keys.VMKeys {
+	k := keys.VMKeys{
+		VTPM: m.VM.VTPM, Firmware: m.VM.Firmware, SecureBoot: m.VM.SecureBoot,
+		HardwareVersion: m.VM.HardwareVersion, Encrypted: m.VM.Encrypted,
+		EncryptionExtraConfig: m.EncryptionConfig,
+	}
+	seen := map[string]bool{}
+	for _, ki := range m.Keys {
+		ref := keys.KeyRef{KeyID: ki.KeyID, ProviderID: ki.ProviderID, Use: ki.Use}
+		if ki.Use == keys.UseVM && k.VMKey == nil {
+			k.VMKey = &ref
+		} else {
+			k.DiskKeys = append(k.DiskKeys, ref)
+		}
+		if !seen[ki.ProviderID] {
+			seen[ki.ProviderID] = true
+			k.Providers = append(k.Providers, keys.Provider{ID: ki.ProviderID, Type: keys.ProviderType(ki.ProviderType), BackedUp: ki.NKPBackedUp})
+		}
+	}
+	return k
+}

@@ -1,0 +1,331 @@
+package backup_test
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/vtpm-backup/vtpm-backup/backup"
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
+)
+
+type fixture struct {
+	env  *vspheretest.Env
+	be   *storagetest.Faulty
+	repo *repository.Repository
+	id   *age.X25519Identity
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	env := vspheretest.Start(t)
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := storagetest.NewFaulty(storagetest.NewMemory())
+	repo, err := repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{id.Recipient().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{env: env, be: be, repo: repo, id: id}
+}
+
+func (f *fixture) vm(t *testing.T, name string, seed uint64) *vspheretest.VTPMVM {
+	t.Helper()
+	vm, err := f.env.CreateVTPMVM(t.Context(), vspheretest.VMOptions{Name: name, Seed: seed, DiskSize: 32 << 20})
+	if err != nil {
+		t.Fatalf("create VM %s: %v", name, err)
+	}
+	return vm
+}
+
+func (f *fixture) ourSnapshots(t *testing.T, vm *vspheretest.VTPMVM) []string {
+	t.Helper()
+	snaps, err := f.env.Client.FindSnapshots(t.Context(), vm.VM, backup.SnapshotPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range snaps {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+func (f *fixture) manifests(t *testing.T) []string {
+	t.Helper()
+	ids, err := f.repo.ListBackupIDs(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func TestBackupVTPMVM(t *testing.T) {
+	f := newFixture(t)
+	vm := f.vm(t, "win11-vtpm", 1)
+	b := backup.New(f.env.Client, f.repo, backup.Options{Workers: 2, ToolVersion: "test"}, nil)
+	res := b.BackupVM(t.Context(), vm.VM)
+	if res.Err != nil {
+		t.Fatalf("backup: %v", res.Err)
+	}
+	m, err := f.repo.ReadManifest(t.Context(), res.BackupID)
+	if err != nil {
+		t.Fatalf("read manifest: %v", err)
+	}
+	if !m.VM.VTPM || m.VM.Firmware != "efi" || !m.VM.Encrypted || m.VM.Name != vm.Name || m.VM.InstanceUUID == "" || m.VCenter.InstanceUUID == "" {
+		t.Fatalf("manifest VM facts: %+v %+v", m.VM, m.VCenter)
+	}
+	if len(m.Keys) == 0 || m.Keys[0].KeyID != vm.KeyID || m.Keys[0].ProviderID != vm.ProviderID || m.Keys[0].Use != "vm" || m.Keys[0].ProviderType != "standard" {
+		t.Fatalf("manifest keys %+v, want key %s of provider %s", m.Keys, vm.KeyID, vm.ProviderID)
+	}
+	nv := m.FileByType(repository.FileNvram)
+	if len(nv) != 1 || nv[0].SHA256 != hex.EncodeToString(vm.NvramSHA256[:]) || nv[0].Size != int64(len(vm.Nvram)) {
+		t.Fatalf("nvram in manifest: %+v, want sha256 %x", nv, vm.NvramSHA256)
+	}
+	ext := m.FileByType(repository.FileDiskExtent)
+	if len(ext) != 1 || ext[0].SHA256 != hex.EncodeToString(vm.DiskSHA256[:]) || ext[0].Size != vm.DiskSize {
+		t.Fatalf("disk extent in manifest: %+v", ext)
+	}
+	if len(m.FileByType(repository.FileConfig)) == 0 || len(m.FileByType(repository.FileDiskDescriptor)) != 1 {
+		t.Fatalf("manifest misses the .vmx or the disk descriptor: %+v", m.Files)
+	}
+	if m.EncryptionConfig["encryption.keySafe"] == "" && len(res.Warnings) > 0 {
+		t.Logf("warnings: %v", res.Warnings)
+	}
+	// Every chunk is stored with the recorded size, and decrypts.
+	f.repo.SetIdentities([]age.Identity{f.id})
+	rd := f.repo.NewChunkReader()
+	defer rd.Close()
+	for id, so := range m.Objects {
+		cid, _ := repository.ParseChunkID(id)
+		if _, err := rd.Read(t.Context(), cid, &so, nil); err != nil {
+			t.Fatalf("chunk %s: %v", id, err)
+		}
+	}
+	if res.ChunksZero == 0 || res.ChunksNew == 0 {
+		t.Errorf("stats %+v: the fixture disk has zero and data regions", res.Stats)
+	}
+	if s := f.ourSnapshots(t, vm); len(s) != 0 {
+		t.Fatalf("snapshots left after success: %v", s)
+	}
+}
+
+func TestBackupIncremental(t *testing.T) {
+	f := newFixture(t)
+	vm := f.vm(t, "vm-inc", 2)
+	b := backup.New(f.env.Client, f.repo, backup.Options{}, nil)
+	if res := b.BackupVM(t.Context(), vm.VM); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	f.be.ResetCounters()
+	// A new run, as the next night's cron would start it.
+	b2 := backup.New(f.env.Client, f.repo, backup.Options{}, nil)
+	res := b2.BackupVM(t.Context(), vm.VM)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	put := f.be.PutBytes("data/")
+	if limit := vm.DiskSize / 1000; put >= limit {
+		t.Fatalf("second backup put %d bytes of chunks, want < %d (0.1%% of the disk)", put, limit)
+	}
+	if f.be.Count(storagetest.OpStat) != 0 {
+		t.Errorf("second backup asked storage about %d chunks; the previous manifest should answer", f.be.Count(storagetest.OpStat))
+	}
+	if len(f.manifests(t)) != 2 {
+		t.Fatalf("manifests: %v", f.manifests(t))
+	}
+}
+
+func TestBackupWithoutNvramFails(t *testing.T) {
+	f := newFixture(t)
+	vm := f.vm(t, "vm-no-nvram", 3)
+	if err := f.env.Client.DeleteFile(t.Context(), vm.Datastore, vm.NvramPath); err != nil {
+		t.Fatal(err)
+	}
+	res := backup.New(f.env.Client, f.repo, backup.Options{}, nil).BackupVM(t.Context(), vm.VM)
+	if !errors.Is(res.Err, backup.ErrNoNvram) || !strings.Contains(res.Err.Error(), ".nvram") {
+		t.Fatalf("backup without nvram = %v, want ErrNoNvram", res.Err)
+	}
+	if ids := f.manifests(t); len(ids) != 0 {
+		t.Fatalf("a failed backup wrote manifests %v", ids)
+	}
+}
+
+func TestSnapshotRemovedOnFailure(t *testing.T) {
+	tests := []struct {
+		name   string
+		inject func(f *fixture, cancel context.CancelFunc) backup.Events
+		want   error
+	}{
+		{"upload error", func(f *fixture, _ context.CancelFunc) backup.Events {
+			f.be.AddFault(storagetest.FailAfter(storagetest.OpPutIfAbsent, "data/", 3, errInjected))
+			return &snapshotWatch{}
+		}, errInjected},
+		{"cancelled", func(f *fixture, cancel context.CancelFunc) backup.Events {
+			return &snapshotWatch{cancel: cancel}
+		}, context.Canceled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			vm := f.vm(t, "vm-fail", 4)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			ev := tc.inject(f, cancel)
+			res := backup.New(f.env.Client, f.repo, backup.Options{}, ev).BackupVM(ctx, vm.VM)
+			if !errors.Is(res.Err, tc.want) {
+				t.Fatalf("backup = %v, want %v", res.Err, tc.want)
+			}
+			if !ev.(*snapshotWatch).snapshotTaken {
+				t.Fatal("the failure came before the snapshot: the test proves nothing")
+			}
+			if s := f.ourSnapshots(t, vm); len(s) != 0 {
+				t.Fatalf("snapshots left after failure (%v): %v", res.Err, s)
+			}
+			if ids := f.manifests(t); len(ids) != 0 {
+				t.Fatalf("a failed backup wrote manifests %v", ids)
+			}
+		})
+	}
+}
+
+var errInjected = errors.New("injected: 503 slow down")
+
+// snapshotWatch notes that our snapshot was taken and, with cancel set,
+// cancels the backup once it copies the disk, i.e. while the snapshot exists.
+type snapshotWatch struct {
+	backup.NopEvents
+	cancel        context.CancelFunc
+	once          sync.Once
+	snapshotTaken bool
+}
+
+func (c *snapshotWatch) Status(_, step string) {
+	if strings.HasPrefix(step, "creating snapshot") {
+		c.snapshotTaken = true
+	}
+	if c.cancel != nil && strings.HasPrefix(step, "copying") && strings.Contains(step, "-flat.vmdk") {
+		c.once.Do(c.cancel)
+	}
+}
+
+func TestStaleSnapshotSwept(t *testing.T) {
+	f := newFixture(t)
+	vm := f.vm(t, "vm-stale", 5)
+	if _, err := f.env.Client.CreateSnapshot(t.Context(), vm.VM, backup.SnapshotPrefix+"killed-run", "", false); err != nil {
+		t.Fatal(err)
+	}
+	res := backup.New(f.env.Client, f.repo, backup.Options{}, nil).BackupVM(t.Context(), vm.VM)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if len(res.SweptSnapshots) != 1 || res.SweptSnapshots[0] != backup.SnapshotPrefix+"killed-run" {
+		t.Fatalf("swept %v", res.SweptSnapshots)
+	}
+	if s := f.ourSnapshots(t, vm); len(s) != 0 {
+		t.Fatalf("snapshots left: %v", s)
+	}
+}
+
+func TestRunParallelWithOneFailure(t *testing.T) {
+	f := newFixture(t)
+	var names []string
+	for i := range 8 {
+		vm := f.vm(t, fmt.Sprintf("fleet-%02d", i), uint64(10+i))
+		names = append(names, vm.Name)
+		if i == 5 {
+			if err := f.env.Client.DeleteFile(t.Context(), vm.Datastore, vm.NvramPath); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b := backup.New(f.env.Client, f.repo, backup.Options{Parallel: 4}, nil)
+	results, err := b.Run(t.Context(), backup.Selection{All: true, VTPMOnly: true, Exclude: []string{"DC0_*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 8 {
+		t.Fatalf("%d results, want 8", len(results))
+	}
+	if n := backup.Failed(results); n != 1 {
+		t.Fatalf("%d failed, want 1", n)
+	}
+	for _, r := range results {
+		if (r.Err != nil) != (r.VM == "fleet-05") {
+			t.Errorf("VM %s: err %v", r.VM, r.Err)
+		}
+	}
+	if ids := f.manifests(t); len(ids) != 7 {
+		t.Fatalf("%d manifests, want 7", len(ids))
+	}
+}
+
+func TestSelection(t *testing.T) {
+	f := newFixture(t)
+	f.vm(t, "sel-a", 20)
+	f.vm(t, "sel-b", 21)
+	tests := []struct {
+		name string
+		sel  backup.Selection
+		want []string
+		err  error
+	}{
+		{"names", backup.Selection{Names: []string{"sel-b", "sel-a"}}, []string{"sel-b", "sel-a"}, nil},
+		{"vtpm only", backup.Selection{All: true, VTPMOnly: true}, []string{"sel-a", "sel-b"}, nil},
+		{"exclude", backup.Selection{All: true, VTPMOnly: true, Exclude: []string{"*-b"}}, []string{"sel-a"}, nil},
+		{"unknown name kept as failure", backup.Selection{Names: []string{"nope"}}, []string{"nope"}, nil},
+		{"nothing", backup.Selection{}, nil, backup.ErrBadSelection},
+		{"bad glob", backup.Selection{All: true, Exclude: []string{"["}}, nil, backup.ErrBadSelection},
+		{"all excluded", backup.Selection{All: true, Exclude: []string{"*"}}, nil, backup.ErrNothingSelected},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := backup.New(f.env.Client, f.repo, backup.Options{DryRun: true}, nil)
+			results, err := b.Run(t.Context(), tc.sel)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("Run = %v, want %v", err, tc.err)
+			}
+			var got []string
+			for _, r := range results {
+				got = append(got, r.VM)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("selected %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDryRunTouchesNothing(t *testing.T) {
+	f := newFixture(t)
+	vm := f.vm(t, "vm-dry", 6)
+	f.be.ResetCounters()
+	res := backup.New(f.env.Client, f.repo, backup.Options{DryRun: true}, nil).BackupVM(t.Context(), vm.VM)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if f.be.Count(storagetest.OpPut)+f.be.Count(storagetest.OpPutIfAbsent)+f.be.Count(storagetest.OpList) != 0 {
+		t.Fatal("dry run used the repository")
+	}
+	var nvram bool
+	for _, pf := range res.Files {
+		nvram = nvram || pf.Type == repository.FileNvram
+	}
+	if !nvram || len(res.Keys) == 0 || res.Keys[0].KeyID != vm.KeyID {
+		t.Fatalf("dry run plan: files %+v keys %+v", res.Files, res.Keys)
+	}
+	snaps, _ := f.env.Client.FindSnapshots(t.Context(), vm.VM, "")
+	if len(snaps) != 0 {
+		t.Fatalf("dry run took snapshots: %v", snaps)
+	}
+}

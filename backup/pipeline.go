@@ -1,0 +1,187 @@
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+)
+
+// Stats counts what a backup read and wrote.
+type Stats struct {
+	BytesRead     int64 `json:"bytes_read"`
+	BytesUploaded int64 `json:"bytes_uploaded"` // stored (compressed, encrypted) bytes put
+	ChunksNew     int64 `json:"chunks_new"`
+	ChunksKnown   int64 `json:"chunks_known"`
+	ChunksZero    int64 `json:"chunks_zero"`
+}
+
+// pipeline cuts files into fixed, aligned chunks and stores the new ones
+// with a fixed pool of workers. Memory is bounded by the buffer pool:
+// workers+2 chunk buffers, whatever the file size.
+type pipeline struct {
+	repo      *repository.Repository
+	index     *repository.Index
+	chunkSize int64
+	writers   []*repository.ChunkWriter
+	bufs      chan []byte
+	progress  func(n int64)
+
+	mu      sync.Mutex
+	objects map[string]repository.StoredObject
+
+	bytesRead, bytesUploaded            atomic.Int64
+	chunksNew, chunksKnown, chunksZeros atomic.Int64
+}
+
+func newPipeline(repo *repository.Repository, index *repository.Index, workers int, progress func(int64)) *pipeline {
+	if workers < 1 {
+		workers = 1
+	}
+	cs := repo.Config().ChunkSize
+	p := &pipeline{
+		repo:      repo,
+		index:     index,
+		chunkSize: cs,
+		bufs:      make(chan []byte, workers+2),
+		progress:  progress,
+		objects:   map[string]repository.StoredObject{},
+	}
+	for range workers {
+		p.writers = append(p.writers, repo.NewChunkWriter())
+	}
+	for range workers + 2 {
+		p.bufs <- make([]byte, cs)
+	}
+	return p
+}
+
+func (p *pipeline) close() {
+	for _, w := range p.writers {
+		w.Close()
+	}
+}
+
+func (p *pipeline) stats() Stats {
+	return Stats{
+		BytesRead:     p.bytesRead.Load(),
+		BytesUploaded: p.bytesUploaded.Load(),
+		ChunksNew:     p.chunksNew.Load(),
+		ChunksKnown:   p.chunksKnown.Load(),
+		ChunksZero:    p.chunksZeros.Load(),
+	}
+}
+
+type job struct {
+	index int
+	data  []byte
+}
+
+// store reads r to its end and returns the file's manifest entry (without
+// name and type). A failure of any worker stops the reader and the others.
+func (p *pipeline) store(ctx context.Context, r io.Reader) (size int64, sum string, chunks []string, err error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan job)
+	var (
+		mu      sync.Mutex
+		results []string
+		wg      sync.WaitGroup
+	)
+	for _, w := range p.writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				id, err := p.storeChunk(ctx, w, j.data)
+				p.bufs <- j.data[:cap(j.data)]
+				if err != nil {
+					cancel(err)
+					continue // drain jobs so the reader never blocks
+				}
+				mu.Lock()
+				results[j.index] = id
+				mu.Unlock()
+				p.progress(int64(len(j.data)))
+			}
+		}()
+	}
+
+	h := sha256.New()
+	readErr := func() error {
+		defer close(jobs)
+		for i := 0; ; i++ {
+			var buf []byte
+			select {
+			case buf = <-p.bufs:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+			n, err := io.ReadFull(r, buf[:p.chunkSize])
+			if n > 0 {
+				h.Write(buf[:n])
+				size += int64(n)
+				p.bytesRead.Add(int64(n))
+				mu.Lock()
+				results = append(results, "")
+				mu.Unlock()
+				select {
+				case jobs <- job{index: i, data: buf[:n]}:
+				case <-ctx.Done():
+					p.bufs <- buf
+					return context.Cause(ctx)
+				}
+			} else {
+				p.bufs <- buf
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}()
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil {
+		return 0, "", nil, cause
+	}
+	if readErr != nil {
+		return 0, "", nil, readErr
+	}
+	return size, hex.EncodeToString(h.Sum(nil)), results, nil
+}
+
+// storeChunk returns the chunk's manifest entry, uploading it unless it is
+// all zeros or already stored.
+func (p *pipeline) storeChunk(ctx context.Context, w *repository.ChunkWriter, data []byte) (string, error) {
+	if repository.IsZero(data) {
+		p.chunksZeros.Add(1)
+		return repository.ZeroChunk, nil
+	}
+	id := repository.ChunkID(sha256.Sum256(data))
+	so, known := p.index.Lookup(id)
+	if known {
+		p.chunksKnown.Add(1)
+	} else {
+		var err error
+		so, err = w.Put(ctx, id, data)
+		if err != nil {
+			return "", fmt.Errorf("store chunk %s: %w", id, err)
+		}
+		p.index.Add(id, so)
+		p.chunksNew.Add(1)
+		p.bytesUploaded.Add(so.StoredSize)
+	}
+	key := id.String()
+	p.mu.Lock()
+	p.objects[key] = so
+	p.mu.Unlock()
+	return key, nil
+}
