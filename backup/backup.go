@@ -182,7 +182,7 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 			}
 		}
 	}
-	res.Keys = keyInfos(vmKeys)
+	res.Keys = keys.ToManifest(vmKeys)
 
 	files, err := selectFiles(info.Raw, b.opts.IncludeLogs)
 	if err != nil {
@@ -329,43 +329,4 @@ func hasType(files []sourceFile, typ string) bool {
 		}
 	}
 	return false
-}
-
-// keyInfos turns captured keys into manifest entries, with each
-// provider's type and Native Key Provider backup state.
-func keyInfos(k keys.VMKeys) []repository.KeyInfo {
-	var out []repository.KeyInfo
-	for _, ref := range k.Refs() {
-		ki := repository.KeyInfo{KeyID: ref.KeyID, ProviderID: ref.ProviderID, Use: ref.Use, ProviderType: string(keys.ProviderUnknown)}
-		if p, ok := k.Provider(ref.ProviderID); ok {
-			ki.ProviderType = string(p.Type)
-			ki.NKPBackedUp = p.BackedUp
-		}
-		out = append(out, ki)
-	}
-	return out
-}
-
-// VMKeysFromManifest rebuilds the key facts a restore or audit checks from
-// a manifest.
-func VMKeysFromManifest(m *repository.Manifest) keys.VMKeys {
-	k := keys.VMKeys{
-		VTPM: m.VM.VTPM, Firmware: m.VM.Firmware, SecureBoot: m.VM.SecureBoot,
-		HardwareVersion: m.VM.HardwareVersion, Encrypted: m.VM.Encrypted,
-		EncryptionExtraConfig: m.EncryptionConfig,
-	}
-	seen := map[string]bool{}
-	for _, ki := range m.Keys {
-		ref := keys.KeyRef{KeyID: ki.KeyID, ProviderID: ki.ProviderID, Use: ki.Use}
-		if ki.Use == keys.UseVM && k.VMKey == nil {
-			k.VMKey = &ref
-		} else {
-			k.DiskKeys = append(k.DiskKeys, ref)
-		}
-		if !seen[ki.ProviderID] {
-			seen[ki.ProviderID] = true
-			k.Providers = append(k.Providers, keys.Provider{ID: ki.ProviderID, Type: keys.ProviderType(ki.ProviderType), BackedUp: ki.NKPBackedUp})
-		}
-	}
-	return k
 }
