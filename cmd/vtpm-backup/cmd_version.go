@@ -127,3 +127,13 @@ func formatVersion(v ui.VersionMessage) string {
 	}
 	return s + fmt.Sprintf(" built with %s for %s/%s", v.GoVersion, v.OS, v.Arch)
 }
+
+// toolVersion is the version string backups record in their manifests.
+func toolVersion() string {
+	bi, _ := debug.ReadBuildInfo()
+	v := buildVersion(version, commit, bi)
+	if v.Commit != "" && len(v.Commit) >= 12 {
+		return v.Version + " (" + v.Commit[:12] + ")"
+	}
+	return v.Version
+}

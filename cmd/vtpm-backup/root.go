@@ -74,6 +74,7 @@ There is no password flag: use --password-file or GOVC_PASSWORD.
 	root.AddCommand(
 		newInitCommand(g),
 		newVersionCommand(g),
+		newBackupCommand(g),
 	)
 	return root, g
 }

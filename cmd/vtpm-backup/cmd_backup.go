@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/vtpm-backup/vtpm-backup/backup"
+	"github.com/vtpm-backup/vtpm-backup/internal/ui"
+)
+
+// backupOptions are the flags of "vtpm-backup backup".
+type backupOptions struct {
+	All         bool
+	VTPMOnly    bool
+	Folder      string
+	Exclude     []string
+	Parallel    int
+	Workers     int
+	Quiesce     bool
+	DryRun      bool
+	IncludeLogs bool
+}
+
+// AddFlags registers the flags of the backup command.
+func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.All, "all", false, "back up every VM of the datacenter (templates excluded)")
+	fs.BoolVar(&o.VTPMOnly, "vtpm-only", false, "with --all or --folder: only VMs that have a virtual TPM")
+	fs.StringVar(&o.Folder, "folder", "", "back up every VM below this inventory `folder` (e.g. /DC1/vm/prod)")
+	fs.StringArrayVar(&o.Exclude, "exclude", nil, "skip VMs whose name matches this `glob` (e.g. 'test-*'); repeatable")
+	fs.IntVar(&o.Parallel, "parallel", 1, "back up `N` VMs at once")
+	fs.IntVar(&o.Workers, "workers", 2, "chunk workers per VM (hash, compress, encrypt, upload)")
+	fs.BoolVar(&o.Quiesce, "quiesce", false, "quiesce guest file systems with VMware Tools before the snapshot")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "list the files, sizes and keys that would be backed up; touch nothing")
+	fs.BoolVar(&o.IncludeLogs, "include-logs", false, "also back up the VM's vmware*.log files")
+}
+
+func newBackupCommand(g *globalOptions) *cobra.Command {
+	var opts backupOptions
+	cmd := &cobra.Command{
+		Use:   "backup [VM...] [--all | --folder PATH] [flags]",
+		Short: "Back up VMs, their vTPM state (.nvram) and key references",
+		Long: `Back up VMs into the repository.
+
+For each VM, vtpm-backup copies every home file (.vmx, .vmxf, .nvram, .vmsd,
+disk descriptors) before taking a snapshot named vtpm-backup-<backup id>,
+then streams every disk of the VM's chain into the repository and removes
+the snapshot, also on failure or Ctrl-C. A stale vtpm-backup-* snapshot left
+by a killed run is removed at the start of the next backup of that VM.
+
+The backup records the VM's key IDs (config.keyId and disk keys), their key
+providers and types, and whether a Native Key Provider was backed up: a
+restore checks these keys on the target vCenter before writing anything.
+A VM with a vTPM whose .nvram cannot be read fails: without it the TPM
+secrets (BitLocker, Windows Hello, Credential Guard) are lost.
+
+Disks are cut into aligned chunks; all-zero chunks are not stored, and
+chunks the VM's previous backup already stored are not uploaded again, so a
+nightly backup of an unchanged VM uploads only its small home files.
+
+VMs are named by name, inventory path or managed object reference (vm-42).
+One VM's failure does not stop the others.
+
+EXIT STATUS
+  0 every VM was backed up; 1 at least one VM failed (the summary names
+  each); 2 usage error (no VM selected, bad glob, bad --repo).`,
+		Example: `  # one VM, vCenter from the usual govc variables
+  export GOVC_URL=vcenter.example.com GOVC_USERNAME=backup@vsphere.local
+  vtpm-backup backup --repo s3://s3.example.com/backups/vtpm --password-file /etc/vtpm-backup/vc.pass win11-01
+
+  # every vTPM VM of a folder, 4 at a time, except test VMs
+  vtpm-backup backup --folder /DC1/vm/prod --vtpm-only --exclude 'test-*' --parallel 4
+
+  # what would be backed up, and which keys the VMs need
+  vtpm-backup backup --all --vtpm-only --dry-run
+
+  # for cron and monitoring: one JSON object per line
+  vtpm-backup backup --all --vtpm-only --json --no-progress`,
+		DisableAutoGenTag: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBackup(cmd.Context(), opts, g, args)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args []string) error {
+	sel := backup.Selection{Names: args, All: opts.All, Folder: opts.Folder, VTPMOnly: opts.VTPMOnly, Exclude: opts.Exclude}
+	if len(args) == 0 && !opts.All && opts.Folder == "" {
+		return newUsageError(errors.New("no VM selected"), "name VMs, or use --all or --folder PATH (see 'vtpm-backup backup --help')")
+	}
+	if opts.Parallel < 1 || opts.Workers < 1 {
+		return newUsageError(fmt.Errorf("--parallel %d / --workers %d: must be at least 1", opts.Parallel, opts.Workers), "")
+	}
+	repo, err := g.openRepository(ctx)
+	if err != nil {
+		return err
+	}
+	defer repo.Backend().Close()
+	c, err := g.connectVCenter(ctx)
+	if err != nil {
+		return err
+	}
+	defer logout(ctx, c)
+
+	p := g.printer()
+	start := time.Now()
+	ev := newBackupEvents(p, g.progress())
+	b := backup.New(c, repo, backup.Options{
+		Workers:     opts.Workers,
+		Parallel:    opts.Parallel,
+		IncludeLogs: opts.IncludeLogs,
+		Quiesce:     opts.Quiesce,
+		DryRun:      opts.DryRun,
+		ToolVersion: toolVersion(),
+	}, ev)
+	results, err := b.Run(ctx, sel)
+	ev.progress.Wait()
+	if err != nil {
+		if errors.Is(err, backup.ErrBadSelection) || errors.Is(err, backup.ErrNothingSelected) {
+			return newUsageError(err, "check the VM names, --folder and --exclude")
+		}
+		return err
+	}
+	if opts.DryRun {
+		printPlan(p, results)
+	} else {
+		printBackupSummary(p, results)
+	}
+	failed := backup.Failed(results)
+	p.JSON(ui.SummaryMessage{
+		MessageType: ui.TypeSummary, Command: "backup",
+		Succeeded: len(results) - failed, Failed: failed,
+		DurationSeconds: time.Since(start).Seconds(),
+	})
+	if failed > 0 {
+		var names []string
+		for _, r := range results {
+			if r.Err != nil {
+				names = append(names, r.VM)
+			}
+		}
+		return fmt.Errorf("%d of %d VMs failed: %s", failed, len(results), strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// backupEvents turns backup progress into bars and JSON lines.
+type backupEvents struct {
+	p        ui.Printer
+	progress ui.Progress
+	mu       sync.Mutex
+	bars     map[string]ui.Bar
+}
+
+func newBackupEvents(p ui.Printer, progress ui.Progress) *backupEvents {
+	return &backupEvents{p: p, progress: progress, bars: map[string]ui.Bar{}}
+}
+
+func (e *backupEvents) VMStarted(vm string, total int64) {
+	e.mu.Lock()
+	e.bars[vm] = e.progress.NewBar(vm, total)
+	e.mu.Unlock()
+}
+
+func (e *backupEvents) Status(vm, step string) {
+	e.p.JSON(ui.StatusMessage{MessageType: ui.TypeStatus, Message: vm + ": " + step})
+}
+
+func (e *backupEvents) Progress(vm string, n int64) {
+	e.mu.Lock()
+	b := e.bars[vm]
+	e.mu.Unlock()
+	if b != nil {
+		b.Add(n)
+	}
+}
+
+func (e *backupEvents) VMDone(r *backup.Result) {
+	e.mu.Lock()
+	b := e.bars[r.VM]
+	e.mu.Unlock()
+	if b != nil {
+		b.Done(r.Err)
+	}
+	if r.BackupID == "" && r.Err == nil {
+		return // dry run: reported by printPlan
+	}
+	msg := ui.VMDoneMessage{
+		MessageType: ui.TypeVMDone, VM: r.VM, MoRef: r.MoRef, Success: r.Err == nil, BackupID: r.BackupID,
+		BytesRead: r.BytesRead, BytesUploaded: r.BytesUploaded,
+		ChunksNew: r.ChunksNew, ChunksKnown: r.ChunksKnown, ChunksZero: r.ChunksZero,
+		Seconds: r.Finished.Sub(r.Started).Seconds(), Warnings: r.Warnings,
+	}
+	if r.Err != nil {
+		msg.Error = r.Err.Error()
+	}
+	e.p.JSON(msg)
+}
+
+func printBackupSummary(p ui.Printer, results []*backup.Result) {
+	var sb strings.Builder
+	t := ui.NewTable(&sb, "VM", "RESULT", "BACKUP ID", "READ", "UPLOADED", "CHUNKS NEW/KNOWN/ZERO", "TIME")
+	for _, r := range results {
+		status := "ok"
+		if r.Err != nil {
+			status = "FAILED"
+		}
+		t.Row(r.VM, status, r.BackupID, humanize.IBytes(uint64(r.BytesRead)), humanize.IBytes(uint64(r.BytesUploaded)),
+			fmt.Sprintf("%d/%d/%d", r.ChunksNew, r.ChunksKnown, r.ChunksZero), r.Finished.Sub(r.Started).Round(100*time.Millisecond))
+	}
+	_ = t.Flush()
+	p.P("%s", sb.String())
+	for _, r := range results {
+		for _, w := range r.Warnings {
+			p.P("warning: %s: %s", r.VM, w)
+		}
+		if r.Err != nil {
+			p.P("error: %s: %v", r.VM, r.Err)
+		}
+	}
+}
+
+func printPlan(p ui.Printer, results []*backup.Result) {
+	for _, r := range results {
+		msg := ui.BackupPlanMessage{MessageType: ui.TypeBackupPlan, VM: r.VM, Files: []ui.PlannedFile{}, Keys: []ui.PlannedKey{}}
+		if r.Err != nil {
+			msg.Error = r.Err.Error()
+			p.P("%s: cannot back up: %v", r.VM, r.Err)
+		} else {
+			p.P("%s:", r.VM)
+		}
+		for _, f := range r.Files {
+			msg.Files = append(msg.Files, ui.PlannedFile{Path: f.Path, Type: f.Type, Size: f.Size})
+			msg.TotalBytes += f.Size
+			p.P("  %-16s %10s  %s", f.Type, humanize.IBytes(uint64(f.Size)), f.Path)
+		}
+		for _, k := range r.Keys {
+			msg.Keys = append(msg.Keys, ui.PlannedKey{KeyID: k.KeyID, ProviderID: k.ProviderID, ProviderType: k.ProviderType, Use: k.Use})
+			p.P("  key %s of provider %s (%s), protects %s", k.KeyID, k.ProviderID, k.ProviderType, k.Use)
+		}
+		if r.Err == nil && len(r.Keys) == 0 {
+			p.P("  no encryption keys (VM not encrypted)")
+		}
+		p.JSON(msg)
+	}
+}
