@@ -113,6 +113,9 @@ type globalOptions struct {
 	LogLevel   string
 	NoProgress bool
 
+	// ConfigFile is --config; config.go reads it (see applyEnv).
+	ConfigFile string
+
 	stdout, stderr io.Writer
 	// lookupEnv reads the environment (os.LookupEnv; tests inject a map).
 	lookupEnv func(string) (string, bool)
@@ -145,6 +148,7 @@ func (g *globalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&g.JSON, "json", false, "print one JSON object per line (stable field names, for scripts and monitoring)")
 	fs.StringVar(&g.LogLevel, "log-level", "warn", "log `level` on stderr: "+ui.LogLevels)
 	fs.BoolVar(&g.NoProgress, "no-progress", false, "do not show progress bars")
+	fs.StringVar(&g.ConfigFile, "config", "", "YAML `file` of defaults for these flags (env "+configEnv+"; default $XDG_CONFIG_HOME/vtpm-backup/config.yaml)")
 }
 
 // envBinding ties a flag to the environment variable it falls back to.
@@ -161,13 +165,20 @@ func envBindings() []envBinding {
 		{"insecure", "GOVC_INSECURE"},
 		{"ca-certs", "GOVC_TLS_CA_CERTS"},
 		{"datacenter", "GOVC_DATACENTER"},
+		{"identity", "VTPM_BACKUP_IDENTITY"}, // --identity of the commands that decrypt
 	}
 }
 
 // applyEnv sets every flag of fs that was not given on the command line from
-// its environment variable, when that is set and not empty: a flag always
-// wins over the environment.
+// its environment variable, when that is set and not empty, else from the
+// config file (config.go): command line > environment > config file >
+// default.
 func applyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	file, err := loadConfigFile(fs, lookup)
+	if err != nil {
+		return err
+	}
+	fromEnv := map[string]bool{}
 	for _, b := range envBindings() {
 		f := fs.Lookup(b.flag)
 		if f == nil || f.Changed {
@@ -181,8 +192,9 @@ func applyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 			return newUsageError(fmt.Errorf("environment variable %s=%q: %w", b.env, v, err),
 				fmt.Sprintf("fix or unset %s, or pass --%s", b.env, b.flag))
 		}
+		fromEnv[b.flag] = true
 	}
-	return nil
+	return file.apply(fs, fromEnv)
 }
 
 // prepare resolves the environment fallbacks and checks the global flags;
