@@ -1,0 +1,583 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/storage"
+)
+
+// DefaultMaxAge is the default Options.MaxAge: a nightly backup plus two
+// hours of slack, so one late run does not page anyone but a missed night
+// does.
+const DefaultMaxAge = 26 * time.Hour
+
+// DefaultParallel is the default number of concurrent object checks.
+const DefaultParallel = 8
+
+// DefaultRetentionSample is how many chunk objects per backup have their
+// Object Lock retention read (one request each) besides the manifest.
+const DefaultRetentionSample = 16
+
+// maxListed bounds how many problems of one kind a reason names, so a
+// deleted data directory does not produce a million-line report.
+const maxListed = 5
+
+// ErrNoVCenter: an option that needs a vCenter (Inventory) was given
+// without one.
+var ErrNoVCenter = errors.New("no vCenter given")
+
+// Options choose what Run checks.
+type Options struct {
+	// VMs restricts the audit to these VM names; empty means every VM with
+	// a backup (and, with Inventory, every vTPM or encrypted VM).
+	VMs []string
+	// MaxAge is the oldest a latest backup may be; 0 means DefaultMaxAge.
+	MaxAge time.Duration
+	// ReadData downloads stored objects and checks their SHA-256 against
+	// the manifest instead of only their presence and size. When the
+	// repository has identities (SetIdentities) the objects are also
+	// decrypted and their plaintext checked against the chunk ID.
+	ReadData bool
+	// Subset is the fraction (0 < Subset ≤ 1) of objects ReadData reads,
+	// chosen at random; 0 means all. Objects not read are still checked
+	// for presence and size.
+	Subset float64
+	// Inventory also reports every vTPM or encrypted VM of the vCenter
+	// that has no backup in the repository. It needs a vCenter.
+	Inventory bool
+	// Parallel bounds concurrent object checks; 0 means DefaultParallel.
+	Parallel int
+	// RetentionSample is the number of chunk objects per backup whose
+	// retention is read when the repository uses Object Lock; 0 means
+	// DefaultRetentionSample.
+	RetentionSample int
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Report is the outcome of Run.
+type Report struct {
+	// Time is when the audit ran; ages are relative to it.
+	Time time.Time
+	// VCenter names the vCenter keys were checked on; "" when none.
+	VCenter string
+	MaxAge  time.Duration
+	// Mode is "stat" (presence and size), "read" (stored SHA-256) or
+	// "decrypt" (plaintext checked against chunk IDs too).
+	Mode   string
+	Subset float64
+	// VMs has one row per VM, sorted by name.
+	VMs []VMReport
+	// Problems are repository-level findings not tied to one VM (an empty
+	// repository, a manifest too damaged to name its VM). Any problem
+	// makes the audit not ready.
+	Problems []string
+}
+
+// Ready reports whether every VM is ready and nothing else is wrong. An
+// audit that found nothing to audit is not ready: an empty result is more
+// often a wrong --repo than a site without VMs.
+func (r *Report) Ready() bool {
+	if len(r.VMs) == 0 || len(r.Problems) > 0 {
+		return false
+	}
+	for _, v := range r.VMs {
+		if !v.Ready {
+			return false
+		}
+	}
+	return true
+}
+
+// NotReady returns the number of VMs that are not ready.
+func (r *Report) NotReady() int {
+	n := 0
+	for _, v := range r.VMs {
+		if !v.Ready {
+			n++
+		}
+	}
+	return n
+}
+
+// VMReport is the verdict on one VM's latest backup.
+type VMReport struct {
+	VM string
+	// BackupID is "" when the VM has no backup.
+	BackupID   string
+	BackupTime time.Time
+	Age        time.Duration
+	// Size is the plaintext size of the backup's files; StoredSize the
+	// size of the stored objects it references (shared ones included).
+	Size, StoredSize int64
+	VTPM             bool
+	ManifestOK       bool
+	// Objects is the number of stored objects the backup references;
+	// ObjectsRead how many were downloaded (ReadData) and ObjectsBad how
+	// many failed a check.
+	Objects, ObjectsRead, ObjectsBad int
+	ObjectsOK                        bool
+	// NvramOK: the backup holds a .nvram whose objects passed (always true
+	// for a VM without vTPM).
+	NvramOK bool
+	// KeysChecked: the keys were checked on a vCenter; KeysOK: they are
+	// available there and their providers are safe (see keys.Readiness).
+	KeysChecked, KeysOK bool
+	// KeyStatuses are the per-key answers of the vCenter.
+	KeyStatuses []keys.KeyStatus
+	// AgeOK: the backup is not older than MaxAge.
+	AgeOK bool
+	// Retention is set when the repository uses Object Lock.
+	Retention *Retention
+	Ready     bool
+	// Reasons say why the VM is not ready, each naming the object and the
+	// remedy where there is one.
+	Reasons []string
+	// Warnings do not change the verdict (e.g. retention findings: the
+	// backup is restorable today).
+	Warnings []string
+}
+
+// Retention is the Object Lock state of a backup's manifest and a sample
+// of its chunk objects.
+type Retention struct {
+	// Checked objects (manifest included) and how many were retained.
+	Checked, Retained int
+	// Until is the earliest retention end among the checked objects that
+	// are retained.
+	Until time.Time
+}
+
+// Run audits the latest backup of each VM of repo. vc is the target
+// vCenter for the key checks; nil is allowed, and then every VM whose
+// backup depends on keys is not ready (see the package doc). An error means
+// the audit itself could not run (repository unreadable, wrong identity);
+// findings are in the Report.
+func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, opts Options) (*Report, error) {
+	opts = withDefaults(opts)
+	if opts.Inventory && vc == nil {
+		return nil, fmt.Errorf("%w: the inventory check lists the VMs of a vCenter", ErrNoVCenter)
+	}
+	if opts.Subset < 0 || opts.Subset > 1 || math.IsNaN(opts.Subset) {
+		return nil, fmt.Errorf("read-data subset %v: must be a fraction from 0 to 1", opts.Subset)
+	}
+	cat, err := LoadCatalog(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Time: opts.Now(), MaxAge: opts.MaxAge, Mode: "stat", Subset: opts.Subset}
+	if opts.ReadData {
+		rep.Mode = "read"
+		if repo.HasIdentities() {
+			rep.Mode = "decrypt"
+		}
+	}
+	if vc != nil {
+		rep.VCenter = vc.Host()
+	}
+
+	names := opts.VMs
+	if len(names) == 0 {
+		names = cat.VMs()
+		for _, b := range cat.Unattributed {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("backup %s: manifest unreadable, its VM is unknown: %v", b.ID, b.Err))
+		}
+	}
+	rows := map[string]*VMReport{}
+	var audited []*VMReport
+	var manifests []*repository.Manifest
+	for _, name := range names {
+		if _, dup := rows[name]; dup {
+			continue
+		}
+		row := &VMReport{VM: name}
+		rows[name] = row
+		b, ok := cat.Latest(name)
+		if !ok {
+			row.Reasons = append(row.Reasons, fmt.Sprintf("no backup of VM %s in %s", name, repo.Location()))
+			continue
+		}
+		row.BackupID, row.BackupTime = b.ID, b.Time
+		if b.Err != nil {
+			row.Reasons = append(row.Reasons, fmt.Sprintf("latest backup %s: manifest invalid: %v", b.ID, b.Err))
+			continue
+		}
+		row.ManifestOK = true
+		audited = append(audited, row)
+		manifests = append(manifests, b.Manifest)
+	}
+
+	if opts.Inventory {
+		if err := addUncovered(ctx, vc, opts, rows); err != nil {
+			return nil, err
+		}
+	}
+
+	results, err := checkObjects(ctx, repo, manifests, opts)
+	if err != nil {
+		return nil, err
+	}
+	kc := &keyChecker{vc: vc}
+	for i, row := range audited {
+		m := manifests[i]
+		fillFacts(row, m, rep.Time, opts.MaxAge)
+		judgeObjects(row, m, results)
+		kc.judge(ctx, row, m)
+		judgeRetention(ctx, repo, row, m, rep.Time, opts.RetentionSample)
+	}
+
+	for _, row := range rows {
+		row.Ready = len(row.Reasons) == 0
+		rep.VMs = append(rep.VMs, *row)
+	}
+	sort.Slice(rep.VMs, func(i, j int) bool { return rep.VMs[i].VM < rep.VMs[j].VM })
+	if len(rep.VMs) == 0 && len(rep.Problems) == 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("no backups in %s: check --repo, or run a backup", repo.Location()))
+	}
+	return rep, nil
+}
+
+func withDefaults(o Options) Options {
+	if o.MaxAge <= 0 {
+		o.MaxAge = DefaultMaxAge
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = DefaultParallel
+	}
+	if o.RetentionSample <= 0 {
+		o.RetentionSample = DefaultRetentionSample
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// fillFacts copies the manifest's facts into the row and judges the age.
+func fillFacts(row *VMReport, m *repository.Manifest, now time.Time, maxAge time.Duration) {
+	if !m.Finished.IsZero() {
+		row.BackupTime = m.Finished
+	}
+	row.Age = max(now.Sub(row.BackupTime), 0)
+	row.Size, row.StoredSize = m.TotalSize(), m.StoredSize()
+	row.VTPM = m.VM.VTPM
+	row.AgeOK = row.Age <= maxAge
+	if !row.AgeOK {
+		row.Reasons = append(row.Reasons, fmt.Sprintf("latest backup %s is %s old, older than the maximum age %s: check that the backup job runs and succeeds",
+			m.BackupID, row.Age.Round(time.Minute), maxAge))
+	}
+}
+
+// addUncovered adds a row for every vTPM or encrypted VM of the vCenter
+// (restricted to opts.VMs when given) that has no row yet, i.e. no backup.
+func addUncovered(ctx context.Context, vc *vsphere.Client, opts Options, rows map[string]*VMReport) error {
+	vms, err := vc.ListVMs(ctx, "")
+	if err != nil {
+		return fmt.Errorf("inventory of %s: %w", vc.Host(), err)
+	}
+	want := map[string]bool{}
+	for _, n := range opts.VMs {
+		want[n] = true
+	}
+	for _, e := range vms {
+		if e.Template || (!e.VTPM && e.KeyID == nil) || (len(want) > 0 && !want[e.Name]) {
+			continue
+		}
+		if _, ok := rows[e.Name]; ok {
+			continue
+		}
+		kind := "encrypted"
+		if e.VTPM {
+			kind = "vTPM"
+		}
+		rows[e.Name] = &VMReport{VM: e.Name, VTPM: e.VTPM, Reasons: []string{
+			fmt.Sprintf("%s VM %s (%s) on %s has no backup: add it to the backup job", kind, e.Name, e.Ref.Value, vc.Host()),
+		}}
+	}
+	return nil
+}
+
+// objectKey identifies a stored object as one manifest recorded it: two
+// manifests recording different hashes for one chunk are checked apart.
+type objectKey struct {
+	id string
+	so repository.StoredObject
+}
+
+// objectResult is the outcome of checking one stored object.
+type objectResult struct {
+	read bool
+	err  error
+}
+
+// checkObjects checks every stored object the manifests reference, once
+// even when shared, with opts.Parallel workers: Stat for presence and size,
+// VerifyStored or Read for the objects chosen for reading.
+func checkObjects(ctx context.Context, repo *repository.Repository, manifests []*repository.Manifest, opts Options) (map[objectKey]objectResult, error) {
+	var all []objectKey
+	seen := map[objectKey]bool{}
+	for _, m := range manifests {
+		ids := make([]string, 0, len(m.Objects))
+		for id := range m.Objects {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			k := objectKey{id: id, so: m.Objects[id]}
+			if !seen[k] {
+				seen[k] = true
+				all = append(all, k)
+			}
+		}
+	}
+	read := map[objectKey]bool{}
+	if opts.ReadData {
+		n := len(all)
+		if opts.Subset > 0 && opts.Subset < 1 {
+			n = int(math.Ceil(float64(n) * opts.Subset))
+		}
+		for _, i := range rand.Perm(len(all))[:n] {
+			read[all[i]] = true
+		}
+	}
+	decrypt := repo.HasIdentities()
+
+	results := make(map[objectKey]objectResult, len(all))
+	var mu sync.Mutex
+	work := make(chan objectKey)
+	var wg sync.WaitGroup
+	for range min(opts.Parallel, max(len(all), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cr := repo.NewChunkReader()
+			defer cr.Close()
+			var buf []byte
+			for k := range work {
+				res := objectResult{read: read[k]}
+				res.err = checkObject(ctx, repo, cr, k, res.read, decrypt, &buf)
+				mu.Lock()
+				results[k] = res
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, k := range all {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("check stored objects: %w", err)
+	}
+	for _, r := range results {
+		if errors.Is(r.err, repository.ErrWrongIdentity) {
+			return nil, r.err
+		}
+	}
+	return results, nil
+}
+
+func checkObject(ctx context.Context, repo *repository.Repository, cr *repository.ChunkReader, k objectKey, read, decrypt bool, buf *[]byte) error {
+	cid, err := repository.ParseChunkID(k.id)
+	if err != nil {
+		return err // Validate refuses such manifests; kept for safety
+	}
+	name := repository.ChunkObjectName(cid)
+	switch {
+	case read && decrypt:
+		*buf, err = cr.Read(ctx, cid, &k.so, *buf)
+	case read:
+		err = cr.VerifyStored(ctx, cid, k.so)
+	default:
+		var fi storage.ObjectInfo
+		fi, err = repo.Backend().Stat(ctx, name)
+		if err == nil && fi.Size != k.so.StoredSize {
+			err = fmt.Errorf("%w: object %s is %d bytes, manifest recorded %d", repository.ErrObjectCorrupt, name, fi.Size, k.so.StoredSize)
+		}
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("chunk object %s is missing: %w", name, storage.ErrNotFound)
+	}
+	return err
+}
+
+// judgeObjects turns the object results of m into the row's counters,
+// nvram verdict and reasons, naming the file each bad chunk belongs to.
+func judgeObjects(row *VMReport, m *repository.Manifest, results map[objectKey]objectResult) {
+	fileOf := map[string]string{}
+	for _, f := range m.Files {
+		for _, c := range f.Chunks {
+			if _, ok := fileOf[c]; !ok && c != repository.ZeroChunk {
+				fileOf[c] = f.Name
+			}
+		}
+	}
+	ids := make([]string, 0, len(m.Objects))
+	for id := range m.Objects {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	bad := map[string]bool{}
+	var listed []string
+	for _, id := range ids {
+		r := results[objectKey{id: id, so: m.Objects[id]}]
+		row.Objects++
+		if r.read {
+			row.ObjectsRead++
+		}
+		if r.err == nil {
+			continue
+		}
+		row.ObjectsBad++
+		bad[id] = true
+		if len(listed) < maxListed {
+			listed = append(listed, fmt.Sprintf("file %s: %v", fileOf[id], r.err))
+		}
+	}
+	row.ObjectsOK = row.ObjectsBad == 0
+	row.Reasons = append(row.Reasons, listed...)
+	if row.ObjectsBad > len(listed) {
+		row.Reasons = append(row.Reasons, fmt.Sprintf("and %d more bad stored objects", row.ObjectsBad-len(listed)))
+	}
+	if row.ObjectsBad > 0 {
+		row.Reasons = append(row.Reasons, fmt.Sprintf("backup %s cannot be fully restored: run a new backup of %s (its chunks will be uploaded again)", m.BackupID, m.VM.Name))
+	}
+
+	nvrams := m.FileByType(repository.FileNvram)
+	row.NvramOK = true
+	if m.VM.VTPM && len(nvrams) == 0 {
+		row.NvramOK = false
+		row.Reasons = append(row.Reasons, fmt.Sprintf("VM %s has a vTPM but backup %s holds no .nvram: its TPM secrets cannot be restored", m.VM.Name, m.BackupID))
+	}
+	for _, f := range nvrams {
+		for _, c := range f.Chunks {
+			if bad[c] {
+				row.NvramOK = false
+			}
+		}
+	}
+	if !row.NvramOK && len(nvrams) > 0 {
+		row.Reasons = append(row.Reasons, fmt.Sprintf("the .nvram of backup %s is damaged: the vTPM state (BitLocker keys, Windows Hello, ...) cannot be restored from it", m.BackupID))
+	}
+}
+
+// keyChecker checks keys on one vCenter, listing its providers once.
+type keyChecker struct {
+	vc        *vsphere.Client
+	once      sync.Once
+	providers []keys.Provider
+	listErr   error
+}
+
+// judge checks the keys of m the way restore does (keys.Check) and adds
+// keys.Readiness's reasons: missing keys, unbacked Native Key Providers.
+func (kc *keyChecker) judge(ctx context.Context, row *VMReport, m *repository.Manifest) {
+	k := keys.FromManifest(m)
+	refs := k.Refs()
+	if kc.vc == nil {
+		// No vCenter: the availability of each key is unknown; the other
+		// findings of Readiness (recorded NKP backup state, a vTPM without
+		// a recorded key) are still worth reporting.
+		assumed := make([]keys.KeyStatus, 0, len(refs))
+		for _, ref := range refs {
+			assumed = append(assumed, keys.KeyStatus{Ref: ref, Available: true})
+		}
+		reasons := keys.Readiness(k, assumed, nil, "")
+		row.Reasons = append(row.Reasons, reasons...)
+		if len(refs) > 0 {
+			row.Reasons = append(row.Reasons, fmt.Sprintf("%d key(s) not checked: no vCenter given (pass --url or set GOVC_URL to the vCenter you would restore to)", len(refs)))
+			return
+		}
+		row.KeysOK = len(reasons) == 0 // a VM without keys needs no vCenter
+		return
+	}
+	row.KeysChecked = true
+	vcName := kc.vc.Host()
+	var statuses []keys.KeyStatus
+	if len(refs) > 0 {
+		var err error
+		statuses, err = keys.Check(ctx, kc.vc.Vim25(), refs, k.Providers)
+		if err != nil {
+			row.Reasons = append(row.Reasons, fmt.Sprintf("keys could not be checked on %s: %v", vcName, err))
+			return
+		}
+		kc.once.Do(func() { kc.providers, kc.listErr = keys.ListProviders(ctx, kc.vc.Vim25()) })
+	}
+	row.KeyStatuses = statuses
+	current := kc.providers
+	if kc.listErr != nil {
+		current = nil
+	}
+	reasons := keys.Readiness(k, statuses, current, vcName)
+	row.KeysOK = len(reasons) == 0
+	row.Reasons = append(row.Reasons, reasons...)
+}
+
+// judgeRetention reads the Object Lock retention of the manifest and of a
+// sample of chunk objects when the repository promises retention. Findings
+// are warnings: the backup is restorable today, retention guards against
+// its deletion tomorrow.
+func judgeRetention(ctx context.Context, repo *repository.Repository, row *VMReport, m *repository.Manifest, now time.Time, sample int) {
+	days := repo.Config().ObjectLockDays
+	if days <= 0 {
+		return
+	}
+	ret, ok := repo.Backend().(storage.Retainer)
+	if !ok {
+		row.Warnings = append(row.Warnings, fmt.Sprintf("the repository requires %d days of Object Lock but %s cannot report retention", days, repo.Location()))
+		return
+	}
+	names := []string{repository.ManifestObjectName(m.BackupID)}
+	ids := make([]string, 0, len(m.Objects))
+	for id := range m.Objects {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	if len(ids) > sample {
+		rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		ids = ids[:sample]
+	}
+	for _, id := range ids {
+		cid, err := repository.ParseChunkID(id)
+		if err == nil {
+			names = append(names, repository.ChunkObjectName(cid))
+		}
+	}
+	r := &Retention{}
+	var unretained []string
+	for _, name := range names {
+		until, err := ret.Retention(ctx, name)
+		if err != nil {
+			row.Warnings = append(row.Warnings, fmt.Sprintf("retention of %s could not be read: %v", name, err))
+			continue
+		}
+		r.Checked++
+		if !until.After(now) {
+			unretained = append(unretained, name)
+			continue
+		}
+		r.Retained++
+		if r.Until.IsZero() || until.Before(r.Until) {
+			r.Until = until
+		}
+	}
+	row.Retention = r
+	if len(unretained) > 0 {
+		shown := unretained[:min(len(unretained), maxListed)]
+		row.Warnings = append(row.Warnings, fmt.Sprintf("%d of %d checked objects are not under Object Lock retention (the repository asks for %d days): %v", len(unretained), r.Checked, days, shown))
+	}
+}

@@ -1,0 +1,143 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/storage"
+)
+
+// ErrNoBackup: a backup ID or VM name given by the user matches no backup.
+var ErrNoBackup = errors.New("no such backup")
+
+// Backup is one backup as the catalog knows it: its manifest, or why the
+// manifest could not be read.
+type Backup struct {
+	ID string
+	// Time is when the backup was taken, from its ID (so that it is known
+	// even when the manifest is unreadable).
+	Time time.Time
+	// VM is the VM's name; "" when the manifest is so damaged that not
+	// even the name could be read.
+	VM string
+	// Manifest is nil when Err is set.
+	Manifest *repository.Manifest
+	// Err says why the manifest is unusable (it wraps
+	// repository.ErrCorruptManifest).
+	Err error
+}
+
+// Catalog is every backup of a repository grouped by VM. VMs are
+// identified by name, the way users name them on the command line: a VM
+// restored under its old name continues its history, where an instance
+// UUID would start a new one.
+type Catalog struct {
+	byVM map[string][]Backup
+	byID map[string]Backup
+	// Unattributed are backups whose manifest is too damaged to tell
+	// which VM they belong to.
+	Unattributed []Backup
+}
+
+// LoadCatalog reads every manifest of repo. A corrupt manifest does not fail
+// the load: it is kept with its error (attributed to its VM when its name
+// can still be read) so that audits report it. Other read errors (network,
+// permissions) do fail it: an audit must not pass because it could not
+// look.
+func LoadCatalog(ctx context.Context, repo *repository.Repository) (*Catalog, error) {
+	ids, err := repo.ListBackupIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &Catalog{byVM: map[string][]Backup{}, byID: map[string]Backup{}}
+	for _, res := range repo.ReadManifests(ctx, ids) {
+		b := Backup{ID: res.BackupID, Manifest: res.Manifest, Err: res.Err}
+		if t, err := repository.BackupTime(res.BackupID); err == nil {
+			b.Time = t
+		}
+		switch {
+		case res.Err == nil:
+			b.VM = res.Manifest.VM.Name
+		case errors.Is(res.Err, repository.ErrManifestNotFound):
+			continue // deleted (pruned) since the listing
+		case errors.Is(res.Err, repository.ErrCorruptManifest):
+			b.VM = vmNameOf(ctx, repo, res.BackupID)
+		default:
+			return nil, fmt.Errorf("read backup catalog of %s: %w", repo.Location(), res.Err)
+		}
+		c.byID[b.ID] = b
+		if b.VM == "" {
+			c.Unattributed = append(c.Unattributed, b)
+			continue
+		}
+		c.byVM[b.VM] = append(c.byVM[b.VM], b)
+	}
+	for _, bs := range c.byVM {
+		sort.Slice(bs, func(i, j int) bool { return bs[i].ID > bs[j].ID })
+	}
+	return c, nil
+}
+
+// vmNameOf reads just the VM name out of a manifest that failed validation,
+// so that its VM's audit reports the damage instead of silently falling
+// back to an older backup.
+func vmNameOf(ctx context.Context, repo *repository.Repository, id string) string {
+	data, err := storage.ReadAll(ctx, repo.Backend(), repository.ManifestObjectName(id))
+	if err != nil {
+		return ""
+	}
+	var m struct {
+		VM struct {
+			Name string `json:"name"`
+		} `json:"vm"`
+	}
+	if json.Unmarshal(data, &m) != nil {
+		return ""
+	}
+	return m.VM.Name
+}
+
+// VMs returns the names of the VMs with at least one backup, sorted.
+func (c *Catalog) VMs() []string {
+	names := make([]string, 0, len(c.byVM))
+	for n := range c.byVM {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Backups returns the backups of a VM, newest first.
+func (c *Catalog) Backups(vm string) []Backup { return c.byVM[vm] }
+
+// Latest returns the newest backup of a VM, readable or not.
+func (c *Catalog) Latest(vm string) (Backup, bool) {
+	bs := c.byVM[vm]
+	if len(bs) == 0 {
+		return Backup{}, false
+	}
+	return bs[0], true
+}
+
+// Len returns the number of backups, unreadable ones included.
+func (c *Catalog) Len() int { return len(c.byID) }
+
+// Resolve finds the backup a user means by arg: a backup ID, or a VM name
+// (optionally "NAME@latest") meaning that VM's newest backup. Errors wrap
+// ErrNoBackup.
+func (c *Catalog) Resolve(arg string) (Backup, error) {
+	if b, ok := c.byID[arg]; ok {
+		return b, nil
+	}
+	name := strings.TrimSuffix(arg, "@latest")
+	if b, ok := c.Latest(name); ok {
+		return b, nil
+	}
+	return Backup{}, fmt.Errorf("%w: %q is neither a backup ID nor the name of a VM with backups (see 'vtpm-backup list')", ErrNoBackup, arg)
+}
