@@ -1,0 +1,110 @@
+package ui
+
+// Message types of "list", "audit" and "keys" with --json.
+const (
+	TypeBackupEntry  = "backup_entry"
+	TypeAuditVM      = "audit_vm"
+	TypeAuditSummary = "audit_summary"
+	TypeKeyProvider  = "key_provider"
+	TypeKeyStatus    = "key_status"
+)
+
+// BackupEntryMessage is one backup of "vtpm-backup list --json". Sizes are
+// bytes; Time is RFC 3339 UTC.
+type BackupEntryMessage struct {
+	MessageType string `json:"message_type"` // "backup_entry"
+	BackupID    string `json:"backup_id"`
+	VM          string `json:"vm"`
+	Time        string `json:"time"`
+	Size        int64  `json:"size"`
+	// StoredSize counts every stored object the backup references,
+	// including those shared with other backups.
+	StoredSize   int64    `json:"stored_size"`
+	VTPM         bool     `json:"vtpm"`
+	Encrypted    bool     `json:"encrypted"`
+	KeyProviders []string `json:"key_providers,omitempty"`
+	// Error is set when the manifest cannot be read; the other fields
+	// but backup_id, time and (when known) vm are then empty.
+	Error string `json:"error,omitempty"`
+}
+
+// AuditVMMessage is the verdict on one VM of "vtpm-backup audit --json".
+type AuditVMMessage struct {
+	MessageType string `json:"message_type"` // "audit_vm"
+	VM          string `json:"vm"`
+	BackupID    string `json:"backup_id,omitempty"`
+	BackupTime  string `json:"backup_time,omitempty"`
+	AgeSeconds  int64  `json:"age_seconds"`
+	Size        int64  `json:"size"`
+	StoredSize  int64  `json:"stored_size"`
+	VTPM        bool   `json:"vtpm"`
+	ManifestOK  bool   `json:"manifest_ok"`
+	Objects     int    `json:"objects"`
+	ObjectsRead int    `json:"objects_read"`
+	ObjectsBad  int    `json:"objects_bad"`
+	ObjectsOK   bool   `json:"objects_ok"`
+	NvramOK     bool   `json:"nvram_ok"`
+	KeysChecked bool   `json:"keys_checked"`
+	KeysOK      bool   `json:"keys_ok"`
+	AgeOK       bool   `json:"age_ok"`
+	// Retention is present when the repository uses Object Lock.
+	Retention *AuditRetention `json:"retention,omitempty"`
+	Ready     bool            `json:"ready"`
+	// Verdict is "READY" or "NOT READY", as in the table.
+	Verdict  string   `json:"verdict"`
+	Reasons  []string `json:"reasons,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// AuditRetention is the Object Lock state of a backup's manifest and a
+// sample of its chunk objects.
+type AuditRetention struct {
+	Checked  int    `json:"checked"`
+	Retained int    `json:"retained"`
+	Until    string `json:"until,omitempty"`
+}
+
+// AuditSummaryMessage closes "vtpm-backup audit --json".
+type AuditSummaryMessage struct {
+	MessageType   string   `json:"message_type"` // "audit_summary"
+	Ready         bool     `json:"ready"`
+	VMs           int      `json:"vms"`
+	ReadyVMs      int      `json:"ready_vms"`
+	NotReadyVMs   int      `json:"not_ready_vms"`
+	Problems      []string `json:"problems,omitempty"`
+	VCenter       string   `json:"vcenter,omitempty"`
+	Mode          string   `json:"mode"`
+	Subset        float64  `json:"subset,omitempty"`
+	MaxAgeSeconds int64    `json:"max_age_seconds"`
+	Time          string   `json:"time"`
+	MetricsFile   string   `json:"metrics_file,omitempty"`
+}
+
+// KeyProviderMessage is one provider of "vtpm-backup keys providers --json".
+type KeyProviderMessage struct {
+	MessageType string `json:"message_type"` // "key_provider"
+	ID          string `json:"id"`
+	Type        string `json:"type"`
+	Default     bool   `json:"default"`
+	// NKPBackedUp is set for Native Key Providers whose backup state the
+	// vCenter reported.
+	NKPBackedUp *bool    `json:"nkp_backed_up,omitempty"`
+	Health      string   `json:"health,omitempty"`
+	Servers     []string `json:"servers,omitempty"`
+}
+
+// KeyStatusMessage is one key of "vtpm-backup keys status --json".
+type KeyStatusMessage struct {
+	MessageType        string   `json:"message_type"` // "key_status"
+	BackupID           string   `json:"backup_id"`
+	VM                 string   `json:"vm"`
+	VCenter            string   `json:"vcenter"`
+	KeyID              string   `json:"key_id"`
+	Use                string   `json:"use"`
+	ProviderID         string   `json:"provider_id"`
+	ProviderType       string   `json:"provider_type"`
+	ProviderRegistered bool     `json:"provider_registered"`
+	Available          bool     `json:"available"`
+	Reasons            []string `json:"reasons,omitempty"`
+	Remedy             string   `json:"remedy,omitempty"`
+}
