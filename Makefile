@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test lint s3-server bench
+.PHONY: build test lint s3-server bench docs
 
 ## build: the vtpm-backup binary in the repository root
 build:
@@ -36,3 +36,10 @@ s3-server:
 ## bench: benchmarks only, with allocations
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## docs: the command reference from the commands' help: docs/cli (markdown), docs/man (man pages)
+# The man page date is the last commit's, so regenerating changes nothing
+# unless the help did.
+docs:
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) \
+		$(GO) run ./cmd/vtpm-backup gen-docs --markdown-dir docs/cli --man-dir docs/man

@@ -74,6 +74,8 @@ There is no password flag: use --password-file or GOVC_PASSWORD.
 	root.AddCommand(
 		newInitCommand(g),
 		newVersionCommand(g),
+		newCompletionCommand(g),
+		newDocsCommand(g),
 		newBackupCommand(g),
 	)
 	return root, g
