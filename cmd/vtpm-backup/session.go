@@ -68,4 +68,3 @@ func (g *globalOptions) connectVCenter(ctx context.Context) (*vsphere.Client, er
 func logout(ctx context.Context, c *vsphere.Client) {
 	_ = c.Logout(context.WithoutCancel(ctx))
 }
-
