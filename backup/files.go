@@ -28,12 +28,16 @@ func (f sourceFile) path() string { return path.Join(f.Dir, f.Name) }
 func (f sourceFile) String() string { return fmt.Sprintf("[%s] %s", f.Datastore, f.path()) }
 
 // layoutTypes maps layoutEx file types to manifest file types; types not
-// listed (swap, lock, core dumps, snapshot memory) are never backed up.
+// listed (swap, lock, core dumps, snapshot memory images) are never backed
+// up.
 var layoutTypes = map[string]string{
 	string(types.VirtualMachineFileLayoutExFileTypeConfig):         repository.FileConfig,
 	string(types.VirtualMachineFileLayoutExFileTypeExtendedConfig): repository.FileConfig,
 	string(types.VirtualMachineFileLayoutExFileTypeNvram):          repository.FileNvram,
 	string(types.VirtualMachineFileLayoutExFileTypeSnapshotList):   repository.FileSnapshotList,
+	// The user's snapshots keep their state in .vmsn files; without them
+	// the restored .vmsd names snapshots that cannot be reverted to.
+	string(types.VirtualMachineFileLayoutExFileTypeSnapshotData):   repository.FileSnapshotData,
 	string(types.VirtualMachineFileLayoutExFileTypeDiskDescriptor): repository.FileDiskDescriptor,
 	string(types.VirtualMachineFileLayoutExFileTypeDiskExtent):     repository.FileDiskExtent,
 	string(types.VirtualMachineFileLayoutExFileTypeLog):            repository.FileLog,

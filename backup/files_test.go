@@ -51,13 +51,13 @@ func TestSelectFiles(t *testing.T) {
 	}{
 		{"without logs", false, []string{
 			"[ds1] vm1/vm1.vmx config home", "[ds1] vm1/vm1.vmxf config home", "[ds1] vm1/vm1.nvram nvram home",
-			"[ds1] vm1/vm1.vmsd snapshot-list home",
+			"[ds1] vm1/vm1.vmsd snapshot-list home", "[ds1] vm1/vm1-Snapshot1.vmsn snapshot-data home",
 			"[ds1] vm1/vm1.vmdk disk-descriptor home", "[ds1] vm1/vm1-flat.vmdk disk-extent disk",
 			"[ds1] vm1/vm1-000001.vmdk disk-descriptor home", "[ds1] vm1/vm1-000001-sesparse.vmdk disk-extent disk",
 		}},
 		{"with logs", true, []string{
 			"[ds1] vm1/vm1.vmx config home", "[ds1] vm1/vm1.vmxf config home", "[ds1] vm1/vm1.nvram nvram home",
-			"[ds1] vm1/vm1.vmsd snapshot-list home", "[ds1] vm1/vmware.log log home",
+			"[ds1] vm1/vm1.vmsd snapshot-list home", "[ds1] vm1/vm1-Snapshot1.vmsn snapshot-data home", "[ds1] vm1/vmware.log log home",
 			"[ds1] vm1/vm1.vmdk disk-descriptor home", "[ds1] vm1/vm1-flat.vmdk disk-extent disk",
 			"[ds1] vm1/vm1-000001.vmdk disk-descriptor home", "[ds1] vm1/vm1-000001-sesparse.vmdk disk-extent disk",
 		}},
@@ -81,7 +81,7 @@ func TestSelectFiles(t *testing.T) {
 			}
 		})
 	}
-	// Swap, snapshot memory and orphan extents are never selected: checked
+	// Swap and orphan extents are never selected: checked
 	// above by their absence. A chain naming a missing file is an error.
 	vm := esxiLayout()
 	vm.LayoutEx.Disk[0].Chain[1].FileKey = []int32{6, 99}

@@ -31,6 +31,7 @@ const (
 	FileConfig         = "config"
 	FileNvram          = "nvram"
 	FileSnapshotList   = "snapshot-list"
+	FileSnapshotData   = "snapshot-data" // .vmsn of the user's own snapshots
 	FileDiskDescriptor = "disk-descriptor"
 	FileDiskExtent     = "disk-extent"
 	FileLog            = "log"
