@@ -1,0 +1,392 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/vmware/govmomi/object"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/keys"
+)
+
+// maxVMNameLen is vSphere's limit for VM names.
+const maxVMNameLen = 80
+
+// Options say where and how to restore. Empty placement fields default to
+// the VM's placement at backup time (see Preflight).
+type Options struct {
+	// Name of the restored VM; default the original name. It also names
+	// the new home folder "[Datastore] Name/".
+	Name string
+	// Datastore for the home folder; default the original one.
+	Datastore string
+	// Folder is the VM folder (inventory path); default the original
+	// folder, else the datacenter's VM folder.
+	Folder string
+	// Pool is the resource pool (inventory path); default the original
+	// pool, else the datacenter's only pool.
+	Pool string
+	// Host pins the VM to a host; default the original host when the
+	// original pool is used and the host exists, else vCenter chooses.
+	Host string
+	// PowerOn powers the VM on after registration, answering the "moved
+	// or copied" question with UUID.
+	PowerOn bool
+	// UUID answers that question: vsphere.UUIDKeep (default: the restore
+	// replaces a lost VM, so it keeps its BIOS UUID and MAC addresses) or
+	// vsphere.UUIDNew (a copy running beside the original).
+	UUID vsphere.UUIDAction
+	// Workers decode chunks in parallel; default DefaultWorkers.
+	Workers int
+	// Events receives progress; may be nil.
+	Events Events
+}
+
+// PlannedFile is one file a restore writes.
+type PlannedFile struct {
+	// Name is the file name, kept from the backup.
+	Name string `json:"name"`
+	Type string `json:"type"`
+	Size int64  `json:"size"`
+	// Target is "[ds] dir/name" on the datastore, or the local path.
+	Target string `json:"target"`
+}
+
+// Plan is the outcome of Preflight: every check passed, and this is what
+// Run will do. Its exported fields are for display (dry run, JSON).
+type Plan struct {
+	BackupID string `json:"backup_id"`
+	SourceVM string `json:"source_vm"`
+	// Name is the new VM's name and its home folder's name.
+	Name      string `json:"name"`
+	Datastore string `json:"datastore"`
+	// HomeFolder is "[ds] Name/".
+	HomeFolder string `json:"home_folder"`
+	// VMXPath is the .vmx to register, "[ds] Name/original.vmx".
+	VMXPath   string             `json:"vmx_path"`
+	Folder    string             `json:"folder"`
+	Pool      string             `json:"pool"`
+	Host      string             `json:"host,omitempty"`
+	Files     []PlannedFile      `json:"files"`
+	TotalSize int64              `json:"total_size"`
+	FreeSpace int64              `json:"free_space"`
+	Keys      []keys.KeyStatus   `json:"keys"`
+	PowerOn   bool               `json:"power_on"`
+	UUID      vsphere.UUIDAction `json:"uuid"`
+	Warnings  []string           `json:"warnings,omitempty"`
+
+	m       *repository.Manifest
+	vcenter string
+	folder  *object.Folder
+	pool    *object.ResourcePool
+	host    *object.HostSystem
+	workers int
+	events  Events
+}
+
+// SpaceMargin is the free space a restore leaves on the datastore besides
+// the restored files: the VM's swap file, logs and vSphere's own headroom
+// need room too. 1% of the restore plus 256 MiB.
+func SpaceMargin(total int64) int64 { return total/100 + 256<<20 }
+
+// Preflight runs every check a restore of m to the vCenter behind c needs,
+// in this order, and writes nothing:
+//
+//  1. the manifest is valid and restorable to a vCenter (a .vmx, every
+//     file in the home folder, a recorded VM key for an encrypted VM);
+//  2. every key in the manifest is available on the vCenter (else a
+//     *keys.NotAvailableError, which wraps keys.ErrKeyNotAvailable);
+//  3. datastore, folder, pool and host exist (ErrBadTarget); no VM with
+//     the new name and no home folder "[ds] NAME/" exist (ErrCollision);
+//  4. the datastore has room for the files plus SpaceMargin (ErrNoSpace);
+//  5. the repository's identity decrypts a sample chunk
+//     (repository.ErrWrongIdentity, ErrNoIdentity).
+func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Repository, m *repository.Manifest, opts Options) (*Plan, error) {
+	p := &Plan{
+		BackupID: m.BackupID,
+		SourceVM: m.VM.Name,
+		PowerOn:  opts.PowerOn,
+		UUID:     opts.UUID,
+		m:        m,
+		vcenter:  keys.VCenterName(c.Vim25()),
+		workers:  opts.Workers,
+		events:   opts.Events,
+	}
+	if p.UUID == "" {
+		p.UUID = vsphere.UUIDKeep
+	}
+	if p.UUID != vsphere.UUIDKeep && p.UUID != vsphere.UUIDNew {
+		return nil, fmt.Errorf("%w: uuid action %q: use keep or new", ErrBadTarget, p.UUID)
+	}
+	if p.events == nil {
+		p.events = NopEvents{}
+	}
+	ev := p.events
+
+	// 1. The manifest.
+	ev.Status("checking backup " + m.BackupID)
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	vmxName, err := checkLayout(m)
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. The keys, before anything else touches the target.
+	ev.Status("checking keys on " + p.vcenter)
+	vk := keys.FromManifest(m)
+	if (m.VM.Encrypted || m.VM.VTPM) && vk.VMKey == nil {
+		return nil, fmt.Errorf("%w: backup %s of VM %s records a vTPM or encryption but no VM key ID: it cannot be checked on %s and would restore as a locked VM; restore its files with --to-dir, or back the VM up again",
+			ErrNotRestorable, m.BackupID, m.VM.Name, p.vcenter)
+	}
+	if refs := vk.Refs(); len(refs) > 0 {
+		statuses, err := keys.Check(ctx, c.Vim25(), refs, vk.Providers)
+		if err != nil {
+			return nil, fmt.Errorf("check the keys of backup %s on %s: %w", m.BackupID, p.vcenter, err)
+		}
+		p.Keys = statuses
+		if err := keys.AvailabilityError(p.vcenter, statuses); err != nil {
+			return nil, err
+		}
+	}
+
+	// 3. Placement.
+	ev.Status("checking placement")
+	if err := p.resolvePlacement(ctx, c, opts); err != nil {
+		return nil, err
+	}
+	p.VMXPath = fmt.Sprintf("[%s] %s/%s", p.Datastore, p.Name, vmxName)
+	for _, f := range m.Files {
+		p.Files = append(p.Files, PlannedFile{
+			Name: f.Name, Type: f.Type, Size: f.Size,
+			Target: fmt.Sprintf("[%s] %s/%s", p.Datastore, p.Name, f.Name),
+		})
+		p.TotalSize += f.Size
+	}
+
+	// 4. Free space.
+	space, err := c.DatastoreSpace(ctx, p.Datastore)
+	if err != nil {
+		return nil, err
+	}
+	p.FreeSpace = space.FreeSpace
+	if !space.Accessible {
+		return nil, fmt.Errorf("%w: datastore %s is not accessible on %s: pass --datastore with another one", ErrBadTarget, p.Datastore, p.vcenter)
+	}
+	if need := p.TotalSize + SpaceMargin(p.TotalSize); space.FreeSpace < need {
+		return nil, fmt.Errorf("%w: datastore %s has %s free, the restore needs %s (%s of files + %s margin): free space there or pass --datastore",
+			ErrNoSpace, p.Datastore, fmtBytes(space.FreeSpace), fmtBytes(need), fmtBytes(p.TotalSize), fmtBytes(SpaceMargin(p.TotalSize)))
+	}
+
+	// 5. The identity.
+	ev.Status("checking the identity")
+	if err := checkIdentity(ctx, repo, m); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// checkLayout returns the .vmx file name and refuses backups a vCenter
+// restore cannot reproduce: the encrypted .vmx refers to files outside the
+// home folder by absolute path, and cannot be rewritten.
+func checkLayout(m *repository.Manifest) (string, error) {
+	vmx := ""
+	var outside []string
+	for _, f := range m.Files {
+		if f.Type == repository.FileConfig && path.Ext(f.Name) == ".vmx" {
+			if vmx != "" {
+				return "", fmt.Errorf("%w: backup %s holds two .vmx files (%s, %s)", ErrNotRestorable, m.BackupID, vmx, f.Name)
+			}
+			vmx = f.Name
+		}
+		if f.Datastore != m.VM.Datastore || strings.TrimSuffix(f.Dir, "/") != strings.TrimSuffix(m.VM.HomeFolder, "/") {
+			outside = append(outside, fileLabel(f))
+		}
+	}
+	if vmx == "" {
+		return "", fmt.Errorf("%w: backup %s of VM %s holds no .vmx file: restore its files with --to-dir", ErrNotRestorable, m.BackupID, m.VM.Name)
+	}
+	if len(outside) > 0 {
+		return "", fmt.Errorf("%w: backup %s of VM %s has files outside its home folder [%s] %s/: %s; the encrypted .vmx names them by datastore path and cannot be rewritten, so restore cannot move them: extract them with --to-dir and place them by hand, or move the disks into the home folder (Storage vMotion) before the next backup",
+			ErrNotRestorable, m.BackupID, m.VM.Name, m.VM.Datastore, m.VM.HomeFolder, strings.Join(outside, ", "))
+	}
+	return vmx, nil
+}
+
+func (p *Plan) resolvePlacement(ctx context.Context, c *vsphere.Client, opts Options) error {
+	m := p.m
+	p.Name = opts.Name
+	if p.Name == "" {
+		p.Name = m.VM.Name
+	}
+	if err := validName(p.Name); err != nil {
+		return err
+	}
+	p.Datastore = opts.Datastore
+	if p.Datastore == "" {
+		p.Datastore = m.VM.Datastore
+	}
+	if _, err := c.FindDatastore(ctx, p.Datastore); err != nil {
+		return notFound(err, "datastore", p.Datastore, opts.Datastore != "", "--datastore", p.vcenter)
+	}
+	p.HomeFolder = fmt.Sprintf("[%s] %s/", p.Datastore, p.Name)
+
+	var err error
+	if opts.Folder != "" {
+		if p.folder, err = c.FindFolder(ctx, opts.Folder); err != nil {
+			return notFound(err, "folder", opts.Folder, true, "--folder", p.vcenter)
+		}
+	} else {
+		if m.VM.Folder != "" {
+			p.folder, err = c.FindFolder(ctx, m.VM.Folder)
+		}
+		if p.folder == nil || err != nil {
+			if err != nil && !errors.Is(err, vsphere.ErrNotFound) {
+				return err
+			}
+			if p.folder, err = c.FindFolder(ctx, ""); err != nil {
+				return notFound(err, "default VM folder", "", false, "--folder", p.vcenter)
+			}
+			p.Warnings = append(p.Warnings, fmt.Sprintf("the original folder %s does not exist on %s: registering in %s", m.VM.Folder, p.vcenter, p.folder.InventoryPath))
+		}
+	}
+	p.Folder = p.folder.InventoryPath
+
+	originalPool := false
+	if opts.Pool != "" {
+		if p.pool, err = c.FindResourcePool(ctx, opts.Pool); err != nil {
+			return notFound(err, "resource pool", opts.Pool, true, "--pool", p.vcenter)
+		}
+	} else {
+		if m.VM.ResourcePool != "" {
+			p.pool, err = c.FindResourcePool(ctx, m.VM.ResourcePool)
+			originalPool = err == nil
+		}
+		if p.pool == nil || err != nil {
+			if err != nil && !errors.Is(err, vsphere.ErrNotFound) {
+				return err
+			}
+			if p.pool, err = c.FindResourcePool(ctx, ""); err != nil {
+				return fmt.Errorf("%w: the original resource pool %s does not exist on %s and %v: pass --pool", ErrBadTarget, m.VM.ResourcePool, p.vcenter, err)
+			}
+			p.Warnings = append(p.Warnings, fmt.Sprintf("the original resource pool %s does not exist on %s: using %s", m.VM.ResourcePool, p.vcenter, p.pool.InventoryPath))
+		}
+	}
+	p.Pool = p.pool.InventoryPath
+
+	switch {
+	case opts.Host != "":
+		if p.host, err = c.FindHost(ctx, opts.Host); err != nil {
+			return notFound(err, "host", opts.Host, true, "--host", p.vcenter)
+		}
+	case originalPool && m.VM.Host != "":
+		// Same pool: the original host belongs to it, if it still exists.
+		if h, err := c.FindHost(ctx, m.VM.Host); err == nil {
+			p.host = h
+		}
+	}
+	if p.host != nil {
+		p.Host = p.host.InventoryPath
+	}
+
+	// Never overwrite: neither a VM of that name nor its home folder.
+	switch vm, err := c.FindVM(ctx, p.Name); {
+	case err == nil:
+		return fmt.Errorf("%w: a VM named %q already exists on %s (%s, %s): restore never replaces a VM; pass --name NEW to restore beside it",
+			ErrCollision, p.Name, p.vcenter, vm.InventoryPath, vm.Reference().Value)
+	case errors.Is(err, vsphere.ErrAmbiguous):
+		return fmt.Errorf("%w: several VMs named %q exist on %s: pass --name NEW", ErrCollision, p.Name, p.vcenter)
+	case !errors.Is(err, vsphere.ErrNotFound):
+		return fmt.Errorf("look for a VM named %q: %w", p.Name, err)
+	}
+	switch ok, err := c.Exists(ctx, p.Datastore, p.Name); {
+	case err != nil:
+		return fmt.Errorf("look for the home folder %s: %w", p.HomeFolder, err)
+	case ok:
+		return fmt.Errorf("%w: the home folder %s already exists (files of another or an unregistered VM?): restore never writes into an existing folder; pass --name NEW (the folder is named after the VM) or --datastore",
+			ErrCollision, p.HomeFolder)
+	}
+
+	if opts.PowerOn && p.UUID == vsphere.UUIDKeep && p.Name != m.VM.Name {
+		if _, err := c.FindVM(ctx, m.VM.Name); err == nil {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("VM %s still exists on %s: powering on the copy with --uuid keep gives both the same BIOS UUID and MAC addresses; use --uuid new for a copy", m.VM.Name, p.vcenter))
+		}
+	}
+	return nil
+}
+
+// validName checks a new VM name: it names a datastore folder too.
+func validName(name string) error {
+	switch {
+	case name == "", strings.TrimSpace(name) != name:
+		return fmt.Errorf("%w: VM name %q: empty or with leading/trailing spaces", ErrBadTarget, name)
+	case len(name) > maxVMNameLen:
+		return fmt.Errorf("%w: VM name %q: longer than %d characters", ErrBadTarget, name, maxVMNameLen)
+	case strings.ContainsAny(name, "/\\[]%\x00"), name == "." || name == "..":
+		return fmt.Errorf("%w: VM name %q: it also names the home folder, so it may not contain / \\ [ ] %% or be . or ..", ErrBadTarget, name)
+	}
+	return nil
+}
+
+// notFound turns a lookup failure into ErrBadTarget with the flag to use.
+func notFound(err error, kind, name string, given bool, flag, vcenter string) error {
+	if !errors.Is(err, vsphere.ErrNotFound) {
+		return err
+	}
+	if given {
+		return fmt.Errorf("%w: %s %q does not exist on %s: check %s", ErrBadTarget, kind, name, vcenter, flag)
+	}
+	return fmt.Errorf("%w: the original %s %q does not exist on %s: pass %s", ErrBadTarget, kind, name, vcenter, flag)
+}
+
+// checkIdentity decrypts one stored chunk, so a wrong identity fails before
+// the first upload rather than after half of it. The smallest file's first
+// stored chunk keeps the check cheap.
+func checkIdentity(ctx context.Context, repo *repository.Repository, m *repository.Manifest) error {
+	var sample string
+	var sampleSize int64 = -1
+	for _, f := range m.Files {
+		for _, c := range f.Chunks {
+			if c == repository.ZeroChunk {
+				continue
+			}
+			if sampleSize < 0 || m.Objects[c].StoredSize < sampleSize {
+				sample, sampleSize = c, m.Objects[c].StoredSize
+			}
+			break
+		}
+	}
+	if sample == "" {
+		return nil // nothing stored: every file is empty or zeros
+	}
+	id, err := repository.ParseChunkID(sample)
+	if err != nil {
+		return err
+	}
+	so := m.Objects[sample]
+	cr := repo.NewChunkReader()
+	defer cr.Close()
+	if _, err := cr.Read(ctx, id, &so, nil); err != nil {
+		return fmt.Errorf("identity check on backup %s: %w", m.BackupID, err)
+	}
+	return nil
+}
+
+func fmtBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

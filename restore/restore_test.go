@@ -1,0 +1,483 @@
+package restore_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/vtpm-backup/vtpm-backup/backup"
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/restore"
+	"github.com/vtpm-backup/vtpm-backup/storage"
+	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
+)
+
+// testDiskSize keeps the fixture small: 16 chunks of 1 MiB, with the
+// fixture's random, zero and repeated regions.
+const testDiskSize = 16 << 20
+
+type fixture struct {
+	env  *vspheretest.Env
+	be   *storagetest.Faulty
+	repo *repository.Repository
+	id   *age.X25519Identity
+	vm   *vspheretest.VTPMVM
+	m    *repository.Manifest
+}
+
+// newFixture starts a simulated vCenter, creates the vTPM VM name in it and
+// backs it up into a fresh in-memory repository with 1 MiB chunks.
+func newFixture(t *testing.T, name string) *fixture {
+	t.Helper()
+	be := storagetest.NewFaulty(storagetest.NewMemory())
+	return newFixtureOn(t, name, be, be)
+}
+
+func newFixtureOn(t *testing.T, name string, be storage.Backend, faulty *storagetest.Faulty) *fixture {
+	t.Helper()
+	env := vspheretest.Start(t)
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{id.Recipient().String()}, ChunkSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: name, Seed: 7, DiskSize: testDiskSize})
+	res := backup.New(env.Client, repo, backup.Options{ToolVersion: "test"}, nil).BackupVM(t.Context(), vm.VM)
+	if res.Err != nil {
+		t.Fatalf("backup: %v", res.Err)
+	}
+	repo.SetIdentities([]age.Identity{id})
+	m, err := repo.ReadManifest(t.Context(), res.BackupID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{env: env, be: faulty, repo: repo, id: id, vm: vm, m: m}
+}
+
+// restoreTo runs Preflight and Run against env.
+func (f *fixture) restoreTo(t *testing.T, ctx context.Context, env *vspheretest.Env, opts restore.Options) (*restore.Result, error) {
+	t.Helper()
+	plan, err := restore.Preflight(ctx, env.Client, f.repo, f.m, opts)
+	if err != nil {
+		return nil, err
+	}
+	return restore.Run(ctx, env.Client, f.repo, plan)
+}
+
+// state lists the VMs and every datastore file (name, size, mtime), to prove
+// that a refused or failed restore changed nothing.
+func state(t *testing.T, env *vspheretest.Env) string {
+	t.Helper()
+	ctx := t.Context()
+	vms, err := env.Client.ListVMs(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, vm := range vms {
+		fmt.Fprintf(&b, "vm %s %s\n", vm.Name, vm.Ref.Value)
+	}
+	var walk func(dir string)
+	walk = func(dir string) {
+		files, err := env.Client.ListFolder(ctx, vspheretest.Datastore, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fi := range files {
+			fmt.Fprintf(&b, "file %s %d %s\n", fi.Path, fi.Size, fi.Modified)
+			if fi.IsDir {
+				walk(strings.TrimPrefix(dir+"/"+fi.Name, "/"))
+			}
+		}
+	}
+	walk("")
+	return b.String()
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// checkRestoredVM asserts that the registered VM is the backed-up vTPM VM:
+// its key, vTPM, firmware and, byte for byte, its .nvram and disk.
+func (f *fixture) checkRestoredVM(t *testing.T, env *vspheretest.Env, res *restore.Result, name string) {
+	t.Helper()
+	ctx := t.Context()
+	if res.MoRef == "" || res.Name != name {
+		t.Fatalf("result %+v", res)
+	}
+	vm, err := env.Client.FindVM(ctx, res.MoRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := env.Client.VMInfo(ctx, vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Name != name {
+		t.Errorf("restored VM is named %q, want %q", info.Name, name)
+	}
+	if info.KeyID == nil || info.KeyID.KeyId != f.vm.KeyID || info.KeyID.ProviderId == nil || info.KeyID.ProviderId.Id != f.vm.ProviderID {
+		t.Errorf("config.keyId = %+v, want %s of %s", info.KeyID, f.vm.KeyID, f.vm.ProviderID)
+	}
+	if !info.VTPM || info.Firmware != "efi" {
+		t.Errorf("vTPM %v, firmware %q; want a vTPM and efi", info.VTPM, info.Firmware)
+	}
+	if want := fmt.Sprintf("[%s] %s/%s.vmx", vspheretest.Datastore, name, f.vm.Name); info.VMXPath != want {
+		t.Errorf("vmx %s, want %s", info.VMXPath, want)
+	}
+	nvram, err := env.ReadFile(ctx, vspheretest.Datastore, name+"/"+f.vm.Name+".nvram")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(nvram, f.vm.Nvram) {
+		t.Errorf("restored .nvram (%d bytes, sha256 %s) differs from the original (%d bytes)", len(nvram), sha(nvram), len(f.vm.Nvram))
+	}
+	disk, err := env.ReadFile(ctx, vspheretest.Datastore, name+"/"+f.vm.Name+"-flat.vmdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha256.Sum256(disk) != f.vm.DiskSHA256 {
+		t.Errorf("restored disk differs from the original")
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	f := newFixture(t, "win11-vtpm")
+	ctx := t.Context()
+	if err := f.env.DeleteVM(ctx, f.vm); err != nil {
+		t.Fatal(err)
+	}
+	m, err := restore.Select(ctx, f.repo, "win11-vtpm@latest")
+	if err != nil || m.BackupID != f.m.BackupID {
+		t.Fatalf("Select = %v, %v", m, err)
+	}
+	res, err := f.restoreTo(t, ctx, f.env, restore.Options{Workers: 3})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	f.checkRestoredVM(t, f.env, res, f.vm.Name)
+	if res.Bytes != f.m.TotalSize() || len(res.Files) != len(f.m.Files) {
+		t.Errorf("result: %d bytes in %d files, want %d in %d", res.Bytes, len(res.Files), f.m.TotalSize(), len(f.m.Files))
+	}
+}
+
+func TestRestoreBesideOriginal(t *testing.T) {
+	f := newFixture(t, "app01")
+	ctx := t.Context()
+	origFiles, err := f.env.Client.ListFolder(ctx, f.vm.Datastore, f.vm.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.restoreTo(t, ctx, f.env, restore.Options{Name: "app01-restored", PowerOn: true, UUID: vsphere.UUIDNew})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	f.checkRestoredVM(t, f.env, res, "app01-restored")
+	if !res.PoweredOn {
+		t.Error("not powered on")
+	}
+	// The original is untouched: still registered, same files, same bytes.
+	info, err := f.env.Client.VMInfo(ctx, f.vm.VM)
+	if err != nil || info.Name != "app01" || info.VMXPath != f.vm.DatastorePath(f.vm.VMXPath) {
+		t.Fatalf("original VM: %+v, %v", info, err)
+	}
+	after, err := f.env.Client.ListFolder(ctx, f.vm.Datastore, f.vm.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(after) != fmt.Sprint(origFiles) {
+		t.Errorf("original folder changed:\nbefore %v\nafter  %v", origFiles, after)
+	}
+	nvram, err := f.env.ReadFile(ctx, f.vm.Datastore, f.vm.NvramPath)
+	if err != nil || !bytes.Equal(nvram, f.vm.Nvram) {
+		t.Errorf("original nvram changed (%v)", err)
+	}
+}
+
+func TestOtherVCenter(t *testing.T) {
+	f := newFixture(t, "dc01")
+	other := vspheretest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
+	ctx := t.Context()
+
+	before := state(t, other)
+	_, err := f.restoreTo(t, ctx, other, restore.Options{})
+	if !errors.Is(err, keys.ErrKeyNotAvailable) {
+		t.Fatalf("restore to a vCenter without the provider = %v, want ErrKeyNotAvailable", err)
+	}
+	t.Logf("refusal: %v", err)
+	for _, want := range []string{f.vm.KeyID, f.vm.ProviderID, "standard", keys.ReasonProviderNotRegistered, "register the same KMS cluster"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if after := state(t, other); after != before {
+		t.Fatalf("a refused restore changed the target:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// The provider alone is not enough: its KMS must hold the key.
+	if err := other.RegisterKeyProvider(ctx, f.vm.ProviderID); err != nil {
+		t.Fatal(err)
+	}
+	before = state(t, other)
+	_, err = f.restoreTo(t, ctx, other, restore.Options{})
+	if !errors.Is(err, keys.ErrKeyNotAvailable) || !strings.Contains(err.Error(), "KeyStateMissingInKMS") {
+		t.Fatalf("restore with the provider but not the key = %v", err)
+	}
+	if after := state(t, other); after != before {
+		t.Fatalf("a refused restore changed the target:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	if err := other.AddKey(f.vm.KeyID, f.vm.ProviderID); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.restoreTo(t, ctx, other, restore.Options{})
+	if err != nil {
+		t.Fatalf("restore once the key is there: %v", err)
+	}
+	f.checkRestoredVM(t, other, res, f.vm.Name)
+}
+
+func TestRefusedBeforeWriting(t *testing.T) {
+	f := newFixture(t, "web01")
+	ctx := t.Context()
+	if err := f.env.Client.MakeDirectory(ctx, vspheretest.Datastore, "orphan"); err != nil {
+		t.Fatal(err)
+	}
+	otherID, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		opts     restore.Options
+		identity age.Identity
+		want     error
+		mention  string
+	}{
+		{"VM name exists", restore.Options{}, nil, restore.ErrCollision, "--name"},
+		{"home folder exists", restore.Options{Name: "orphan"}, nil, restore.ErrCollision, "[LocalDS_0] orphan/"},
+		{"unknown datastore", restore.Options{Name: "n1", Datastore: "nope"}, nil, restore.ErrBadTarget, "nope"},
+		{"unknown folder", restore.Options{Name: "n1", Folder: "/DC0/vm/nope"}, nil, restore.ErrBadTarget, "--folder"},
+		{"unknown pool", restore.Options{Name: "n1", Pool: "nope"}, nil, restore.ErrBadTarget, "--pool"},
+		{"unknown host", restore.Options{Name: "n1", Host: "nope"}, nil, restore.ErrBadTarget, "--host"},
+		{"bad name", restore.Options{Name: "a/b"}, nil, restore.ErrBadTarget, "a/b"},
+		{"bad uuid", restore.Options{Name: "n1", UUID: "maybe"}, nil, restore.ErrBadTarget, "maybe"},
+		{"wrong identity", restore.Options{Name: "n1"}, otherID, repository.ErrWrongIdentity, "identity"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.identity != nil {
+				f.repo.SetIdentities([]age.Identity{tc.identity})
+				defer f.repo.SetIdentities([]age.Identity{f.id})
+			}
+			before := state(t, f.env)
+			_, err := restore.Preflight(ctx, f.env.Client, f.repo, f.m, tc.opts)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.mention) {
+				t.Fatalf("Preflight = %v, want %v mentioning %q", err, tc.want, tc.mention)
+			}
+			if after := state(t, f.env); after != before {
+				t.Fatalf("a refused restore changed the target:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+func TestFailureRemovesPartialRestore(t *testing.T) {
+	f := newFixture(t, "db01")
+	ctx := t.Context()
+	flat := f.m.FileByType(repository.FileDiskExtent)[0]
+	// A chunk in the middle of the disk, so some files and part of the
+	// disk are uploaded before the failure.
+	var victim string
+	for i, c := range flat.Chunks {
+		if i >= len(flat.Chunks)/2 && c != repository.ZeroChunk {
+			victim = c
+			break
+		}
+	}
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T) (*repository.Manifest, context.Context, restore.Events)
+		want    error
+		mention []string
+	}{
+		{"corrupt chunk", func(t *testing.T) (*repository.Manifest, context.Context, restore.Events) {
+			cid, _ := repository.ParseChunkID(victim)
+			name := repository.ChunkObjectName(cid)
+			data, err := storage.ReadAll(ctx, f.be, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			orig := bytes.Clone(data)
+			data[len(data)/2] ^= 0x01
+			if err := f.be.Put(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = f.be.Put(context.Background(), name, bytes.NewReader(orig), int64(len(orig))) })
+			return f.m, ctx, nil
+		}, repository.ErrObjectCorrupt, []string{flat.Name, victim}},
+		{"whole-file checksum", func(t *testing.T) (*repository.Manifest, context.Context, restore.Events) {
+			m := *f.m
+			m.Files = slices.Clone(f.m.Files)
+			for i := range m.Files {
+				if m.Files[i].Type == repository.FileDiskExtent {
+					m.Files[i].SHA256 = strings.Repeat("ab", 32)
+				}
+			}
+			return &m, ctx, nil
+		}, restore.ErrFileCorrupt, []string{flat.Name, "SHA-256"}},
+		{"storage error", func(t *testing.T) (*repository.Manifest, context.Context, restore.Events) {
+			f.be.AddFault(storagetest.FailAfter(storagetest.OpGet, "data/", 6, errInjected))
+			t.Cleanup(f.be.ClearFaults)
+			return f.m, ctx, nil
+		}, errInjected, []string{"chunk"}},
+		{"cancelled", func(t *testing.T) (*repository.Manifest, context.Context, restore.Events) {
+			ctx, cancel := context.WithCancel(ctx)
+			t.Cleanup(cancel)
+			return f.m, ctx, &cancelAfter{bytes: 4 << 20, cancel: cancel}
+		}, context.Canceled, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, ctx, ev := tc.setup(t)
+			if ev == nil {
+				ev = &cancelAfter{bytes: 1 << 62, cancel: func() {}}
+			}
+			before := state(t, f.env)
+			plan, err := restore.Preflight(ctx, f.env.Client, f.repo, m, restore.Options{Name: "db01-copy", Events: ev})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := restore.Run(ctx, f.env.Client, f.repo, plan)
+			if !errors.Is(err, tc.want) || res != nil {
+				t.Fatalf("Run = %+v, %v; want %v", res, err, tc.want)
+			}
+			t.Logf("error: %v", err)
+			if ev.(*cancelAfter).written() < 1<<20 {
+				t.Fatal("the failure came before any upload: the test proves nothing")
+			}
+			for _, w := range tc.mention {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+			if after := state(t, f.env); after != before {
+				t.Fatalf("the failed restore left something behind:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+var errInjected = errors.New("injected: 503 slow down")
+
+// cancelAfter cancels the restore once it wrote some bytes, i.e. with the
+// home folder created and files partly uploaded.
+type cancelAfter struct {
+	restore.NopEvents
+	mu     sync.Mutex
+	bytes  int64
+	total  int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Progress(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total += n
+	if c.total >= c.bytes {
+		c.cancel()
+	}
+}
+
+func (c *cancelAfter) written() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
+}
+
+func TestToDir(t *testing.T) {
+	f := newFixture(t, "fs01")
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "out")
+	res, err := restore.ToDir(ctx, f.repo, f.m, dir, restore.DirOptions{Patterns: []string{"*.nvram"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Files) != 1 || res.Bytes != int64(len(f.vm.Nvram)) {
+		t.Fatalf("result %+v", res)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "fs01.nvram"))
+	if err != nil || !bytes.Equal(got, f.vm.Nvram) {
+		t.Fatalf("restored nvram differs from the original (%v)", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("dir holds %d entries, want only the nvram", len(entries))
+	}
+
+	tests := []struct {
+		name     string
+		dir      string
+		patterns []string
+		want     error
+	}{
+		{"never overwrites", dir, nil, restore.ErrCollision},
+		{"bad pattern", t.TempDir(), []string{"["}, restore.ErrBadTarget},
+		{"no match", t.TempDir(), []string{"*.iso"}, restore.ErrBadTarget},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := os.ReadDir(tc.dir)
+			if _, err := restore.ToDir(ctx, f.repo, f.m, tc.dir, restore.DirOptions{Patterns: tc.patterns}); !errors.Is(err, tc.want) {
+				t.Fatalf("ToDir = %v, want %v", err, tc.want)
+			}
+			if after, _ := os.ReadDir(tc.dir); len(after) != len(before) {
+				t.Errorf("the refused ToDir wrote files")
+			}
+		})
+	}
+
+	t.Run("all files, then a corrupt chunk", func(t *testing.T) {
+		all := t.TempDir()
+		res, err := restore.ToDir(ctx, f.repo, f.m, all, restore.DirOptions{Workers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		disk, err := os.ReadFile(filepath.Join(all, f.vm.Name+"-flat.vmdk"))
+		if err != nil || sha256.Sum256(disk) != f.vm.DiskSHA256 || len(res.Files) != len(f.m.Files) {
+			t.Fatalf("disk differs (%v) or files %d", err, len(res.Files))
+		}
+		flat := f.m.FileByType(repository.FileDiskExtent)[0]
+		cid, _ := repository.ParseChunkID(flat.Chunks[0])
+		name := repository.ChunkObjectName(cid)
+		data, _ := storage.ReadAll(ctx, f.be, name)
+		data[10] ^= 0x80
+		_ = f.be.Put(ctx, name, bytes.NewReader(data), int64(len(data)))
+		empty := t.TempDir()
+		if _, err := restore.ToDir(ctx, f.repo, f.m, empty, restore.DirOptions{}); !errors.Is(err, repository.ErrObjectCorrupt) || !strings.Contains(err.Error(), flat.Name) {
+			t.Fatalf("ToDir with a corrupt chunk = %v", err)
+		}
+		if left, _ := os.ReadDir(empty); len(left) != 0 {
+			t.Errorf("a failed ToDir left %d files", len(left))
+		}
+	})
+}

@@ -1,0 +1,193 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/keys"
+)
+
+// cleanupTimeout bounds the removal of a failed restore's files and VM.
+const cleanupTimeout = 10 * time.Minute
+
+// ErrPowerOn: the VM was restored and registered, but powering it on
+// failed. The restored VM is kept: it is complete, and whatever stopped the
+// power-on (no resources, a question for a human) is fixed in vSphere.
+var ErrPowerOn = errors.New("restored VM did not power on")
+
+// Result describes a finished restore.
+type Result struct {
+	BackupID string `json:"backup_id"`
+	SourceVM string `json:"source_vm"`
+	// Name and MoRef identify the new VM; MoRef is empty for ToDir.
+	Name    string `json:"name,omitempty"`
+	MoRef   string `json:"moref,omitempty"`
+	VMXPath string `json:"vmx_path,omitempty"`
+	// Dir is the local folder of a ToDir restore.
+	Dir       string        `json:"dir,omitempty"`
+	Files     []PlannedFile `json:"files"`
+	Bytes     int64         `json:"bytes"`
+	PoweredOn bool          `json:"powered_on"`
+	Started   time.Time     `json:"started"`
+	Finished  time.Time     `json:"finished"`
+}
+
+// Duration is how long the restore took.
+func (r *Result) Duration() time.Duration { return r.Finished.Sub(r.Started) }
+
+// MBPerSecond is the restore throughput in MB/s (10^6 bytes).
+func (r *Result) MBPerSecond() float64 {
+	if s := r.Duration().Seconds(); s > 0 {
+		return float64(r.Bytes) / 1e6 / s
+	}
+	return 0
+}
+
+// undo records what a restore created, so a failure removes exactly that.
+type undo struct {
+	c         *vsphere.Client
+	datastore string
+	dir       string
+	madeDir   bool
+	uploaded  []string // paths relative to the datastore
+	vm        *object.VirtualMachine
+}
+
+// run removes what the restore created, with a fresh context: the restore's
+// own may be cancelled (Ctrl-C) and the leftovers must go all the same.
+func (u *undo) run(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	var errs []error
+	if u.vm != nil {
+		if err := u.c.Unregister(ctx, u.vm); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i := len(u.uploaded) - 1; i >= 0; i-- {
+		if err := u.c.DeleteFile(ctx, u.datastore, u.uploaded[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The folder did not exist before (Preflight and MakeDirectory make
+	// sure): what registration left in it (vmware.log) is ours too.
+	if u.madeDir {
+		if err := u.c.DeleteFolder(ctx, u.datastore, u.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run restores the backup planned by Preflight: it creates the home folder,
+// uploads every file, registers the VM and, when planned, powers it on.
+// Any failure or cancellation before the VM is registered and complete
+// unregisters it and deletes the files uploaded and the folder created; the
+// error then says whether that cleanup succeeded. A power-on failure keeps
+// the restored VM and returns an error wrapping ErrPowerOn with the Result.
+func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, plan *Plan) (res *Result, err error) {
+	if plan == nil || plan.m == nil || plan.folder == nil || plan.pool == nil {
+		return nil, errors.New("restore: Run needs a plan from Preflight")
+	}
+	m, ev := plan.m, plan.events
+	res = &Result{
+		BackupID: m.BackupID, SourceVM: m.VM.Name, Name: plan.Name, VMXPath: plan.VMXPath,
+		Files: plan.Files, Started: time.Now().UTC(),
+	}
+	u := &undo{c: c, datastore: plan.Datastore, dir: plan.Name}
+	defer func() {
+		if err == nil {
+			return
+		}
+		ev.Status("removing what this restore created in " + plan.HomeFolder)
+		if cerr := u.run(ctx); cerr != nil {
+			err = fmt.Errorf("%w\ncleanup failed, remove by hand what is left in %s: %v", err, plan.HomeFolder, cerr)
+		} else {
+			err = fmt.Errorf("%w (nothing of this restore was left behind)", err)
+		}
+		res = nil
+	}()
+
+	ev.Status("creating " + plan.HomeFolder)
+	if err := c.MakeDirectory(ctx, plan.Datastore, plan.Name); err != nil {
+		if errors.Is(err, vsphere.ErrFileExists) {
+			// Someone created it since Preflight: it is not ours.
+			return nil, fmt.Errorf("%w: %s appeared after the pre-flight checks: pass --name NEW", ErrCollision, plan.HomeFolder)
+		}
+		return nil, err
+	}
+	u.madeDir = true
+
+	st := newStreamer(repo, m, plan.workers)
+	defer st.close()
+	for _, f := range m.Files {
+		target := plan.Name + "/" + f.Name
+		ev.Status(fmt.Sprintf("restoring %s to [%s] %s", fileLabel(f), plan.Datastore, target))
+		u.uploaded = append(u.uploaded, target) // a failed upload may leave a partial file
+		if err := upload(ctx, c, st, f, plan.Datastore, target, ev.Progress); err != nil {
+			return nil, err
+		}
+		res.Bytes += f.Size
+	}
+
+	ev.Status(fmt.Sprintf("registering %s as %s in %s", plan.VMXPath, plan.Name, plan.Folder))
+	vm, err := c.RegisterVM(ctx, plan.folder, plan.VMXPath, plan.Name, plan.pool, plan.host)
+	if err != nil {
+		if fault.Is(err, &types.EncryptionKeyRequired{}) {
+			return nil, fmt.Errorf("%w: %s refused to register the VM because its key is not available, although the pre-flight check found it: %v", keys.ErrKeyNotAvailable, plan.vcenter, err)
+		}
+		return nil, err
+	}
+	u.vm = vm
+	res.MoRef = vm.Reference().Value
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	res.Finished = time.Now().UTC()
+
+	if plan.PowerOn {
+		ev.Status(fmt.Sprintf("powering on %s (%s), answering the UUID question with %q", plan.Name, res.MoRef, plan.UUID))
+		if perr := c.PowerOn(ctx, vm, plan.UUID); perr != nil {
+			return res, fmt.Errorf("%w: VM %s (%s) is restored and registered but did not power on: %v; power it on in the vSphere Client", ErrPowerOn, plan.Name, res.MoRef, perr)
+		}
+		res.PoweredOn = true
+	}
+	return res, nil
+}
+
+// errUploadEnded stops the chunk writer when the upload gave up first.
+var errUploadEnded = errors.New("upload ended")
+
+// upload streams the rebuilt file into [ds] target. The writer side of the
+// pipe is closed with the stream's error, so a failed chunk or checksum
+// makes the upload fail instead of completing a short or wrong file.
+func upload(ctx context.Context, c *vsphere.Client, st *streamer, f repository.File, ds, target string, progress func(int64)) error {
+	pr, pw := io.Pipe()
+	streamed := make(chan error, 1)
+	go func() {
+		err := st.writeFile(ctx, f, pw, progress)
+		pw.CloseWithError(err) // nil: EOF
+		streamed <- err
+	}()
+	uerr := c.Upload(ctx, ds, target, pr, f.Size)
+	pr.CloseWithError(errUploadEnded)
+	serr := <-streamed
+	switch {
+	case serr != nil && !errors.Is(serr, errUploadEnded):
+		return serr
+	case uerr != nil:
+		return fmt.Errorf("restore %s: %w", fileLabel(f), uerr)
+	case serr != nil:
+		return fmt.Errorf("upload %s to [%s] %s: ended early", fileLabel(f), ds, target)
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+)
+
+// maxListed bounds how many candidates an error lists.
+const maxListed = 20
+
+// Spec is a parsed backup selection: a backup ID, or a VM (name or
+// inventory path) with an optional point in time.
+type Spec struct {
+	// BackupID is set when the selection is a backup ID.
+	BackupID string
+	// VM is a VM name or inventory path.
+	VM string
+	// Before selects the latest backup at or before this time; zero means
+	// the latest backup.
+	Before time.Time
+}
+
+// timeLayouts are accepted after "VM@". Times without a zone are UTC, like
+// backup IDs; a bare date means the end of that day ("the backup of May 1").
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05",
+	"2006-01-02T15:04",
+	"2006-01-02 15:04:05",
+	"2006-01-02 15:04",
+	"20060102T150405Z",
+}
+
+// ParseSpec parses BACKUP-ID, VM, VM@latest or VM@TIME (RFC 3339, or
+// "2006-01-02[T15:04[:05]]" in UTC; a date alone means the end of that day).
+func ParseSpec(s string) (Spec, error) {
+	if s == "" {
+		return Spec{}, fmt.Errorf("%w: empty backup selection: give a backup ID or VM[@latest|@TIME]", ErrBadTarget)
+	}
+	if !strings.Contains(s, "@") {
+		if _, err := repository.BackupTime(s); err == nil {
+			return Spec{BackupID: s}, nil
+		}
+		return Spec{VM: s}, nil
+	}
+	i := strings.LastIndexByte(s, '@')
+	vm, when := s[:i], s[i+1:]
+	if vm == "" {
+		return Spec{}, fmt.Errorf("%w: %q: no VM name before @", ErrBadTarget, s)
+	}
+	if when == "" || strings.EqualFold(when, "latest") {
+		return Spec{VM: vm}, nil
+	}
+	if t, err := time.Parse("2006-01-02", when); err == nil {
+		return Spec{VM: vm, Before: t.Add(24*time.Hour - time.Nanosecond)}, nil
+	}
+	for _, layout := range timeLayouts {
+		if t, err := time.Parse(layout, when); err == nil {
+			return Spec{VM: vm, Before: t.UTC()}, nil
+		}
+	}
+	return Spec{}, fmt.Errorf("%w: %q: cannot read the time %q: use latest, 2006-01-02, 2006-01-02T15:04 (UTC) or RFC 3339 such as 2006-01-02T15:04:05+02:00", ErrBadTarget, s, when)
+}
+
+// Select returns the manifest (read and validated) of the backup named by
+// spec: a backup ID, or VM, VM@latest or VM@TIME, where VM is the VM's name
+// or inventory path at backup time. An unknown ID or VM wraps
+// ErrBackupNotFound and lists what the repository holds; a name shared by
+// several VMs returns *AmbiguousError.
+func Select(ctx context.Context, repo *repository.Repository, spec string) (*repository.Manifest, error) {
+	sp, err := ParseSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	if sp.BackupID != "" {
+		m, err := repo.ReadManifest(ctx, sp.BackupID)
+		if errors.Is(err, repository.ErrManifestNotFound) {
+			return nil, fmt.Errorf("%w: no backup %s in %s: run 'vtpm-backup list' for the backup IDs", ErrBackupNotFound, sp.BackupID, repo.Location())
+		}
+		return m, err
+	}
+
+	ids, err := repo.ListBackupIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		matches    []*repository.Manifest
+		allNames   = map[string]bool{}
+		unreadable int
+	)
+	for _, res := range repo.ReadManifests(ctx, ids) {
+		if res.Err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			unreadable++
+			continue
+		}
+		m := res.Manifest
+		allNames[m.VM.Name] = true
+		if m.VM.Name == sp.VM || m.VM.InventoryPath == sp.VM {
+			matches = append(matches, m)
+		}
+	}
+	if len(matches) == 0 {
+		return nil, fmt.Errorf("%w: no backup of a VM named %q in %s%s; VMs with backups: %s",
+			ErrBackupNotFound, sp.VM, repo.Location(), unreadableNote(unreadable), listNames(allNames))
+	}
+
+	// One VM is one instance UUID (a VM moved between vCenters keeps it);
+	// VMs recorded without one are told apart by inventory path.
+	byVM := map[string][]*repository.Manifest{}
+	for _, m := range matches {
+		key := "uuid:" + m.VM.InstanceUUID
+		if m.VM.InstanceUUID == "" {
+			key = "path:" + m.VM.InventoryPath
+		}
+		byVM[key] = append(byVM[key], m)
+	}
+	if len(byVM) > 1 {
+		amb := &AmbiguousError{Spec: spec}
+		for _, ms := range byVM {
+			last := latest(ms, time.Time{})
+			amb.Candidates = append(amb.Candidates, fmt.Sprintf("%s (instance UUID %s, vCenter %s): latest backup %s",
+				last.VM.InventoryPath, last.VM.InstanceUUID, last.VCenter.Host, last.BackupID))
+		}
+		sort.Strings(amb.Candidates)
+		return nil, amb
+	}
+	m := latest(matches, sp.Before)
+	if m == nil {
+		oldest := matches[0]
+		for _, c := range matches {
+			if c.BackupID < oldest.BackupID {
+				oldest = c
+			}
+		}
+		return nil, fmt.Errorf("%w: VM %q has no backup at or before %s; its oldest is %s",
+			ErrBackupNotFound, sp.VM, sp.Before.UTC().Format(time.RFC3339), oldest.BackupID)
+	}
+	return m, nil
+}
+
+// latest returns the newest manifest taken at or before t (any when t is
+// zero), by the time in its backup ID; nil when there is none.
+func latest(ms []*repository.Manifest, t time.Time) *repository.Manifest {
+	var best *repository.Manifest
+	for _, m := range ms {
+		bt, err := repository.BackupTime(m.BackupID)
+		if err != nil || (!t.IsZero() && bt.After(t)) {
+			continue
+		}
+		if best == nil || m.BackupID > best.BackupID {
+			best = m
+		}
+	}
+	return best
+}
+
+func listNames(names map[string]bool) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	list := make([]string, 0, len(names))
+	for n := range names {
+		list = append(list, n)
+	}
+	sort.Strings(list)
+	if len(list) > maxListed {
+		return strings.Join(list[:maxListed], ", ") + fmt.Sprintf(" and %d more", len(list)-maxListed)
+	}
+	return strings.Join(list, ", ")
+}
+
+func unreadableNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d manifest(s) could not be read: run 'vtpm-backup audit')", n)
+}
