@@ -77,6 +77,9 @@ There is no password flag: use --password-file or GOVC_PASSWORD.
 		newCompletionCommand(g),
 		newDocsCommand(g),
 		newBackupCommand(g),
+		newListCommand(g),
+		newAuditCommand(g),
+		newKeysCommand(g),
 	)
 	return root, g
 }

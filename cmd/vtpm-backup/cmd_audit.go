@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/audit"
+	"github.com/vtpm-backup/vtpm-backup/internal/ui"
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+)
+
+// auditOptions are the flags of "vtpm-backup audit".
+type auditOptions struct {
+	ReadData    bool
+	Subset      string
+	MaxAge      time.Duration
+	Identity    string
+	Inventory   bool
+	MetricsFile string
+	// now is the clock (tests); nil means time.Now.
+	now func() time.Time
+}
+
+// AddFlags registers the flags of the audit command.
+func (o *auditOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.ReadData, "read-data", false, "download every stored object and verify its SHA-256 (with --identity: also decrypt and verify the plaintext)")
+	fs.StringVar(&o.Subset, "read-data-subset", "", "like --read-data for a random `fraction` of the objects only, e.g. 10% or 0.1")
+	fs.DurationVar(&o.MaxAge, "max-age", audit.DefaultMaxAge, "a VM whose latest backup is older than this `duration` is not ready")
+	fs.StringVar(&o.Identity, "identity", "", "age identity `file` to decrypt chunks with --read-data (env VTPM_BACKUP_IDENTITY)")
+	fs.BoolVar(&o.Inventory, "inventory", false, "also report every vTPM or encrypted VM of the vCenter that has no backup (needs --url)")
+	fs.StringVar(&o.MetricsFile, "metrics-file", "", "write Prometheus metrics to `path` atomically (for node_exporter's textfile collector)")
+}
+
+func newAuditCommand(g *globalOptions) *cobra.Command {
+	var opts auditOptions
+	cmd := &cobra.Command{
+		Use:   "audit [VM...]",
+		Short: "Check that the latest backup of each VM can be restored, keys included",
+		Long: `Check, for the latest backup of each VM (or of each VM named), whether it
+could be restored tonight:
+
+  - the manifest is readable and consistent;
+  - every stored object it references is present with the recorded size
+    (--read-data: downloaded and its SHA-256 verified, without decrypting;
+    --read-data with --identity: also decrypted and checked against its
+    chunk ID; --read-data-subset 10%: a random sample only);
+  - a vTPM VM's .nvram is in the backup and intact;
+  - every key the VM depends on is available on the vCenter given with
+    --url / GOVC_URL (the same check restore makes before writing anything),
+    and a Native Key Provider serving them has been backed up;
+  - the backup is not older than --max-age;
+  - with Object Lock (init --object-lock-days), the manifest and a sample of
+    its objects are still retained (reported as warnings: the backup is
+    restorable today).
+
+--inventory also lists every vTPM or encrypted VM of that vCenter that has
+no backup at all (coverage).
+
+Key checks need a vCenter: without --url, a VM whose backup depends on keys
+is NOT READY ("keys not checked"), because an encrypted VM whose keys are
+missing cannot be powered on after a restore.
+
+The output is a table with one row per VM and its verdict, the reasons of
+each NOT READY below it, and a summary. --json prints one audit_vm object
+per VM and an audit_summary. --metrics-file writes the gauges
+vtpm_backup_last_backup_age_seconds, vtpm_backup_ready, vtpm_backup_size_bytes
+and vtpm_backup_stored_bytes (label vm), vtpm_backup_audit_ready and
+vtpm_backup_audit_timestamp_seconds.
+
+EXIT STATUS
+  0  every audited VM is READY
+  1  the audit could not run (repository or vCenter unreachable, ...)
+  2  usage error (bad flag, --inventory without --url, bad identity file)
+  3  at least one VM is NOT READY, or there was nothing to audit`,
+		Example: `  # nightly, after the backups, against the vCenter you would restore to
+  GOVC_URL=vc-dr.example.com GOVC_USERNAME=audit@vsphere.local GOVC_PASSWORD=... \
+    vtpm-backup audit --repo s3://s3.example.com/backups/vtpm --inventory \
+      --metrics-file /var/lib/node_exporter/textfile/vtpm_backup.prom
+
+  # weekly: read a tenth of the data and decrypt it
+  vtpm-backup audit --read-data-subset 10% --identity /secure/vtpm-backup.key
+
+  # one VM, for a script
+  vtpm-backup audit win11-ws01 --json | jq 'select(.message_type=="audit_vm") | .reasons'`,
+		DisableAutoGenTag: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAudit(cmd.Context(), opts, g, args)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// parseSubset parses --read-data-subset: "10%" or "0.1", in (0, 1].
+func parseSubset(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	div := 1.0
+	if strings.HasSuffix(t, "%") {
+		t, div = strings.TrimSuffix(t, "%"), 100
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f/div <= 0 || f/div > 1 {
+		return 0, newUsageError(fmt.Errorf("--read-data-subset %q: want a percentage from 0%% to 100%% (e.g. 10%%) or a fraction (e.g. 0.1)", s), "")
+	}
+	return f / div, nil
+}
+
+func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []string) error {
+	aopts := audit.Options{VMs: args, MaxAge: opts.MaxAge, ReadData: opts.ReadData, Inventory: opts.Inventory, Now: opts.now}
+	if opts.Subset != "" {
+		f, err := parseSubset(opts.Subset)
+		if err != nil {
+			return err
+		}
+		aopts.ReadData, aopts.Subset = true, f
+	}
+	if opts.MaxAge <= 0 {
+		return newUsageError(fmt.Errorf("--max-age %s: must be positive", opts.MaxAge), "e.g. --max-age 26h for nightly backups")
+	}
+	if opts.Identity != "" && !aopts.ReadData {
+		return newUsageError(fmt.Errorf("--identity is only used to decrypt data"), "add --read-data or --read-data-subset")
+	}
+	if opts.Inventory && g.VCenter.URL == "" {
+		return newUsageError(fmt.Errorf("--inventory lists the VMs of a vCenter, and none was given"), "pass --url or set GOVC_URL")
+	}
+
+	repo, err := g.openRepository(ctx)
+	if err != nil {
+		return err
+	}
+	defer repo.Backend().Close()
+	if aopts.ReadData {
+		if _, envSet := g.lookupEnv("VTPM_BACKUP_IDENTITY"); opts.Identity != "" || envSet {
+			if err := g.loadIdentity(repo, opts.Identity); err != nil {
+				return err
+			}
+		}
+	}
+	var vc *vsphere.Client
+	if g.VCenter.URL != "" {
+		vc, err = g.connectVCenter(ctx)
+		if err != nil {
+			return err
+		}
+		defer logout(ctx, vc)
+	}
+
+	rep, err := audit.Run(ctx, repo, vc, aopts)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", repo.Location(), err)
+	}
+	printAudit(g, rep, opts.MetricsFile)
+	if opts.MetricsFile != "" {
+		if err := audit.WriteMetricsFile(opts.MetricsFile, rep); err != nil {
+			return err
+		}
+	}
+	if !rep.Ready() {
+		msg := fmt.Sprintf("%d of %d VM(s) not ready to restore", rep.NotReady(), len(rep.VMs))
+		if len(rep.Problems) > 0 {
+			msg += fmt.Sprintf(", %d repository problem(s)", len(rep.Problems))
+		}
+		return fmt.Errorf("%w: %s: see the reasons above", errNotReady, msg)
+	}
+	return nil
+}
+
+// printAudit prints the table and reasons (text) or the audit_vm and
+// audit_summary messages (--json).
+func printAudit(g *globalOptions, rep *audit.Report, metricsFile string) {
+	p := g.printer()
+	for _, v := range rep.VMs {
+		p.JSON(auditVMMessage(v))
+	}
+	ready := len(rep.VMs) - rep.NotReady()
+	p.JSON(ui.AuditSummaryMessage{
+		MessageType: ui.TypeAuditSummary, Ready: rep.Ready(),
+		VMs: len(rep.VMs), ReadyVMs: ready, NotReadyVMs: rep.NotReady(), Problems: rep.Problems,
+		VCenter: rep.VCenter, Mode: rep.Mode, Subset: rep.Subset,
+		MaxAgeSeconds: int64(rep.MaxAge.Seconds()), Time: rep.Time.UTC().Format(time.RFC3339),
+		MetricsFile: metricsFile,
+	})
+	if g.JSON {
+		return
+	}
+	if len(rep.VMs) > 0 {
+		t := ui.NewTable(g.stdout, "VM", "Backup", "Age", "Size", "Stored", "vTPM", "Objects", "Nvram", "Keys", "Verdict")
+		for _, v := range rep.VMs {
+			if v.BackupID == "" {
+				t.Row(v.VM, "-", "-", "-", "-", yesNo(v.VTPM), "-", "-", "-", verdict(v.Ready))
+				continue
+			}
+			objects := fmt.Sprintf("%d ok", v.Objects)
+			if v.ObjectsBad > 0 {
+				objects = fmt.Sprintf("%d/%d bad", v.ObjectsBad, v.Objects)
+			} else if !v.ManifestOK {
+				objects = "-"
+			}
+			if v.ObjectsRead > 0 {
+				objects += fmt.Sprintf(" (%d read)", v.ObjectsRead)
+			}
+			nvram := "-"
+			if v.VTPM && v.ManifestOK {
+				nvram = okBad(v.NvramOK)
+			}
+			keysCol := okBad(v.KeysOK)
+			if !v.KeysChecked && !v.KeysOK {
+				keysCol = "not checked"
+			}
+			if !v.ManifestOK {
+				keysCol = "-"
+			}
+			t.Row(v.VM, v.BackupID, humanAge(v.Age), humanBytes(v.Size), humanBytes(v.StoredSize), yesNo(v.VTPM), objects, nvram, keysCol, verdict(v.Ready))
+		}
+		_ = t.Flush()
+	}
+	for _, v := range rep.VMs {
+		if len(v.Reasons) == 0 && len(v.Warnings) == 0 {
+			continue
+		}
+		p.P("\n%s: %s", v.VM, verdict(v.Ready))
+		for _, r := range v.Reasons {
+			p.P("  - %s", r)
+		}
+		for _, w := range v.Warnings {
+			p.P("  ! warning: %s", w)
+		}
+	}
+	for _, pr := range rep.Problems {
+		p.P("\nproblem: %s", pr)
+	}
+	where := "keys not checked (no vCenter)"
+	if rep.VCenter != "" {
+		where = "keys checked on " + rep.VCenter
+	}
+	p.P("\n%d VM(s): %d ready, %d not ready; %s; objects: %s", len(rep.VMs), ready, rep.NotReady(), where, modeText(rep))
+	if metricsFile != "" {
+		p.P("metrics written to %s", metricsFile)
+	}
+}
+
+func auditVMMessage(v audit.VMReport) ui.AuditVMMessage {
+	m := ui.AuditVMMessage{
+		MessageType: ui.TypeAuditVM, VM: v.VM, BackupID: v.BackupID,
+		AgeSeconds: int64(v.Age.Seconds()), Size: v.Size, StoredSize: v.StoredSize, VTPM: v.VTPM,
+		ManifestOK: v.ManifestOK, Objects: v.Objects, ObjectsRead: v.ObjectsRead, ObjectsBad: v.ObjectsBad,
+		ObjectsOK: v.ObjectsOK, NvramOK: v.NvramOK, KeysChecked: v.KeysChecked, KeysOK: v.KeysOK, AgeOK: v.AgeOK,
+		Ready: v.Ready, Verdict: verdict(v.Ready), Reasons: v.Reasons, Warnings: v.Warnings,
+	}
+	if !v.BackupTime.IsZero() {
+		m.BackupTime = v.BackupTime.UTC().Format(time.RFC3339)
+	}
+	if r := v.Retention; r != nil {
+		m.Retention = &ui.AuditRetention{Checked: r.Checked, Retained: r.Retained}
+		if !r.Until.IsZero() {
+			m.Retention.Until = r.Until.UTC().Format(time.RFC3339)
+		}
+	}
+	return m
+}
+
+func modeText(rep *audit.Report) string {
+	s := map[string]string{
+		"stat":    "presence and size checked",
+		"read":    "downloaded and SHA-256 verified (not decrypted)",
+		"decrypt": "downloaded, decrypted and verified",
+	}[rep.Mode]
+	if rep.Subset > 0 && rep.Subset < 1 {
+		s += fmt.Sprintf(" for a %g%% sample", rep.Subset*100)
+	}
+	return s
+}
+
+func verdict(ready bool) string {
+	if ready {
+		return "READY"
+	}
+	return "NOT READY"
+}
+
+func okBad(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "BAD"
+}
+
+// humanAge writes a duration the way people read backup ages: 2d3h, 5h12m,
+// 42m, 30s.
+func humanAge(d time.Duration) string {
+	d = d.Round(time.Second)
+	switch {
+	case d >= 24*time.Hour:
+		return fmt.Sprintf("%dd%dh", d/(24*time.Hour), d%(24*time.Hour)/time.Hour)
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%dm", d/time.Hour, d%time.Hour/time.Minute)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/audit"
+	"github.com/vtpm-backup/vtpm-backup/internal/ui"
+)
+
+// listOptions are the flags of "vtpm-backup list" (none of its own yet:
+// --json and --repo are global).
+type listOptions struct{}
+
+// AddFlags registers the flags of the list command.
+func (o *listOptions) AddFlags(*pflag.FlagSet) {}
+
+func newListCommand(g *globalOptions) *cobra.Command {
+	var opts listOptions
+	cmd := &cobra.Command{
+		Use:   "list [VM...]",
+		Short: "List backups, grouped by VM, newest first",
+		Long: `List the backups in the repository, grouped by VM (by name) and newest first
+within each VM. Name VMs to list only theirs.
+
+Columns: backup ID, VM, time (UTC), size of the VM's files, stored size
+(compressed and encrypted objects the backup references, including objects
+shared with other backups), whether the VM has a vTPM, and the key
+provider(s) its keys come from. Sizes are humanized in the table and exact
+bytes with --json (one backup_entry object per line).
+
+A backup whose manifest cannot be read is listed with the error; run
+"vtpm-backup audit" to see what it means for restores.
+
+EXIT STATUS
+  0  success (also when there are no backups)
+  1  the repository could not be read
+  2  usage error (no --repo, bad --repo URL)`,
+		Example: `  vtpm-backup list --repo /srv/vtpm-repo
+  vtpm-backup list win11-ws01 win11-ws02
+  vtpm-backup list --json | jq -r 'select(.vm=="win11-ws01") | .backup_id' | head -1`,
+		DisableAutoGenTag: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runList(cmd.Context(), opts, g, args)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runList(ctx context.Context, _ listOptions, g *globalOptions, args []string) error {
+	repo, err := g.openRepository(ctx)
+	if err != nil {
+		return err
+	}
+	defer repo.Backend().Close()
+	cat, err := audit.LoadCatalog(ctx, repo)
+	if err != nil {
+		return err
+	}
+	vms := args
+	if len(vms) == 0 {
+		vms = cat.VMs()
+	}
+	var entries []ui.BackupEntryMessage
+	for _, vm := range vms {
+		for _, b := range cat.Backups(vm) {
+			entries = append(entries, backupEntry(b))
+		}
+	}
+	if len(args) == 0 {
+		for _, b := range cat.Unattributed {
+			entries = append(entries, backupEntry(b))
+		}
+	}
+
+	p := g.printer()
+	for _, e := range entries {
+		p.JSON(e)
+	}
+	if g.JSON {
+		return nil
+	}
+	if len(entries) == 0 {
+		if len(args) > 0 {
+			p.P("no backups of %s in %s", strings.Join(args, ", "), repo.Location())
+		} else {
+			p.P("no backups in %s", repo.Location())
+		}
+		return nil
+	}
+	t := ui.NewTable(g.stdout, "ID", "VM", "Time", "Size", "Stored", "vTPM", "Key provider")
+	for _, e := range entries {
+		if e.Error != "" {
+			vm := e.VM
+			if vm == "" {
+				vm = "?"
+			}
+			t.Row(e.BackupID, vm, e.Time, "-", "-", "-", "unreadable: "+e.Error)
+			continue
+		}
+		t.Row(e.BackupID, e.VM, e.Time, humanBytes(e.Size), humanBytes(e.StoredSize), yesNo(e.VTPM), orDash(strings.Join(e.KeyProviders, ",")))
+	}
+	return t.Flush()
+}
+
+// backupEntry turns a catalog entry into its list message.
+func backupEntry(b audit.Backup) ui.BackupEntryMessage {
+	e := ui.BackupEntryMessage{MessageType: ui.TypeBackupEntry, BackupID: b.ID, VM: b.VM}
+	if !b.Time.IsZero() {
+		e.Time = b.Time.UTC().Format(time.RFC3339)
+	}
+	if b.Err != nil {
+		e.Error = b.Err.Error()
+		return e
+	}
+	m := b.Manifest
+	e.Size, e.StoredSize = m.TotalSize(), m.StoredSize()
+	e.VTPM, e.Encrypted = m.VM.VTPM, m.VM.Encrypted
+	seen := map[string]bool{}
+	for _, k := range m.Keys {
+		name := k.ProviderID
+		if name == "" {
+			name = "(default)"
+		}
+		if k.ProviderType != "" {
+			name += " (" + k.ProviderType + ")"
+		}
+		if !seen[name] {
+			seen[name] = true
+			e.KeyProviders = append(e.KeyProviders, name)
+		}
+	}
+	return e
+}
+
+// humanBytes writes n in binary units with one decimal: 1.5 GiB, 312 B.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
