@@ -228,11 +228,12 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 		return nil, err
 	}
 	kc := &keyChecker{vc: vc}
+	kc.prepare(ctx, manifests)
 	for i, row := range audited {
 		m := manifests[i]
 		fillFacts(row, m, rep.Time, opts.MaxAge)
 		judgeObjects(row, m, results)
-		kc.judge(ctx, row, m)
+		kc.judge(row, m)
 		judgeRetention(ctx, repo, row, m, rep.Time, opts.RetentionSample)
 	}
 
@@ -475,17 +476,68 @@ func judgeObjects(row *VMReport, m *repository.Manifest, results map[objectKey]o
 	}
 }
 
-// keyChecker checks keys on one vCenter, listing its providers once.
+// keyChecker checks keys on one vCenter. It asks once for every key of
+// every audited backup (one keys.Check: one provider listing, one
+// QueryCryptoKeyStatus), instead of once per VM, because an audit of a
+// thousand VMs must not make thousands of calls (and provider health
+// queries that contact the KMS).
 type keyChecker struct {
-	vc        *vsphere.Client
-	once      sync.Once
+	vc *vsphere.Client
+	// status is the answer for each (provider, key) pair.
+	status    map[keyPair]keys.KeyStatus
+	checkErr  error
 	providers []keys.Provider
-	listErr   error
 }
 
-// judge checks the keys of m the way restore does (keys.Check) and adds
+// keyPair identifies a key regardless of what it protects in which VM.
+type keyPair struct{ provider, key string }
+
+// prepare checks the keys of all manifests at once.
+func (kc *keyChecker) prepare(ctx context.Context, manifests []*repository.Manifest) {
+	if kc.vc == nil {
+		return
+	}
+	kc.status = map[keyPair]keys.KeyStatus{}
+	var refs []keys.KeyRef
+	var recorded []keys.Provider
+	seenProvider := map[string]bool{}
+	for _, m := range manifests {
+		k := keys.FromManifest(m)
+		for _, ref := range k.Refs() {
+			kp := keyPair{ref.ProviderID, ref.KeyID}
+			if _, ok := kc.status[kp]; !ok {
+				kc.status[kp] = keys.KeyStatus{}
+				refs = append(refs, ref)
+			}
+		}
+		for _, p := range k.Providers {
+			if !seenProvider[p.ID] {
+				seenProvider[p.ID] = true
+				recorded = append(recorded, p)
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return
+	}
+	statuses, err := keys.Check(ctx, kc.vc.Vim25(), refs, recorded)
+	if err != nil {
+		kc.checkErr = err
+		return
+	}
+	for _, st := range statuses {
+		kc.status[keyPair{st.Ref.ProviderID, st.Ref.KeyID}] = st
+	}
+	// Readiness judges Native Key Provider backups from the current
+	// providers; without them it falls back to what the manifest recorded.
+	if ps, err := keys.ListProviders(ctx, kc.vc.Vim25()); err == nil {
+		kc.providers = ps
+	}
+}
+
+// judge reports the keys of m as restore would check them, with
 // keys.Readiness's reasons: missing keys, unbacked Native Key Providers.
-func (kc *keyChecker) judge(ctx context.Context, row *VMReport, m *repository.Manifest) {
+func (kc *keyChecker) judge(row *VMReport, m *repository.Manifest) {
 	k := keys.FromManifest(m)
 	refs := k.Refs()
 	if kc.vc == nil {
@@ -507,22 +559,18 @@ func (kc *keyChecker) judge(ctx context.Context, row *VMReport, m *repository.Ma
 	}
 	row.KeysChecked = true
 	vcName := kc.vc.Host()
-	var statuses []keys.KeyStatus
-	if len(refs) > 0 {
-		var err error
-		statuses, err = keys.Check(ctx, kc.vc.Vim25(), refs, k.Providers)
-		if err != nil {
-			row.Reasons = append(row.Reasons, fmt.Sprintf("keys could not be checked on %s: %v", vcName, err))
-			return
-		}
-		kc.once.Do(func() { kc.providers, kc.listErr = keys.ListProviders(ctx, kc.vc.Vim25()) })
+	if len(refs) > 0 && kc.checkErr != nil {
+		row.Reasons = append(row.Reasons, fmt.Sprintf("keys could not be checked on %s: %v", vcName, kc.checkErr))
+		return
+	}
+	statuses := make([]keys.KeyStatus, 0, len(refs))
+	for _, ref := range refs {
+		st := kc.status[keyPair{ref.ProviderID, ref.KeyID}]
+		st.Ref = ref // the same key may protect something else here
+		statuses = append(statuses, st)
 	}
 	row.KeyStatuses = statuses
-	current := kc.providers
-	if kc.listErr != nil {
-		current = nil
-	}
-	reasons := keys.Readiness(k, statuses, current, vcName)
+	reasons := keys.Readiness(k, statuses, kc.providers, vcName)
 	row.KeysOK = len(reasons) == 0
 	row.Reasons = append(row.Reasons, reasons...)
 }

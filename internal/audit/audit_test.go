@@ -461,3 +461,26 @@ func TestAuditUnreadableManifest(t *testing.T) {
 		t.Fatalf("unreadable manifest: %+v", rep)
 	}
 }
+
+// Keys of all VMs are checked in one batch; each VM still gets its own
+// verdict.
+func TestAuditSeveralVMsOneKeyMissing(t *testing.T) {
+	s := newSite(t)
+	f := s.backup(t, 0, nil)
+	other := s.env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "second-vtpm", Seed: 8, DiskSize: 1 << 20})
+	if res := backup.New(s.env.Client, f.repo, backup.Options{}, nil).BackupVM(t.Context(), other.VM); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	target := vspheretest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
+	if err := target.RegisterKeyProvider(t.Context(), s.vm.ProviderID); err != nil {
+		t.Fatal(err)
+	}
+	if err := target.AddKey(s.vm.KeyID, s.vm.ProviderID); err != nil {
+		t.Fatal(err)
+	}
+	rep := run(t, f.repo, target.Client, audit.Options{})
+	if a, b := row(t, rep, s.vm.Name), row(t, rep, other.Name); !a.Ready || b.Ready || rep.Ready() ||
+		!strings.Contains(strings.Join(b.Reasons, "\n"), "key "+other.KeyID) {
+		t.Fatalf("want %s ready and %s not (its key %s missing): %+v", s.vm.Name, other.Name, other.KeyID, rep.VMs)
+	}
+}
