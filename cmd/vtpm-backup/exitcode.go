@@ -8,6 +8,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/internal/location"
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/restore"
 )
 
 // Exit statuses, documented in the root command's help (EXIT STATUS) and in
@@ -96,5 +97,12 @@ func exitRules() []exitRule {
 		{repository.ErrBadChunkSize, exitUsage},
 		{repository.ErrAlreadyInitialized, exitUsage},
 		{keys.ErrKeyNotAvailable, exitNotReady},
+		{restore.ErrBackupNotFound, exitUsage},
+		{restore.ErrAmbiguous, exitUsage},
+		{restore.ErrBadTarget, exitUsage},
+		{repository.ErrWrongIdentity, exitUsage},
+		{restore.ErrCollision, exitNotReady},
+		{restore.ErrNoSpace, exitNotReady},
+		{restore.ErrNotRestorable, exitNotReady},
 	}
 }

@@ -77,6 +77,7 @@ There is no password flag: use --password-file or GOVC_PASSWORD.
 		newCompletionCommand(g),
 		newDocsCommand(g),
 		newBackupCommand(g),
+		newRestoreCommand(g),
 		newListCommand(g),
 		newAuditCommand(g),
 		newKeysCommand(g),

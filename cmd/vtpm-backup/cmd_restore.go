@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/internal/ui"
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/restore"
+)
+
+// restoreOptions are the flags of "vtpm-backup restore".
+type restoreOptions struct {
+	Name      string
+	Datastore string
+	Folder    string
+	Pool      string
+	Host      string
+	PowerOn   bool
+	UUID      string
+	DryRun    bool
+	Identity  string
+	ToDir     string
+	Files     []string
+	Workers   int
+}
+
+// AddFlags registers the flags of the restore command.
+func (o *restoreOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Name, "name", "", "`name` of the restored VM and of its new home folder (default: the original name)")
+	fs.StringVar(&o.Datastore, "datastore", "", "`datastore` for the new home folder (default: the original datastore)")
+	fs.StringVar(&o.Folder, "folder", "", "VM `folder` (inventory path) to register in (default: the original folder)")
+	fs.StringVar(&o.Pool, "pool", "", "resource `pool` (inventory path) to run in (default: the original pool)")
+	fs.StringVar(&o.Host, "host", "", "`host` to register on (default: the original host if in the original pool, else vCenter chooses)")
+	fs.BoolVar(&o.PowerOn, "power-on", false, "power the VM on after registration, answering the moved-or-copied question with --uuid")
+	fs.StringVar(&o.UUID, "uuid", "", "answer to vSphere's moved-or-copied question at power-on: `keep` (moved: same BIOS UUID and MACs; default) or new (copied)")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "run every pre-flight check and print the plan; write nothing")
+	fs.StringVar(&o.Identity, "identity", "", "age identity `file` that decrypts the repository (env VTPM_BACKUP_IDENTITY)")
+	fs.StringVar(&o.ToDir, "to-dir", "", "write the backed-up files into local `folder` instead of restoring to vCenter (no vCenter needed)")
+	fs.StringArrayVar(&o.Files, "files", nil, "with --to-dir: only files whose name matches this `glob` (e.g. '*.nvram'); repeatable")
+	fs.IntVar(&o.Workers, "workers", restore.DefaultWorkers, "chunks downloaded and decoded in parallel")
+}
+
+func newRestoreCommand(g *globalOptions) *cobra.Command {
+	var opts restoreOptions
+	cmd := &cobra.Command{
+		Use:   "restore BACKUP-ID|VM[@latest|@TIME] [flags]",
+		Short: "Restore a backup as a new VM on vCenter, or its files to a folder",
+		Long: `Restore one backup: as a registered VM on a vCenter, or with --to-dir as
+files in a local folder.
+
+The backup is a backup ID, or a VM (name or inventory path at backup time):
+VM and VM@latest pick its latest backup, VM@TIME the latest one at or before
+TIME (2006-01-02 for the end of that day, 2006-01-02T15:04 in UTC, or RFC 3339
+with a zone).
+
+Refuse early, write late. Before writing anything, restore checks in this
+order: the backup's manifest; that the target vCenter can serve every key
+the VM needs (VM and disk keys, one QueryCryptoKeyStatus call; there is no
+way to skip this: an encrypted VM without its key is a locked VM); that the
+datastore, folder, resource pool and host exist, and that neither a VM
+with the new name nor its home folder [datastore] NAME/ exists (restore
+never overwrites); that the datastore has room; and that --identity
+decrypts the repository. --dry-run stops there and prints the plan.
+
+Files keep their original names: the .vmx of an encrypted VM cannot be
+rewritten, and it names the .nvram and disks. A restore under a new name
+writes them into a new folder named after the VM and registers
+[datastore] NEW/ORIGINAL.vmx as NEW. A backup whose disks lived outside the
+VM home folder cannot be restored this way; use --to-dir.
+
+Every chunk and every file is verified against the backup while it streams
+to the datastore. If anything fails, or on Ctrl-C, restore unregisters the
+VM it registered and deletes exactly the files and the folder it created.
+
+--uuid answers vSphere's question at the first power-on ("moved or copied?").
+keep (the default) says "moved": the VM keeps its BIOS UUID and MAC
+addresses, right for replacing a lost VM. Use new ("copied") for a copy that
+runs beside the original, so the two do not share UUID and MACs. Without
+--power-on the question comes at the first power-on in the vSphere Client.
+If the restored VM does not power on, it is kept and the error says so.
+
+--to-dir needs no vCenter: it writes the files (e.g. the .nvram for another
+tool) as they were on the datastore, verified, never overwriting a file.
+
+EXIT STATUS
+  0  restored (or --dry-run: every check passed)
+  1  failure (storage, vCenter or network error, corrupt chunk, failed
+     power-on of a restored VM); a failed restore leaves nothing behind
+  2  usage error or bad input: unknown backup or VM, a VM name matching
+     several VMs (the candidates are listed), wrong --identity, a --folder,
+     --pool, --host or --datastore that does not exist, bad --files
+  3  refused: a key is not available on the target vCenter (each key is
+     listed with its provider and the remedy), the VM name or its home
+     folder already exists, not enough free space, or a backup that cannot
+     be restored to vCenter`,
+		Example: `  # the latest backup of a lost VM, in its original place, powered on
+  vtpm-backup restore --repo s3://s3.example.com/backups/vtpm --identity ~/vtpm-backup.key \
+      win11-01@latest --power-on
+
+  # check a restore to the DR vCenter without writing anything
+  GOVC_URL=vc-dr.example.com vtpm-backup restore win11-01 --dry-run
+
+  # yesterday's state beside the running original, as a copy
+  vtpm-backup restore win11-01@2026-05-01 --name win11-01-restored --power-on --uuid new
+
+  # a given backup to another datastore, folder and pool
+  vtpm-backup restore 20260501T020000.000Z-1a2b3c4d --datastore ds-ssd-02 \
+      --folder /DC1/vm/restored --pool /DC1/host/C1/Resources
+
+  # only the vTPM state file, to a local folder
+  vtpm-backup restore win11-01 --to-dir ./win11-01-nvram --files '*.nvram'`,
+		Args:              cobra.ArbitraryArgs,
+		DisableAutoGenTag: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRestore(cmd.Context(), opts, g, args)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args []string) error {
+	if err := opts.validate(args); err != nil {
+		return err
+	}
+	repo, err := g.openRepository(ctx)
+	if err != nil {
+		return err
+	}
+	defer repo.Backend().Close()
+	if err := g.loadIdentity(repo, opts.Identity); err != nil {
+		return err
+	}
+	m, err := restore.Select(ctx, repo, args[0])
+	if err != nil {
+		return err
+	}
+	p := g.printer()
+	ev := &restoreEvents{p: p, log: g.logger()}
+	if opts.ToDir != "" {
+		return runRestoreToDir(ctx, opts, g, p, ev, repo, m)
+	}
+
+	c, err := g.connectVCenter(ctx)
+	if err != nil {
+		return err
+	}
+	defer logout(ctx, c)
+	plan, err := restore.Preflight(ctx, c, repo, m, restore.Options{
+		Name: opts.Name, Datastore: opts.Datastore, Folder: opts.Folder, Pool: opts.Pool, Host: opts.Host,
+		PowerOn: opts.PowerOn, UUID: vsphere.UUIDAction(opts.UUID), Workers: opts.Workers, Events: ev,
+	})
+	if err != nil {
+		return err
+	}
+	printRestorePlan(p, plan, opts.DryRun)
+	if opts.DryRun {
+		p.P("dry run: every pre-flight check passed; nothing was written")
+		return nil
+	}
+
+	progress := g.progress()
+	ev.bar = progress.NewBar(plan.Name, plan.TotalSize)
+	start := time.Now()
+	res, err := restore.Run(ctx, c, repo, plan)
+	ev.bar.Done(runErr(res, err))
+	progress.Wait()
+	if res != nil {
+		printRestoreDone(p, res, err)
+	}
+	p.JSON(restoreSummary(res, err, start))
+	return err
+}
+
+// runErr is the error that failed the restore itself: a power-on failure
+// still leaves a complete VM.
+func runErr(res *restore.Result, err error) error {
+	if res != nil {
+		return nil
+	}
+	return err
+}
+
+func runRestoreToDir(ctx context.Context, opts restoreOptions, g *globalOptions, p ui.Printer, ev *restoreEvents, repo *repository.Repository, m *repository.Manifest) error {
+	dopts := restore.DirOptions{Patterns: opts.Files, Workers: opts.Workers, Events: ev, DryRun: true}
+	plan, err := restore.ToDir(ctx, repo, m, opts.ToDir, dopts)
+	if err != nil {
+		return err
+	}
+	msg := ui.RestorePlanMessage{
+		MessageType: ui.TypeRestorePlan, DryRun: opts.DryRun, BackupID: m.BackupID, SourceVM: m.VM.Name,
+		Dir: opts.ToDir, Files: []ui.RestoreFile{}, Keys: []ui.RestoreKey{},
+	}
+	p.P("restore of backup %s of VM %s to %s:", m.BackupID, m.VM.Name, opts.ToDir)
+	for _, f := range plan.Files {
+		msg.Files = append(msg.Files, ui.RestoreFile{Name: f.Name, Type: f.Type, Size: f.Size, Target: f.Target})
+		msg.TotalBytes += f.Size
+		p.P("  %-16s %10s  %s", f.Type, humanize.IBytes(uint64(f.Size)), f.Target)
+	}
+	p.JSON(msg)
+	if opts.DryRun {
+		p.P("dry run: every pre-flight check passed; nothing was written")
+		return nil
+	}
+	progress := g.progress()
+	ev.bar = progress.NewBar(m.VM.Name, msg.TotalBytes)
+	dopts.DryRun = false
+	start := time.Now()
+	res, err := restore.ToDir(ctx, repo, m, opts.ToDir, dopts)
+	ev.bar.Done(err)
+	progress.Wait()
+	if res != nil {
+		printRestoreDone(p, res, nil)
+	}
+	p.JSON(restoreSummary(res, err, start))
+	return err
+}
+
+// validate checks the command line before anything is opened.
+func (o *restoreOptions) validate(args []string) error {
+	hint := "run 'vtpm-backup restore --help' for usage"
+	switch {
+	case len(args) != 1:
+		return newUsageError(fmt.Errorf("restore takes one backup (BACKUP-ID or VM[@latest|@TIME]), got %d arguments", len(args)), hint)
+	case o.UUID != "" && o.UUID != string(vsphere.UUIDKeep) && o.UUID != string(vsphere.UUIDNew):
+		return newUsageError(fmt.Errorf("--uuid %q: use keep or new", o.UUID), hint)
+	case o.Workers < 1:
+		return newUsageError(fmt.Errorf("--workers %d: must be at least 1", o.Workers), hint)
+	case o.ToDir == "" && len(o.Files) > 0:
+		return newUsageError(errors.New("--files selects files for --to-dir"), "add --to-dir DIR, or drop --files (a VM restore needs every file)")
+	}
+	if o.ToDir != "" {
+		for flag, set := range map[string]bool{
+			"--name": o.Name != "", "--datastore": o.Datastore != "", "--folder": o.Folder != "", "--pool": o.Pool != "",
+			"--host": o.Host != "", "--power-on": o.PowerOn, "--uuid": o.UUID != "",
+		} {
+			if set {
+				return newUsageError(fmt.Errorf("%s places a VM on vCenter; --to-dir writes files only", flag), "use either --to-dir or the vCenter placement flags")
+			}
+		}
+	}
+	return nil
+}
+
+// restoreEvents turns restore progress into a bar, log lines and JSON
+// status messages.
+type restoreEvents struct {
+	p   ui.Printer
+	log *slog.Logger
+	bar ui.Bar
+}
+
+func (e *restoreEvents) Status(step string) {
+	e.log.Info(step)
+	e.p.JSON(ui.StatusMessage{MessageType: ui.TypeStatus, Message: step})
+}
+
+func (e *restoreEvents) Progress(n int64) {
+	if e.bar != nil {
+		e.bar.Add(n)
+	}
+}
+
+func printRestorePlan(p ui.Printer, plan *restore.Plan, dryRun bool) {
+	msg := ui.RestorePlanMessage{
+		MessageType: ui.TypeRestorePlan, DryRun: dryRun, BackupID: plan.BackupID, SourceVM: plan.SourceVM,
+		Name: plan.Name, Datastore: plan.Datastore, HomeFolder: plan.HomeFolder, VMXPath: plan.VMXPath,
+		Folder: plan.Folder, Pool: plan.Pool, Host: plan.Host, PowerOn: plan.PowerOn, UUID: string(plan.UUID),
+		Files: []ui.RestoreFile{}, Keys: []ui.RestoreKey{},
+		TotalBytes: plan.TotalSize, FreeBytes: plan.FreeSpace, Warnings: plan.Warnings,
+	}
+	p.P("restore of backup %s of VM %s:", plan.BackupID, plan.SourceVM)
+	where := plan.Pool
+	if plan.Host != "" {
+		where += ", host " + plan.Host
+	}
+	p.P("  new VM %s in %s (pool %s)", plan.Name, plan.Folder, where)
+	p.P("  home   %s (%s to write, %s free)", plan.HomeFolder, humanize.IBytes(uint64(plan.TotalSize)), humanize.IBytes(uint64(plan.FreeSpace)))
+	p.P("  vmx    %s", plan.VMXPath)
+	for _, k := range plan.Keys {
+		msg.Keys = append(msg.Keys, ui.RestoreKey{
+			KeyID: k.Ref.KeyID, ProviderID: k.Ref.ProviderID, ProviderType: string(k.ProviderType),
+			Use: k.Ref.Use, Available: k.Available, Reasons: k.Reasons,
+		})
+		p.P("  key    %s (%s) of provider %s (%s): available", k.Ref.KeyID, k.Ref.Use, k.Ref.ProviderID, k.ProviderType)
+	}
+	if len(plan.Keys) == 0 {
+		p.P("  key    none (the VM is not encrypted)")
+	}
+	for _, f := range plan.Files {
+		msg.Files = append(msg.Files, ui.RestoreFile{Name: f.Name, Type: f.Type, Size: f.Size, Target: f.Target})
+		p.P("  file   %-16s %10s  %s", f.Type, humanize.IBytes(uint64(f.Size)), f.Target)
+	}
+	if plan.PowerOn {
+		p.P("  then power on, answering the moved-or-copied question with %q", plan.UUID)
+	}
+	for _, w := range plan.Warnings {
+		p.P("warning: %s", w)
+	}
+	p.JSON(msg)
+}
+
+func printRestoreDone(p ui.Printer, res *restore.Result, err error) {
+	msg := ui.RestoreDoneMessage{
+		MessageType: ui.TypeRestoreDone, BackupID: res.BackupID, SourceVM: res.SourceVM,
+		Name: res.Name, MoRef: res.MoRef, VMXPath: res.VMXPath, Dir: res.Dir,
+		Files: len(res.Files), Bytes: res.Bytes, DurationSeconds: res.Duration().Seconds(),
+		MBPerSecond: res.MBPerSecond(), PoweredOn: res.PoweredOn,
+	}
+	if err != nil {
+		msg.Error = err.Error()
+	}
+	rate := fmt.Sprintf("%d files, %s in %s (%.0f MB/s)", len(res.Files), humanize.IBytes(uint64(res.Bytes)),
+		res.Duration().Round(10*time.Millisecond), res.MBPerSecond())
+	switch {
+	case res.Dir != "":
+		p.P("restored backup %s of VM %s to %s: %s", res.BackupID, res.SourceVM, res.Dir, rate)
+	default:
+		p.P("restored VM %s (%s) from backup %s of %s: %s", res.Name, res.MoRef, res.BackupID, res.SourceVM, rate)
+		if res.PoweredOn {
+			p.P("VM %s is powered on", res.Name)
+		}
+	}
+	p.JSON(msg)
+}
+
+func restoreSummary(res *restore.Result, err error, start time.Time) ui.SummaryMessage {
+	s := ui.SummaryMessage{MessageType: ui.TypeSummary, Command: "restore", DurationSeconds: time.Since(start).Seconds()}
+	if res != nil && err == nil {
+		s.Succeeded = 1
+	} else {
+		s.Failed = 1
+	}
+	return s
+}

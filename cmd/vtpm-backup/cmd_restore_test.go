@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+)
+
+// restoreFixture is a simulated vCenter with one vTPM VM backed up into a
+// local repository whose identity file is known.
+type restoreFixture struct {
+	env      *vspheretest.Env
+	vm       *vspheretest.VTPMVM
+	repo     string
+	identity string
+}
+
+func newRestoreFixture(t *testing.T, name string) *restoreFixture {
+	t.Helper()
+	env := vspheretest.Start(t)
+	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: name, Seed: 11, DiskSize: 8 << 20})
+	dir := t.TempDir()
+	f := &restoreFixture{env: env, vm: vm, repo: filepath.Join(dir, "repo"), identity: filepath.Join(dir, "id.key")}
+	if _, stderr, code := cli(t, "init", "--repo", f.repo, "--generate-identity", f.identity, "--chunk-size", "1MiB"); code != exitOK {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	if _, stderr, code := cli(t, append(f.args(env), "backup", name)...); code != exitOK {
+		t.Fatalf("backup: %d %s", code, stderr)
+	}
+	return f
+}
+
+// args are the global flags for the repository and a vCenter.
+func (f *restoreFixture) args(env *vspheretest.Env) []string {
+	return append([]string{"--repo", f.repo, "--no-progress"}, vcArgs(env)...)
+}
+
+// globals returns parsed global options pointing at env, for runRestore.
+func (f *restoreFixture) globals(t *testing.T, env *vspheretest.Env) (*globalOptions, *bytes.Buffer) {
+	t.Helper()
+	g, out, _ := testGlobals(t, map[string]string{"VTPM_BACKUP_IDENTITY": f.identity})
+	g.Repo = f.repo
+	g.VCenter.URL = env.URL.String()
+	g.VCenter.Insecure = true
+	g.NoProgress = true
+	return g, out
+}
+
+func TestRestoreCommand(t *testing.T) {
+	f := newRestoreFixture(t, "cli-vtpm")
+	ctx := t.Context()
+	wrongKey := filepath.Join(t.TempDir(), "wrong.key")
+	if _, _, code := cli(t, "init", "--repo", filepath.Join(t.TempDir(), "other"), "--generate-identity", wrongKey); code != exitOK {
+		t.Fatal("init of a second repository failed")
+	}
+
+	tests := []struct {
+		name    string
+		opts    restoreOptions
+		args    []string
+		want    int
+		mention string
+	}{
+		{"dry run beside the original", restoreOptions{Name: "cli-copy", DryRun: true, Workers: 2}, []string{"cli-vtpm@latest"}, exitOK, ""},
+		{"name exists", restoreOptions{Workers: 2}, []string{"cli-vtpm"}, exitNotReady, "--name"},
+		{"unknown VM", restoreOptions{Workers: 2}, []string{"nope"}, exitUsage, "cli-vtpm"},
+		{"unknown backup ID", restoreOptions{Workers: 2}, []string{"20200101T000000.000Z-deadbeef"}, exitUsage, "20200101T000000.000Z-deadbeef"},
+		{"no backup that old", restoreOptions{Workers: 2}, []string{"cli-vtpm@2020-01-01"}, exitUsage, "at or before"},
+		{"bad time", restoreOptions{Workers: 2}, []string{"cli-vtpm@yesterday"}, exitUsage, "yesterday"},
+		{"wrong identity", restoreOptions{Name: "cli-copy", Identity: wrongKey, Workers: 2}, []string{"cli-vtpm"}, exitUsage, "identity"},
+		{"unknown folder", restoreOptions{Name: "cli-copy", Folder: "/DC0/vm/nope", Workers: 2}, []string{"cli-vtpm"}, exitUsage, "--folder"},
+		{"no argument", restoreOptions{Workers: 2}, nil, exitUsage, "one backup"},
+		{"bad uuid", restoreOptions{UUID: "maybe", Workers: 2}, []string{"cli-vtpm"}, exitUsage, "--uuid"},
+		{"files without to-dir", restoreOptions{Files: []string{"*.nvram"}, Workers: 2}, []string{"cli-vtpm"}, exitUsage, "--to-dir"},
+		{"to-dir with placement", restoreOptions{ToDir: t.TempDir(), PowerOn: true, Workers: 2}, []string{"cli-vtpm"}, exitUsage, "--power-on"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g, out := f.globals(t, f.env)
+			err := runRestore(ctx, tc.opts, g, tc.args)
+			if code := exitCode(err); code != tc.want {
+				t.Fatalf("exit status %d (%v), want %d", code, err, tc.want)
+			}
+			if err != nil && !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("error %q lacks %q", err, tc.mention)
+			}
+			if tc.want == exitOK && !strings.Contains(out.String(), "nothing was written") {
+				t.Errorf("dry run output:\n%s", out)
+			}
+			if ok, _ := f.env.Client.Exists(ctx, vspheretest.Datastore, "cli-copy"); ok {
+				t.Fatal("a refused or dry-run restore created the home folder")
+			}
+		})
+	}
+
+	t.Run("to-dir nvram", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "out")
+		stdout, stderr, code := cli(t, "--repo", f.repo, "--json", "restore", "cli-vtpm", "--identity", f.identity, "--to-dir", dir, "--files", "*.nvram")
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, "cli-vtpm.nvram"))
+		if err != nil || !bytes.Equal(got, f.vm.Nvram) {
+			t.Fatalf("restored nvram differs from the original (%v)", err)
+		}
+		msgs := jsonLines(t, stdout)
+		if done := ofType(msgs, "restore_done"); len(done) != 1 || done[0]["files"] != float64(1) || done[0]["dir"] != dir {
+			t.Errorf("restore_done: %v", done)
+		}
+	})
+
+	t.Run("round trip after the VM is lost", func(t *testing.T) {
+		if err := f.env.DeleteVM(ctx, f.vm); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, code := cli(t, append(f.args(f.env), "--json", "restore", "cli-vtpm", "--identity", f.identity, "--power-on")...)
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		msgs := jsonLines(t, stdout)
+		done := ofType(msgs, "restore_done")
+		if len(done) != 1 || done[0]["moref"] == "" || done[0]["powered_on"] != true || done[0]["name"] != "cli-vtpm" {
+			t.Fatalf("restore_done: %v", done)
+		}
+		if plan := ofType(msgs, "restore_plan"); len(plan) != 1 || len(plan[0]["keys"].([]any)) != 1 {
+			t.Errorf("restore_plan: %v", plan)
+		}
+		if sum := ofType(msgs, "summary"); len(sum) != 1 || sum[0]["succeeded"] != float64(1) {
+			t.Errorf("summary: %v", sum)
+		}
+		vm, err := f.env.Client.FindVM(ctx, done[0]["moref"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := f.env.Client.VMInfo(ctx, vm)
+		if err != nil || info.KeyID == nil || info.KeyID.KeyId != f.vm.KeyID || !info.VTPM {
+			t.Fatalf("restored VM: %+v, %v", info, err)
+		}
+		nvram, err := f.env.ReadFile(ctx, vspheretest.Datastore, "cli-vtpm/cli-vtpm.nvram")
+		if err != nil || !bytes.Equal(nvram, f.vm.Nvram) {
+			t.Fatalf("restored nvram differs (%v)", err)
+		}
+	})
+}
+
+func TestRestoreCommandKeyMissing(t *testing.T) {
+	f := newRestoreFixture(t, "cli-dr")
+	other := vspheretest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
+	stdout, stderr, code := cli(t, append(f.args(other), "restore", "cli-dr", "--identity", f.identity)...)
+	if code != exitNotReady {
+		t.Fatalf("exit %d, want %d: %s", code, exitNotReady, stderr)
+	}
+	for _, want := range []string{f.vm.KeyID, f.vm.ProviderID, "standard", "register the same KMS cluster"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if stdout != "" {
+		t.Errorf("a refused restore printed a plan: %s", stdout)
+	}
+	if ok, _ := other.Client.Exists(t.Context(), vspheretest.Datastore, "cli-dr"); ok {
+		t.Fatal("the refused restore wrote to the datastore")
+	}
+}
