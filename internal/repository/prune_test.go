@@ -665,7 +665,8 @@ loop:
 		}
 	}
 	during := prunesOK.Load()
-	for prunesOK.Load() < wantPrunes && !t.Failed() {
+	// At least one prune after the last backup, so nothing is left to do.
+	for (prunesOK.Load() == during || prunesOK.Load() < wantPrunes) && !t.Failed() {
 		prune()
 	}
 	if d := danglingChunks(t, repo); len(d) > 0 {
