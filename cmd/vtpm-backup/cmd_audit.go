@@ -136,7 +136,7 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 	}
 	defer repo.Backend().Close()
 	if aopts.ReadData {
-		if _, envSet := g.lookupEnv("VTPM_BACKUP_IDENTITY"); opts.Identity != "" || envSet {
+		if v, _ := g.lookupEnv("VTPM_BACKUP_IDENTITY"); opts.Identity != "" || v != "" {
 			if err := g.loadIdentity(repo, opts.Identity); err != nil {
 				return err
 			}

@@ -222,3 +222,22 @@ func TestHumanFormats(t *testing.T) {
 		}
 	}
 }
+
+func TestAuditCommandDecrypts(t *testing.T) {
+	env := vspheretest.Start(t)
+	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "decrypt-me", Seed: 13, DiskSize: 8 << 20})
+	dir := t.TempDir()
+	repo, key := filepath.Join(dir, "repo"), filepath.Join(dir, "vtpm.key")
+	if _, stderr, code := cli(t, "init", "--repo", repo, "--generate-identity", key); code != exitOK {
+		t.Fatalf("init: %s", stderr)
+	}
+	base := append([]string{"--repo", repo}, vcArgs(env)...)
+	if _, stderr, code := cli(t, append(base, "backup", vm.Name)...); code != exitOK {
+		t.Fatalf("backup: %s", stderr)
+	}
+	stdout, stderr, code := cli(t, append(append([]string{"--json"}, base...), "audit", "--read-data", "--identity", key)...)
+	sum := ofType(jsonLines(t, stdout), "audit_summary")
+	if code != exitOK || len(sum) != 1 || sum[0]["mode"] != "decrypt" {
+		t.Fatalf("audit --read-data --identity: exit %d %v %s", code, sum, stderr)
+	}
+}
