@@ -43,6 +43,9 @@ type Options struct {
 	ToolVersion string
 	// Now overrides the clock (tests).
 	Now func() time.Time
+	// Lock takes the repository's shared lock for a Run; nil means a
+	// shared lock with default expiry and refresh. Tests inject a clock.
+	Lock func(ctx context.Context, repo *repository.Repository) (*repository.Lock, error)
 }
 
 func (o Options) now() time.Time {
@@ -128,6 +131,28 @@ func (b *Backuper) loadPrevious(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// lockRun takes the shared lock a Run holds from before it learns which
+// chunks exist until its manifests are written, so prune (exclusive) can
+// never delete a chunk the run is about to reference. What earlier runs of
+// this Backuper learnt is dropped: prune may have run in between.
+func (b *Backuper) lockRun(ctx context.Context) (*repository.Lock, error) {
+	lock := b.opts.Lock
+	if lock == nil {
+		lock = func(ctx context.Context, r *repository.Repository) (*repository.Lock, error) {
+			return r.LockWithOptions(ctx, repository.LockOptions{Purpose: "backup"})
+		}
+	}
+	l, err := lock(ctx, b.repo)
+	if err != nil {
+		return nil, fmt.Errorf("lock repository %s for backup: %w", b.repo.Location(), err)
+	}
+	b.prevMu.Lock()
+	b.prev = nil
+	b.index = repository.NewIndex()
+	b.prevMu.Unlock()
+	return l, nil
 }
 
 func vmKey(instanceUUID, name string) string {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmware/govmomi/object"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
 )
 
@@ -93,13 +94,22 @@ func resolve(ctx context.Context, c *vsphere.Client, sel Selection) ([]target, e
 
 // Run backs up the selected VMs, Options.Parallel at a time, and returns
 // one Result per VM in selection order. One VM's failure does not stop the
-// others; the error is non-nil only when the selection itself failed.
+// others; the error is non-nil only when the selection itself failed, the
+// repository lock could not be taken (ErrLocked: a prune runs) or it was
+// lost during the run (ErrLockLost).
 func (b *Backuper) Run(ctx context.Context, sel Selection) ([]*Result, error) {
 	targets, err := resolve(ctx, b.client, sel)
 	if err != nil {
 		return nil, err
 	}
 	if !b.opts.DryRun {
+		lock, err := b.lockRun(ctx)
+		if err != nil {
+			return nil, err
+		}
+		// A lock that cannot be removed expires by itself.
+		defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
+		ctx = lock.Context() // cancelled if the lock is lost
 		// Read earlier manifests once, before the VMs compete for them.
 		if err := b.loadPrevious(ctx); err != nil {
 			return nil, err
@@ -129,6 +139,9 @@ func (b *Backuper) Run(ctx context.Context, sel Selection) ([]*Result, error) {
 		}()
 	}
 	wg.Wait()
+	if cause := context.Cause(ctx); errors.Is(cause, repository.ErrLockLost) {
+		return results, fmt.Errorf("backup stopped: %w", cause)
+	}
 	return results, nil
 }
 
