@@ -81,6 +81,7 @@ There is no password flag: use --password-file or GOVC_PASSWORD.
 		newListCommand(g),
 		newAuditCommand(g),
 		newKeysCommand(g),
+		newDemoCommand(g),
 	)
 	return root, g
 }

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+// TestMain isolates the command tests from the developer's own setup: a
+// ~/.config/vtpm-backup/config.yaml or exported VTPM_BACKUP_* / GOVC_*
+// variables would otherwise change what the commands under test see.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vtpm-backup-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_CONFIG_HOME", dir)
+	os.Setenv("HOME", dir)
+	for _, k := range []string{"VTPM_BACKUP_CONFIG", "VTPM_BACKUP_REPO", "VTPM_BACKUP_IDENTITY",
+		"GOVC_URL", "GOVC_USERNAME", "GOVC_PASSWORD", "GOVC_INSECURE", "GOVC_TLS_CA_CERTS", "GOVC_DATACENTER"} {
+		os.Unsetenv(k)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
