@@ -8,11 +8,15 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test lint s3-server bench docs
+.PHONY: build demo test lint s3-server bench docs
 
 ## build: the vtpm-backup binary in the repository root
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o ./vtpm-backup ./cmd/vtpm-backup
+
+## demo: build, then back up, audit and restore a vTPM VM on a built-in simulated vCenter
+demo: build
+	./vtpm-backup demo
 
 ## test: all tests, against a real S3 server (versitygw, built once into .bin/)
 test: .bin/versitygw

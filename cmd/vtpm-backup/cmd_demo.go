@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
+	"os"
 	"sort"
 
 	"github.com/spf13/cobra"
@@ -74,6 +77,12 @@ func (r demoReporter) Detail(format string, args ...any) {
 
 func runDemo(ctx context.Context, opts demoOptions, g *globalOptions, _ []string) error {
 	p := g.printer()
+	// The in-process simulator reports unimplemented vSphere methods (such
+	// as ListKmsClusters, which vtpm-backup tries before its fallback)
+	// through the standard logger; in the demo that is noise between the
+	// narrated steps. The demo owns the process, so silencing it is safe.
+	log.SetOutput(io.Discard)
+	defer log.SetOutput(os.Stderr)
 	err := demo.Run(ctx, demo.Options{
 		Dir:         opts.Dir,
 		Keep:        opts.Keep,
