@@ -43,11 +43,11 @@ type fixture struct {
 // backs it up into a fresh in-memory repository with 1 MiB chunks.
 func newFixture(t *testing.T, name string) *fixture {
 	t.Helper()
-	be := storagetest.NewFaulty(storagetest.NewMemory())
-	return newFixtureOn(t, name, be, be)
+	return newFixtureOn(t, name, storagetest.NewFaulty(storagetest.NewMemory()))
 }
 
-func newFixtureOn(t *testing.T, name string, be storage.Backend, faulty *storagetest.Faulty) *fixture {
+// newFixtureOn is newFixture with the repository on be.
+func newFixtureOn(t *testing.T, name string, be *storagetest.Faulty) *fixture {
 	t.Helper()
 	env := vspheretest.Start(t)
 	id, err := age.GenerateX25519Identity()
@@ -68,7 +68,7 @@ func newFixtureOn(t *testing.T, name string, be storage.Backend, faulty *storage
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{env: env, be: faulty, repo: repo, id: id, vm: vm, m: m}
+	return &fixture{env: env, be: be, repo: repo, id: id, vm: vm, m: m}
 }
 
 // restoreTo runs Preflight and Run against env.
@@ -211,6 +211,18 @@ func TestRestoreBesideOriginal(t *testing.T) {
 	if err != nil || !bytes.Equal(nvram, f.vm.Nvram) {
 		t.Errorf("original nvram changed (%v)", err)
 	}
+}
+
+func TestPowerOnFailureKeepsVM(t *testing.T) {
+	f := newFixture(t, "app02")
+	ctx := t.Context()
+	f.env.InjectFault(vspheretest.Fault{Method: "PowerOnVM_Task"})
+	res, err := f.restoreTo(t, ctx, f.env, restore.Options{Name: "app02-copy", PowerOn: true})
+	if !errors.Is(err, restore.ErrPowerOn) || res == nil || res.PoweredOn {
+		t.Fatalf("restore with a failing power-on = %+v, %v; want the result and ErrPowerOn", res, err)
+	}
+	f.env.ClearFaults()
+	f.checkRestoredVM(t, f.env, res, "app02-copy")
 }
 
 func TestOtherVCenter(t *testing.T) {

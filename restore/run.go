@@ -105,8 +105,8 @@ func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, pl
 	}
 	u := &undo{c: c, datastore: plan.Datastore, dir: plan.Name}
 	defer func() {
-		if err == nil {
-			return
+		if err == nil || errors.Is(err, ErrPowerOn) {
+			return // a VM that did not power on is still a complete restore
 		}
 		ev.Status("removing what this restore created in " + plan.HomeFolder)
 		if cerr := u.run(ctx); cerr != nil {

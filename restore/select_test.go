@@ -1,0 +1,84 @@
+package restore_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/restore"
+	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
+)
+
+func TestSelect(t *testing.T) {
+	ctx := t.Context()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := repository.Init(ctx, storagetest.NewMemory(), repository.InitOptions{Recipients: []string{id.Recipient().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two VMs named web (another one replaced the first, in another
+	// folder) and one db.
+	for _, b := range []struct{ id, name, path, uuid string }{
+		{"20260501T020000.000Z-00000001", "web", "/DC0/vm/web", "u-1"},
+		{"20260502T020000.000Z-00000002", "web", "/DC0/vm/web", "u-1"},
+		{"20260503T020000.000Z-00000003", "web", "/DC0/vm/new/web", "u-2"},
+		{"20260501T020000.000Z-00000004", "db", "/DC0/vm/db", "u-3"},
+		{"20260503T020000.000Z-00000005", "db", "/DC0/vm/db", "u-3"},
+	} {
+		m := &repository.Manifest{
+			BackupID: b.id,
+			VM:       repository.VMInfo{Name: b.name, InventoryPath: b.path, InstanceUUID: b.uuid},
+			Files:    []repository.File{{Name: b.name + ".vmx", Type: repository.FileConfig, SHA256: strings.Repeat("0", 64)}},
+		}
+		if err := repo.WriteManifest(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		spec    string
+		want    string // backup ID suffix
+		err     error
+		mention []string
+	}{
+		{spec: "db", want: "5"},
+		{spec: "db@latest", want: "5"},
+		{spec: "db@2026-05-02", want: "4"},
+		{spec: "db@2026-05-03T01:59", want: "4"},
+		{spec: "db@2026-05-03T02:00:00Z", want: "5"},
+		{spec: "db@2026-05-03T04:00:00+02:00", want: "5"},
+		{spec: "db@2026-05-03T03:59:59+02:00", want: "4"},
+		{spec: "20260501T020000.000Z-00000001", want: "1"},
+		{spec: "/DC0/vm/web", want: "2"},
+		{spec: "/DC0/vm/web@2026-05-01", want: "1"},
+		{spec: "/DC0/vm/new/web@latest", want: "3"},
+		{spec: "web", err: restore.ErrAmbiguous, mention: []string{"/DC0/vm/web", "/DC0/vm/new/web", "u-1", "u-2", "00000002", "00000003"}},
+		{spec: "db@2026-04-30", err: restore.ErrBackupNotFound, mention: []string{"at or before", "00000004"}},
+		{spec: "nope", err: restore.ErrBackupNotFound, mention: []string{"nope", "db, web"}},
+		{spec: "20200101T000000.000Z-deadbeef", err: restore.ErrBackupNotFound, mention: []string{"deadbeef"}},
+		{spec: "db@soon", err: restore.ErrBadTarget, mention: []string{"soon"}},
+		{spec: "@latest", err: restore.ErrBadTarget},
+		{spec: "", err: restore.ErrBadTarget},
+	}
+	for _, tc := range tests {
+		t.Run(tc.spec, func(t *testing.T) {
+			m, err := restore.Select(ctx, repo, tc.spec)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("Select = %v, want %v", err, tc.err)
+			}
+			if err == nil && !strings.HasSuffix(m.BackupID, tc.want) {
+				t.Fatalf("selected %s, want the backup ending in %s", m.BackupID, tc.want)
+			}
+			for _, w := range tc.mention {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
