@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"github.com/vmware/govmomi/simulator"
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
@@ -213,6 +214,28 @@ func TestRestoreBesideOriginal(t *testing.T) {
 	}
 }
 
+func TestNotRestorableLayout(t *testing.T) {
+	f := newFixture(t, "split01")
+	m := *f.m
+	m.Files = slices.Clone(f.m.Files)
+	for i := range m.Files {
+		if m.Files[i].Type == repository.FileDiskExtent {
+			m.Files[i].Datastore, m.Files[i].Dir = "SAN_02", "split01-disks"
+		}
+	}
+	before := state(t, f.env)
+	_, err := restore.Preflight(t.Context(), f.env.Client, f.repo, &m, restore.Options{Name: "split01-copy"})
+	if !errors.Is(err, restore.ErrNotRestorable) || !strings.Contains(err.Error(), "[SAN_02] split01-disks/split01-flat.vmdk") || !strings.Contains(err.Error(), "--to-dir") {
+		t.Fatalf("Preflight of a VM with a disk outside its home = %v, want ErrNotRestorable naming the disk", err)
+	}
+	if after := state(t, f.env); after != before {
+		t.Fatal("a refused restore changed the target")
+	}
+	if _, err := restore.ToDir(t.Context(), f.repo, &m, t.TempDir(), restore.DirOptions{}); err != nil {
+		t.Fatalf("ToDir of the same backup: %v", err)
+	}
+}
+
 func TestPowerOnFailureKeepsVM(t *testing.T) {
 	f := newFixture(t, "app02")
 	ctx := t.Context()
@@ -294,12 +317,17 @@ func TestRefusedBeforeWriting(t *testing.T) {
 		{"bad name", restore.Options{Name: "a/b"}, nil, restore.ErrBadTarget, "a/b"},
 		{"bad uuid", restore.Options{Name: "n1", UUID: "maybe"}, nil, restore.ErrBadTarget, "maybe"},
 		{"wrong identity", restore.Options{Name: "n1"}, otherID, repository.ErrWrongIdentity, "identity"},
+		{"no space", restore.Options{Name: "n1"}, nil, restore.ErrNoSpace, "--datastore"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.identity != nil {
 				f.repo.SetIdentities([]age.Identity{tc.identity})
 				defer f.repo.SetIdentities([]age.Identity{f.id})
+			}
+			if tc.want == restore.ErrNoSpace {
+				// Room for the files but not for the margin.
+				setFreeSpace(t, f.env, f.m.TotalSize()+restore.SpaceMargin(f.m.TotalSize())-1)
 			}
 			before := state(t, f.env)
 			_, err := restore.Preflight(ctx, f.env.Client, f.repo, f.m, tc.opts)
@@ -311,6 +339,24 @@ func TestRefusedBeforeWriting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// setFreeSpace sets the free space the simulator reports for the
+// fixture's datastore.
+func setFreeSpace(t *testing.T, env *vspheretest.Env, free int64) {
+	t.Helper()
+	for _, e := range env.Model.Map().All("Datastore") {
+		ds, ok := e.(*simulator.Datastore)
+		if !ok || ds.Name != vspheretest.Datastore {
+			continue
+		}
+		env.Model.Map().WithLock(&simulator.Context{Map: env.Model.Map()}, ds, func() {
+			ds.Summary.FreeSpace = free
+			ds.Info.GetDatastoreInfo().FreeSpace = free
+		})
+		return
+	}
+	t.Fatalf("no datastore %s in the simulator", vspheretest.Datastore)
 }
 
 func TestFailureRemovesPartialRestore(t *testing.T) {
