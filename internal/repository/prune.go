@@ -298,7 +298,11 @@ func prune(ctx context.Context, repo *Repository, p Policy, opts PruneOptions, r
 			}
 		}
 		candidates = kept
-		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d backup(s) were committed while prune ran (%s): their chunks were kept; a client that ignores the repository lock is writing to it", len(lateIDs), strings.Join(lateIDs, ", ")))
+		why := "a client that ignores the repository lock is writing to it"
+		if opts.DryRun {
+			why = "a dry run takes no lock, so backups may run meanwhile"
+		}
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d backup(s) were committed while prune ran (%s): their chunks were kept; %s", len(lateIDs), strings.Join(lateIDs, ", "), why))
 	}
 	rep.ChunksReferenced = len(refs)
 	for _, found := range refs {
