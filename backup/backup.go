@@ -106,8 +106,8 @@ func New(c *vsphere.Client, repo *repository.Repository, opts Options, events Ev
 	return &Backuper{client: c, repo: repo, opts: opts, events: events, index: repository.NewIndex()}
 }
 
-// loadPrevious reads the repository's manifests once per run and keeps each
-// VM's latest, whose chunks need not be uploaded again. Unreadable
+// loadPrevious reads the repository's catalog once per run and keeps each
+// VM's latest backup, whose chunks need not be uploaded again. Damaged
 // manifests are skipped: they only cost re-uploading.
 func (b *Backuper) loadPrevious(ctx context.Context) error {
 	b.prevMu.Lock()
@@ -115,19 +115,18 @@ func (b *Backuper) loadPrevious(ctx context.Context) error {
 	if b.prev != nil {
 		return nil
 	}
-	ids, err := b.repo.ListBackupIDs(ctx)
+	cat, err := repository.LoadCatalog(ctx, b.repo)
 	if err != nil {
 		return err
 	}
 	b.prev = map[string]*repository.Manifest{}
-	for _, res := range b.repo.ReadManifests(ctx, ids) {
-		if res.Err != nil {
+	for _, bk := range cat.All() { // newest first
+		if bk.Manifest == nil {
 			continue
 		}
-		m := res.Manifest
-		key := vmKey(m.VM.InstanceUUID, m.VM.Name)
-		if old, ok := b.prev[key]; !ok || old.BackupID < m.BackupID {
-			b.prev[key] = m
+		key := vmKey(bk.Manifest.VM.InstanceUUID, bk.Manifest.VM.Name)
+		if _, ok := b.prev[key]; !ok {
+			b.prev[key] = bk.Manifest
 		}
 	}
 	return nil

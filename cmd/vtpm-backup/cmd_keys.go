@@ -8,9 +8,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/audit"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/restore"
 )
 
 func newKeysCommand(g *globalOptions) *cobra.Command {
@@ -27,7 +27,7 @@ func newKeysCommand(g *globalOptions) *cobra.Command {
 EXIT STATUS
   0  success (keys status: every key is available)
   1  failure (repository or vCenter unreachable, unreadable manifest)
-  2  usage error (no --url, unknown backup or VM)
+  2  usage error (no --url, unknown backup or VM, a name shared by several VMs)
   3  keys status: at least one key is not available on the vCenter`,
 		Example: `  vtpm-backup keys providers --url vc-dr.example.com
   vtpm-backup keys status win11-ws01 --url vc-dr.example.com
@@ -127,17 +127,18 @@ func (o *keysStatusOptions) AddFlags(*pflag.FlagSet) {}
 func newKeysStatusCommand(g *globalOptions) *cobra.Command {
 	var opts keysStatusOptions
 	cmd := &cobra.Command{
-		Use:   "status BACKUP-ID|VM",
+		Use:   "status BACKUP-ID|VM[@latest|@TIME]",
 		Short: "Check each key of a backup on the vCenter",
 		Long: `Show each key a backup depends on (the VM home key and any disk keys) and
 whether the vCenter (--url or GOVC_URL) can serve it: the check restore makes
-before writing anything. A VM name means that VM's latest backup
-(NAME@latest works too). Unavailable keys come with the remedy.
+before writing anything. The backup is chosen exactly as restore chooses it:
+a backup ID, or a VM name meaning its latest backup (VM@latest), or VM@TIME
+for the latest backup at or before TIME. Unavailable keys come with the remedy.
 
 EXIT STATUS
   0  every key is available (or the backup needs none)
   1  failure (repository or vCenter unreachable, unreadable manifest)
-  2  usage error (no --url, unknown backup or VM)
+  2  usage error (no --url, unknown backup or VM, a name shared by several VMs)
   3  at least one key is not available: a restore there would be refused`,
 		Example: `  vtpm-backup keys status win11-ws01 --url vc-dr.example.com
   vtpm-backup keys status 20260101T020000.000Z-1a2b3c4d --json`,
@@ -166,18 +167,12 @@ func runKeysStatus(ctx context.Context, _ keysStatusOptions, g *globalOptions, a
 		return err
 	}
 	defer repo.Backend().Close()
-	cat, err := audit.LoadCatalog(ctx, repo)
+	// The same selection as restore: what is checked here is what a
+	// restore of that argument would check.
+	m, err := restore.Select(ctx, repo, args[0])
 	if err != nil {
 		return err
 	}
-	b, err := cat.Resolve(args[0])
-	if err != nil {
-		return newUsageError(err, "see 'vtpm-backup list' for backup IDs and VM names")
-	}
-	if b.Err != nil {
-		return fmt.Errorf("backup %s: %w", b.ID, b.Err)
-	}
-	m := b.Manifest
 	vc, err := g.connectVCenter(ctx)
 	if err != nil {
 		return err

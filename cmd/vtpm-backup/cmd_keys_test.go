@@ -59,7 +59,7 @@ func TestKeysStatusCommand(t *testing.T) {
 	if !strings.Contains(stderr, b.vm.KeyID) || !strings.Contains(stderr, "cannot be restored on") {
 		t.Errorf("stderr: %s", stderr)
 	}
-	if _, stderr, code := cli(t, b.args("keys", "status", "no-such")...); code != exitUsage || !strings.Contains(stderr, "no such backup") {
+	if _, stderr, code := cli(t, b.args("keys", "status", "no-such")...); code != exitUsage || !strings.Contains(stderr, "no backup of a VM named") {
 		t.Errorf("unknown backup: exit %d: %s", code, stderr)
 	}
 	if _, _, code := cli(t, b.args("keys", "bogus")...); code != exitUsage {

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/audit"
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 )
 
@@ -59,7 +59,7 @@ func runList(ctx context.Context, _ listOptions, g *globalOptions, args []string
 		return err
 	}
 	defer repo.Backend().Close()
-	cat, err := audit.LoadCatalog(ctx, repo)
+	cat, err := repository.LoadCatalog(ctx, repo)
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func runList(ctx context.Context, _ listOptions, g *globalOptions, args []string
 }
 
 // backupEntry turns a catalog entry into its list message.
-func backupEntry(b audit.Backup) ui.BackupEntryMessage {
+func backupEntry(b repository.Backup) ui.BackupEntryMessage {
 	e := ui.BackupEntryMessage{MessageType: ui.TypeBackupEntry, BackupID: b.ID, VM: b.VM}
 	if !b.Time.IsZero() {
 		e.Time = b.Time.UTC().Format(time.RFC3339)

@@ -171,7 +171,7 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 	if opts.Subset < 0 || opts.Subset > 1 || math.IsNaN(opts.Subset) {
 		return nil, fmt.Errorf("read-data subset %v: must be a fraction from 0 to 1", opts.Subset)
 	}
-	cat, err := LoadCatalog(ctx, repo)
+	cat, err := repository.LoadCatalog(ctx, repo)
 	if err != nil {
 		return nil, err
 	}

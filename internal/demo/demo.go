@@ -185,7 +185,7 @@ func Run(ctx context.Context, opts Options, r Reporter) (err error) {
 	}
 
 	if err := step("list the backups", "each backup is one manifest; IDs sort by time", func() error {
-		cat, err := audit.LoadCatalog(ctx, repo)
+		cat, err := repository.LoadCatalog(ctx, repo)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package audit
+package repository
 
 import (
 	"context"
@@ -6,15 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 )
-
-// ErrNoBackup: a backup ID or VM name given by the user matches no backup.
-var ErrNoBackup = errors.New("no such backup")
 
 // Backup is one backup as the catalog knows it: its manifest, or why the
 // manifest could not be read.
@@ -27,16 +22,16 @@ type Backup struct {
 	// even the name could be read.
 	VM string
 	// Manifest is nil when Err is set.
-	Manifest *repository.Manifest
+	Manifest *Manifest
 	// Err says why the manifest is unusable (it wraps
-	// repository.ErrCorruptManifest).
+	// ErrCorruptManifest).
 	Err error
 }
 
-// Catalog is every backup of a repository grouped by VM. VMs are
-// identified by name, the way users name them on the command line: a VM
-// restored under its old name continues its history, where an instance
-// UUID would start a new one.
+// Catalog is every backup of a repository, read once, grouped by VM name
+// (the way users name VMs on the command line: a VM restored under its old
+// name continues its history). Commands that need another grouping (by
+// instance UUID, by inventory path) walk All.
 type Catalog struct {
 	byVM map[string][]Backup
 	byID map[string]Backup
@@ -50,7 +45,7 @@ type Catalog struct {
 // can still be read) so that audits report it. Other read errors (network,
 // permissions) do fail it: an audit must not pass because it could not
 // look.
-func LoadCatalog(ctx context.Context, repo *repository.Repository) (*Catalog, error) {
+func LoadCatalog(ctx context.Context, repo *Repository) (*Catalog, error) {
 	ids, err := repo.ListBackupIDs(ctx)
 	if err != nil {
 		return nil, err
@@ -58,15 +53,15 @@ func LoadCatalog(ctx context.Context, repo *repository.Repository) (*Catalog, er
 	c := &Catalog{byVM: map[string][]Backup{}, byID: map[string]Backup{}}
 	for _, res := range repo.ReadManifests(ctx, ids) {
 		b := Backup{ID: res.BackupID, Manifest: res.Manifest, Err: res.Err}
-		if t, err := repository.BackupTime(res.BackupID); err == nil {
+		if t, err := BackupTime(res.BackupID); err == nil {
 			b.Time = t
 		}
 		switch {
 		case res.Err == nil:
 			b.VM = res.Manifest.VM.Name
-		case errors.Is(res.Err, repository.ErrManifestNotFound):
+		case errors.Is(res.Err, ErrManifestNotFound):
 			continue // deleted (pruned) since the listing
-		case errors.Is(res.Err, repository.ErrCorruptManifest):
+		case errors.Is(res.Err, ErrCorruptManifest):
 			b.VM = vmNameOf(ctx, repo, res.BackupID)
 		default:
 			return nil, fmt.Errorf("read backup catalog of %s: %w", repo.Location(), res.Err)
@@ -87,8 +82,8 @@ func LoadCatalog(ctx context.Context, repo *repository.Repository) (*Catalog, er
 // vmNameOf reads just the VM name out of a manifest that failed validation,
 // so that its VM's audit reports the damage instead of silently falling
 // back to an older backup.
-func vmNameOf(ctx context.Context, repo *repository.Repository, id string) string {
-	data, err := storage.ReadAll(ctx, repo.Backend(), repository.ManifestObjectName(id))
+func vmNameOf(ctx context.Context, repo *Repository, id string) string {
+	data, err := storage.ReadAll(ctx, repo.Backend(), ManifestObjectName(id))
 	if err != nil {
 		return ""
 	}
@@ -125,19 +120,15 @@ func (c *Catalog) Latest(vm string) (Backup, bool) {
 	return bs[0], true
 }
 
+// All returns every backup, newest first, unreadable ones included.
+func (c *Catalog) All() []Backup {
+	out := make([]Backup, 0, len(c.byID))
+	for _, b := range c.byID {
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	return out
+}
+
 // Len returns the number of backups, unreadable ones included.
 func (c *Catalog) Len() int { return len(c.byID) }
-
-// Resolve finds the backup a user means by arg: a backup ID, or a VM name
-// (optionally "NAME@latest") meaning that VM's newest backup. Errors wrap
-// ErrNoBackup.
-func (c *Catalog) Resolve(arg string) (Backup, error) {
-	if b, ok := c.byID[arg]; ok {
-		return b, nil
-	}
-	name := strings.TrimSuffix(arg, "@latest")
-	if b, ok := c.Latest(name); ok {
-		return b, nil
-	}
-	return Backup{}, fmt.Errorf("%w: %q is neither a backup ID nor the name of a VM with backups (see 'vtpm-backup list')", ErrNoBackup, arg)
-}
