@@ -169,6 +169,14 @@ func (p *pipeline) storeChunk(ctx context.Context, w *repository.ChunkWriter, da
 	so, known := p.index.Lookup(id)
 	if known {
 		p.chunksKnown.Add(1)
+		renewed, err := p.repo.EnsureRetained(ctx, id, so)
+		if err != nil {
+			return "", fmt.Errorf("extend retention of chunk %s: %w", id, err)
+		}
+		if renewed != so {
+			so = renewed
+			p.index.Add(id, so)
+		}
 	} else {
 		var err error
 		so, err = w.Put(ctx, id, data)

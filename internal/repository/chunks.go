@@ -50,6 +50,11 @@ type StoredObject struct {
 	StoredSize int64 `json:"stored_size"`
 	// StoredSHA256 is the SHA-256 of the stored object, hex.
 	StoredSHA256 string `json:"stored_sha256"`
+	// RetainUntil is the S3 Object Lock retention this repository last
+	// put on the object (repositories created with --object-lock-days);
+	// zero otherwise. Backups that reuse the chunk extend it when it would
+	// lapse before their own manifest's retention (see EnsureRetained).
+	RetainUntil time.Time `json:"retain_until,omitzero"`
 }
 
 // Errors about chunk contents.
@@ -136,16 +141,45 @@ func (w *ChunkWriter) Put(ctx context.Context, id ChunkID, plaintext []byte) (St
 		if err != nil {
 			return StoredObject{}, fmt.Errorf("chunk %s already stored: %w", id, err)
 		}
+		// Its retention is unknown here: renew it for this backup.
+		if so.RetainUntil, err = w.r.retain(ctx, name, chunkRetention); err != nil {
+			return StoredObject{}, err
+		}
 		return so, nil
 	}
 	if err != nil {
 		return StoredObject{}, fmt.Errorf("upload chunk %s: %w", id, err)
 	}
-	if err := w.r.retain(ctx, name); err != nil {
+	sum := sha256.Sum256(stored)
+	so := StoredObject{Size: int64(len(plaintext)), StoredSize: int64(len(stored)), StoredSHA256: hex.EncodeToString(sum[:])}
+	if so.RetainUntil, err = w.r.retain(ctx, name, chunkRetention); err != nil {
 		return StoredObject{}, err
 	}
-	sum := sha256.Sum256(stored)
-	return StoredObject{Size: int64(len(plaintext)), StoredSize: int64(len(stored)), StoredSHA256: hex.EncodeToString(sum[:])}, nil
+	return so, nil
+}
+
+// chunkRetention is how far beyond the required Object Lock period a chunk
+// is retained, as a fraction of that period: with 50% slack a chunk reused
+// every night has its retention extended once every half period instead of
+// with every backup.
+const chunkRetention = 1.5
+
+// EnsureRetained makes sure a chunk a new backup reuses stays retained at
+// least as long as that backup's manifest: Object Lock on the manifest is
+// worthless if the chunks it needs can be deleted earlier. It extends the
+// retention (with slack, see chunkRetention) only when so.RetainUntil says
+// it would lapse first, and returns the updated description. Repositories
+// without Object Lock return so unchanged.
+func (r *Repository) EnsureRetained(ctx context.Context, id ChunkID, so StoredObject) (StoredObject, error) {
+	if r.cfg.ObjectLockDays <= 0 || so.RetainUntil.After(r.now().Add(r.lockPeriod())) {
+		return so, nil
+	}
+	until, err := r.retain(ctx, ChunkObjectName(id), chunkRetention)
+	if err != nil {
+		return so, err
+	}
+	so.RetainUntil = until
+	return so, nil
 }
 
 // describeStored hashes an existing object, for chunks another backup
@@ -164,20 +198,33 @@ func (r *Repository) describeStored(ctx context.Context, name string, plainSize 
 	return StoredObject{Size: plainSize, StoredSize: n, StoredSHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
-// retain puts the configured Object Lock retention on a new object.
-func (r *Repository) retain(ctx context.Context, name string) error {
+func (r *Repository) lockPeriod() time.Duration {
+	return time.Duration(r.cfg.ObjectLockDays) * 24 * time.Hour
+}
+
+func (r *Repository) now() time.Time {
+	if r.clock != nil {
+		return r.clock()
+	}
+	return time.Now()
+}
+
+// retain puts the configured Object Lock retention, times factor, on an
+// object and returns its end; the zero time when the repository does not
+// use Object Lock.
+func (r *Repository) retain(ctx context.Context, name string, factor float64) (time.Time, error) {
 	if r.cfg.ObjectLockDays <= 0 {
-		return nil
+		return time.Time{}, nil
 	}
 	ret, ok := r.be.(storage.Retainer)
 	if !ok {
-		return fmt.Errorf("retain %s: repository requires Object Lock but %s cannot retain objects", name, r.be.Location())
+		return time.Time{}, fmt.Errorf("retain %s: repository requires Object Lock but %s cannot retain objects", name, r.be.Location())
 	}
-	until := time.Now().Add(time.Duration(r.cfg.ObjectLockDays) * 24 * time.Hour)
+	until := r.now().Add(time.Duration(float64(r.lockPeriod()) * factor)).UTC().Truncate(time.Second)
 	if err := ret.SetRetention(ctx, name, until); err != nil {
-		return fmt.Errorf("retain %s: %w", name, err)
+		return time.Time{}, fmt.Errorf("retain %s: %w", name, err)
 	}
-	return nil
+	return until, nil
 }
 
 // ChunkReader downloads, verifies and decodes chunks. Each worker owns one;

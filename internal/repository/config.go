@@ -80,7 +80,13 @@ type Repository struct {
 	cfg        Config
 	recipients []age.Recipient
 	identities []age.Identity
+	// clock overrides time.Now for retention (tests); nil means time.Now.
+	clock func() time.Time
 }
+
+// SetClock overrides the clock used for Object Lock retention dates, for
+// tests that move time forward.
+func (r *Repository) SetClock(now func() time.Time) { r.clock = now }
 
 // ParseRecipients parses age public keys, naming the bad one in the error.
 func ParseRecipients(recipients []string) ([]age.Recipient, error) {

@@ -258,7 +258,8 @@ func (r *Repository) WriteManifest(ctx context.Context, m *Manifest) error {
 	if err := r.be.PutIfAbsent(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
 		return fmt.Errorf("write manifest %s: %w", m.BackupID, err)
 	}
-	return r.retain(ctx, name)
+	_, err = r.retain(ctx, name, 1)
+	return err
 }
 
 // ReadManifest reads and validates one manifest.

@@ -1,0 +1,88 @@
+package repository_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/storage"
+	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
+)
+
+// lockingMemory is Memory with Object Lock: it records the retention put
+// on each object and counts SetRetention calls.
+type lockingMemory struct {
+	*storagetest.Memory
+	mu    sync.Mutex
+	until map[string]time.Time
+	calls int
+}
+
+func (l *lockingMemory) SetRetention(ctx context.Context, name string, until time.Time) error {
+	if _, err := l.Stat(ctx, name); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	l.until[name] = until
+	return nil
+}
+
+func (l *lockingMemory) Retention(ctx context.Context, name string) (time.Time, error) {
+	if _, err := l.Stat(ctx, name); err != nil {
+		return time.Time{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.until[name], nil
+}
+
+var _ storage.Retainer = (*lockingMemory)(nil)
+
+// A chunk reused night after night must stay retained as long as the
+// newest manifest that needs it, without a retention request per backup.
+func TestReusedChunkRetentionIsExtended(t *testing.T) {
+	be := &lockingMemory{Memory: storagetest.NewMemory(), until: map[string]time.Time{}}
+	k := newKey(t)
+	r, err := repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{k.recipient}, ObjectLockDays: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)
+	r.SetClock(func() time.Time { return now })
+	w := r.NewChunkWriter()
+	defer w.Close()
+	data := []byte("a chunk every backup reuses")
+	id := repository.ChunkID(sha256.Sum256(data))
+	so, err := w.Put(t.Context(), id, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := repository.ChunkObjectName(id)
+	if want := now.Add(15 * 24 * time.Hour); !so.RetainUntil.Equal(want) || !be.until[name].Equal(want) {
+		t.Fatalf("new chunk retained until %v (recorded %v), want %v", be.until[name], so.RetainUntil, want)
+	}
+	calls := be.calls
+	for night := 1; night <= 30; night++ {
+		now = now.Add(24 * time.Hour)
+		so, err = r.EnsureRetained(t.Context(), id, so)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if need := now.Add(10 * 24 * time.Hour); be.until[name].Before(need) {
+			t.Fatalf("night %d: chunk retained until %v, but tonight's manifest is retained until %v", night, be.until[name], need)
+		}
+	}
+	if n := be.calls - calls; n < 5 || n > 7 {
+		t.Fatalf("%d retention requests over 30 nights, want one every 5 nights", n)
+	}
+	// Without Object Lock nothing is asked of the backend.
+	plain, _ := newRepo(t, storagetest.NewMemory())
+	if got, err := plain.EnsureRetained(t.Context(), id, repository.StoredObject{Size: 1}); err != nil || !got.RetainUntil.IsZero() {
+		t.Fatalf("EnsureRetained without Object Lock = %+v, %v", got, err)
+	}
+}
