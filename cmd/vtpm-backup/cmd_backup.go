@@ -125,10 +125,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	results, err := b.Run(ctx, sel)
 	ev.progress.Wait()
 	if err != nil {
-		if errors.Is(err, backup.ErrBadSelection) || errors.Is(err, backup.ErrNothingSelected) {
-			return newUsageError(err, "check the VM names, --folder and --exclude")
-		}
-		return err
+		return err // a bad or empty selection is exit 2 (exitRules)
 	}
 	if opts.DryRun {
 		printPlan(p, results)

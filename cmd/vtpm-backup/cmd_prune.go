@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -134,75 +133,17 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 	if rep != nil {
 		printPruneDone(g, p, rep, time.Since(start))
 	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, repository.ErrLocked):
-		return fmt.Errorf("%w: %w", errNotReady, err)
-	case errors.Is(err, repository.ErrUnreadableManifest):
-		return fmt.Errorf("%w: %w", errNotReady, err)
-	}
-	return err
+	return err // ErrLocked and ErrUnreadableManifest: exit 3 (exitRules)
 }
-
-// PrunePlanMessage is the "prune_plan" line: the policy's verdict on every
-// backup, printed before anything is deleted.
-type PrunePlanMessage struct {
-	MessageType string           `json:"message_type"` // "prune_plan"
-	DryRun      bool             `json:"dry_run"`
-	Policy      string           `json:"policy"`
-	Keep        int              `json:"keep"`
-	Remove      int              `json:"remove"`
-	Backups     []PrunePlanEntry `json:"backups"`
-}
-
-// PrunePlanEntry is one backup in a prune plan.
-type PrunePlanEntry struct {
-	BackupID string    `json:"backup_id"`
-	VM       string    `json:"vm"`
-	VMKey    string    `json:"vm_key"`
-	Time     time.Time `json:"time"`
-	Action   string    `json:"action"` // "keep" or "remove"
-	Reasons  []string  `json:"reasons,omitempty"`
-}
-
-// PruneDoneMessage is the "prune_done" line: what prune deleted (or with
-// --dry-run would delete) and what it skipped.
-type PruneDoneMessage struct {
-	MessageType       string                      `json:"message_type"` // "prune_done"
-	DryRun            bool                        `json:"dry_run"`
-	Kept              int                         `json:"kept"`
-	Removed           int                         `json:"removed"`
-	ManifestsDeleted  int                         `json:"manifests_deleted"`
-	RetainedManifests []repository.RetainedObject `json:"retained_manifests,omitempty"`
-	ChunksTotal       int                         `json:"chunks_total"`
-	ChunksReferenced  int                         `json:"chunks_referenced"`
-	ChunksDeleted     int                         `json:"chunks_deleted"`
-	ChunksYoung       int                         `json:"chunks_young"`
-	ChunksRetained    int                         `json:"chunks_retained"`
-	ChunksMissing     int                         `json:"chunks_missing"`
-	BytesFreed        int64                       `json:"bytes_freed"`
-	BytesRetained     int64                       `json:"bytes_retained"`
-	RetainedUntil     *time.Time                  `json:"retained_until,omitempty"`
-	Cutoff            time.Time                   `json:"cutoff"`
-	StaleLocksRemoved []string                    `json:"stale_locks_removed,omitempty"`
-	Warnings          []string                    `json:"warnings,omitempty"`
-	DurationSeconds   float64                     `json:"duration_seconds"`
-}
-
-const (
-	typePrunePlan = "prune_plan"
-	typePruneDone = "prune_done"
-)
 
 func printPrunePlan(g *globalOptions, p ui.Printer, r *repository.PruneReport) {
-	msg := PrunePlanMessage{MessageType: typePrunePlan, DryRun: r.DryRun, Policy: r.Policy.String(), Keep: r.Kept, Remove: r.Forgotten}
+	msg := ui.PrunePlanMessage{MessageType: ui.TypePrunePlan, DryRun: r.DryRun, Policy: r.Policy.String(), Keep: r.Kept, Remove: r.Forgotten}
 	for _, d := range r.Decisions {
 		action := "remove"
 		if d.Keep {
 			action = "keep"
 		}
-		msg.Backups = append(msg.Backups, PrunePlanEntry{BackupID: d.BackupID, VM: d.VMName, VMKey: d.VMKey,
+		msg.Backups = append(msg.Backups, ui.PrunePlanEntry{BackupID: d.BackupID, VM: d.VMName, VMKey: d.VMKey,
 			Time: d.Time.UTC(), Action: action, Reasons: d.Reasons})
 	}
 	p.JSON(msg)
@@ -224,10 +165,10 @@ func printPrunePlan(g *globalOptions, p ui.Printer, r *repository.PruneReport) {
 }
 
 func printPruneDone(g *globalOptions, p ui.Printer, r *repository.PruneReport, took time.Duration) {
-	msg := PruneDoneMessage{
-		MessageType: typePruneDone, DryRun: r.DryRun, Kept: r.Kept, Removed: r.Forgotten,
-		ManifestsDeleted: r.ManifestsDeleted, RetainedManifests: r.RetainedManifests,
-		ChunksTotal: r.ChunksTotal, ChunksReferenced: r.ChunksReferenced, ChunksDeleted: r.ChunksDeleted,
+	msg := ui.PruneDoneMessage{
+		MessageType: ui.TypePruneDone, DryRun: r.DryRun, Kept: r.Kept, Removed: r.Forgotten,
+		ManifestsDeleted: r.ManifestsDeleted,
+		ChunksTotal:      r.ChunksTotal, ChunksReferenced: r.ChunksReferenced, ChunksDeleted: r.ChunksDeleted,
 		ChunksYoung: r.ChunksYoung, ChunksRetained: r.ChunksRetained, ChunksMissing: r.ChunksMissing,
 		BytesFreed: r.BytesFreed(), BytesRetained: r.ChunkBytesRetained, Cutoff: r.Cutoff,
 		Warnings: r.Warnings, DurationSeconds: took.Seconds(),
@@ -235,6 +176,9 @@ func printPruneDone(g *globalOptions, p ui.Printer, r *repository.PruneReport, t
 	if !r.RetainedUntil.IsZero() {
 		u := r.RetainedUntil
 		msg.RetainedUntil = &u
+	}
+	for _, o := range r.RetainedManifests {
+		msg.RetainedManifests = append(msg.RetainedManifests, ui.RetainedObject{Name: o.Name, Until: o.Until})
 	}
 	for _, s := range r.StaleLocks {
 		msg.StaleLocksRemoved = append(msg.StaleLocksRemoved, s.Describe(r.Started))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
 )
 
@@ -82,12 +83,12 @@ func TestPruneDryRunJSON(t *testing.T) {
 		t.Fatalf("exit status %d: %s", code, stderr)
 	}
 	lines := pruneJSONLines(t, stdout)
-	var plan PrunePlanMessage
-	var done PruneDoneMessage
-	if err := json.Unmarshal(lines[typePrunePlan], &plan); err != nil {
+	var plan ui.PrunePlanMessage
+	var done ui.PruneDoneMessage
+	if err := json.Unmarshal(lines[ui.TypePrunePlan], &plan); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(lines[typePruneDone], &done); err != nil {
+	if err := json.Unmarshal(lines[ui.TypePruneDone], &done); err != nil {
 		t.Fatal(err)
 	}
 	if !plan.DryRun || plan.Keep != 2 || plan.Remove != 2 || len(plan.Backups) != 4 || plan.Policy != "keep 2 last" {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/location"
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/keys"
@@ -104,5 +105,9 @@ func exitRules() []exitRule {
 		{restore.ErrCollision, exitNotReady},
 		{restore.ErrNoSpace, exitNotReady},
 		{restore.ErrNotRestorable, exitNotReady},
+		{repository.ErrLocked, exitNotReady},
+		{repository.ErrUnreadableManifest, exitNotReady},
+		{backup.ErrBadSelection, exitUsage},
+		{backup.ErrNothingSelected, exitUsage},
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/location"
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/keys"
@@ -66,6 +67,10 @@ func TestExitCode(t *testing.T) {
 		{"bad chunk size", fmt.Errorf("%w: x", repository.ErrBadChunkSize), exitUsage},
 		{"already initialized", fmt.Errorf("%w: x", repository.ErrAlreadyInitialized), exitUsage},
 		{"key not available", &keys.NotAvailableError{VCenter: "vc-b"}, exitNotReady},
+		{"locked", fmt.Errorf("prune: %w", repository.ErrLocked), exitNotReady},
+		{"unreadable manifest", fmt.Errorf("prune: %w", repository.ErrUnreadableManifest), exitNotReady},
+		{"bad selection", fmt.Errorf("%w: x", backup.ErrBadSelection), exitUsage},
+		{"nothing selected", fmt.Errorf("%w: x", backup.ErrNothingSelected), exitUsage},
 		{"pflag unknown flag", &pflag.NotExistError{}, exitUsage},
 		{"pflag missing value", fmt.Errorf("x: %w", &pflag.ValueRequiredError{}), exitUsage},
 	} {
