@@ -86,7 +86,7 @@ func Select(ctx context.Context, repo *repository.Repository, spec string) (*rep
 		return m, err
 	}
 
-	ids, err := repo.ListBackupIDs(ctx)
+	cat, err := repository.LoadCatalog(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
@@ -95,15 +95,12 @@ func Select(ctx context.Context, repo *repository.Repository, spec string) (*rep
 		allNames   = map[string]bool{}
 		unreadable int
 	)
-	for _, res := range repo.ReadManifests(ctx, ids) {
-		if res.Err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
+	for _, b := range cat.All() {
+		if b.Manifest == nil {
 			unreadable++
 			continue
 		}
-		m := res.Manifest
+		m := b.Manifest
 		allNames[m.VM.Name] = true
 		if m.VM.Name == sp.VM || m.VM.InventoryPath == sp.VM {
 			matches = append(matches, m)
