@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/dustin/go-humanize"
 	"github.com/vmware/govmomi/object"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
@@ -181,7 +182,7 @@ func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Reposito
 	}
 	if need := p.TotalSize + SpaceMargin(p.TotalSize); space.FreeSpace < need {
 		return nil, fmt.Errorf("%w: datastore %s has %s free, the restore needs %s (%s of files + %s margin): free space there or pass --datastore",
-			ErrNoSpace, p.Datastore, fmtBytes(space.FreeSpace), fmtBytes(need), fmtBytes(p.TotalSize), fmtBytes(SpaceMargin(p.TotalSize)))
+			ErrNoSpace, p.Datastore, humanize.IBytes(uint64(space.FreeSpace)), humanize.IBytes(uint64(need)), humanize.IBytes(uint64(p.TotalSize)), humanize.IBytes(uint64(SpaceMargin(p.TotalSize))))
 	}
 
 	// 5. The identity.
@@ -376,17 +377,4 @@ func checkIdentity(ctx context.Context, repo *repository.Repository, m *reposito
 		return fmt.Errorf("identity check on backup %s: %w", m.BackupID, err)
 	}
 	return nil
-}
-
-func fmtBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

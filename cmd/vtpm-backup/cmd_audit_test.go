@@ -211,7 +211,7 @@ func TestParseSubset(t *testing.T) {
 }
 
 func TestHumanFormats(t *testing.T) {
-	for in, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 16 << 20: "16.0 MiB", 3 << 40: "3.0 TiB"} {
+	for in, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 16 << 20: "16 MiB", 3 << 40: "3.0 TiB"} {
 		if got := humanBytes(in); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", in, got, want)
 		}
