@@ -256,3 +256,8 @@ func Configs() (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+// CommandLines finds the vtpm-backup command lines of a shell text, such as
+// the code blocks of README.md, the way Invocations does for the recipes,
+// so documentation is held to the real flags too.
+func CommandLines(file, text string) []Invocation { return shellInvocations(file, text, false) }
