@@ -135,6 +135,8 @@ func TestBackupIncremental(t *testing.T) {
 		t.Fatal(res.Err)
 	}
 	put := f.be.PutBytes("data/")
+	t.Logf("second backup: %d chunk bytes put for a %d-byte disk (%d known chunks, %d new), manifest+home files %d bytes",
+		put, vm.DiskSize, res.ChunksKnown, res.ChunksNew, f.be.PutBytes(""))
 	if limit := vm.DiskSize / 1000; put >= limit {
 		t.Fatalf("second backup put %d bytes of chunks, want < %d (0.1%% of the disk)", put, limit)
 	}
