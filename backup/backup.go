@@ -331,7 +331,7 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 }
 
 func (b *Backuper) storeFile(ctx context.Context, p *pipeline, f sourceFile) (repository.File, error) {
-	rc, _, err := b.client.Download(ctx, f.Datastore, f.path(), 0, -1)
+	rc, want, err := b.client.Download(ctx, f.Datastore, f.path(), 0, -1)
 	if err != nil {
 		return repository.File{}, fmt.Errorf("read %s: %w", f, err)
 	}
@@ -339,6 +339,9 @@ func (b *Backuper) storeFile(ctx context.Context, p *pipeline, f sourceFile) (re
 	size, sum, chunks, err := p.store(ctx, rc)
 	if err != nil {
 		return repository.File{}, fmt.Errorf("back up %s: %w", f, err)
+	}
+	if want >= 0 && size != want {
+		return repository.File{}, fmt.Errorf("back up %s: read %d bytes, the datastore announced %d: the transfer was cut short", f, size, want)
 	}
 	return repository.File{
 		Name: f.Name, Datastore: f.Datastore, Dir: f.Dir, Type: f.Type,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -114,6 +113,10 @@ func (p *pipeline) store(ctx context.Context, r io.Reader) (size int64, sum stri
 	}
 
 	h := sha256.New()
+	// io.ReadFull says ErrUnexpectedEOF both at a file's short last chunk
+	// and when the reader itself failed that way (an HTTP body cut off
+	// before its Content-Length). Only the reader's own io.EOF ends a file.
+	src := &eofReader{r: r}
 	readErr := func() error {
 		defer close(jobs)
 		for i := 0; ; i++ {
@@ -123,7 +126,7 @@ func (p *pipeline) store(ctx context.Context, r io.Reader) (size int64, sum stri
 			case <-ctx.Done():
 				return context.Cause(ctx)
 			}
-			n, err := io.ReadFull(r, buf[:p.chunkSize])
+			n, err := io.ReadFull(src, buf[:p.chunkSize])
 			if n > 0 {
 				h.Write(buf[:n])
 				size += int64(n)
@@ -140,11 +143,11 @@ func (p *pipeline) store(ctx context.Context, r io.Reader) (size int64, sum stri
 			} else {
 				p.bufs <- buf
 			}
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			if (err == io.EOF || err == io.ErrUnexpectedEOF) && src.err == io.EOF {
 				return nil
 			}
 			if err != nil {
-				return err
+				return fmt.Errorf("read after %d bytes: %w", size, err)
 			}
 		}
 	}()
@@ -156,6 +159,21 @@ func (p *pipeline) store(ctx context.Context, r io.Reader) (size int64, sum stri
 		return 0, "", nil, readErr
 	}
 	return size, hex.EncodeToString(h.Sum(nil)), results, nil
+}
+
+// eofReader remembers the error its reader returned, so a clean end of
+// file can be told from a transfer cut short.
+type eofReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // storeChunk returns the chunk's manifest entry, uploading it unless it is
