@@ -19,6 +19,9 @@ import (
 // swept at the start of the next backup of the VM.
 const SnapshotPrefix = "vtpm-backup-"
 
+// ErrBusy: another backup run is backing up the VM right now.
+var ErrBusy = errors.New("VM is being backed up by another run")
+
 // ErrNoNvram: a vTPM VM's .nvram could not be backed up. Such a backup
 // would restore a VM whose TPM secrets are gone, so it is a failure.
 var ErrNoNvram = errors.New("vTPM VM without .nvram")
@@ -88,6 +91,9 @@ type Backuper struct {
 	events Events
 	index  *repository.Index
 
+	// lockID is the repository lock of the current Run ("" outside Run).
+	lockID string
+
 	prevMu sync.Mutex
 	prev   map[string]*repository.Manifest // latest manifest by VM instance UUID
 }
@@ -154,6 +160,54 @@ func (b *Backuper) lockRun(ctx context.Context) (*repository.Lock, error) {
 	return l, nil
 }
 
+// snapshotLockTag marks, in our snapshot's description, the repository lock
+// of the run that took it; the sweep at the start of another run spares a
+// snapshot whose run still holds its lock.
+const snapshotLockTag = "lock="
+
+func (b *Backuper) snapshotDescription() string {
+	d := "vtpm-backup: temporary snapshot, removed when the backup ends"
+	if b.lockID != "" {
+		d += " " + snapshotLockTag + b.lockID
+	}
+	return d
+}
+
+// liveSnapshot is a snapshot of ours that a running backup still needs.
+type liveSnapshot struct {
+	snapshot, holder string
+}
+
+// liveSnapshot returns the first of the VM's vtpm-backup-* snapshots whose
+// run still holds an unexpired repository lock: two runs backing up one VM
+// at once (a nightly run still going when the next starts) must not remove
+// each other's snapshot while it is being read. Snapshots of runs that died
+// are stale once their lock expired, and are swept.
+func (b *Backuper) liveSnapshot(ctx context.Context, vm *object.VirtualMachine) (*liveSnapshot, error) {
+	snaps, err := b.client.FindSnapshots(ctx, vm, SnapshotPrefix)
+	if err != nil || len(snaps) == 0 {
+		return nil, err
+	}
+	locks, err := b.repo.ListLocks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check whether another run owns its snapshots: %w", err)
+	}
+	now := b.opts.now()
+	for _, s := range snaps {
+		_, id, ok := strings.Cut(s.Description, snapshotLockTag)
+		if !ok {
+			continue
+		}
+		id, _, _ = strings.Cut(id, " ")
+		for _, l := range locks {
+			if l.ID == id && id != b.lockID && !l.Stale(now) {
+				return &liveSnapshot{snapshot: s.Name, holder: l.Describe(now)}, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
 func vmKey(instanceUUID, name string) string {
 	if instanceUUID != "" {
 		return "uuid:" + instanceUUID
@@ -179,7 +233,14 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 	res.VM = info.Name
 	if !b.opts.DryRun {
 		b.events.Status(info.Name, "sweeping stale snapshots")
-		swept, err := b.client.SweepSnapshots(ctx, vm, SnapshotPrefix)
+		live, err := b.liveSnapshot(ctx, vm)
+		if err != nil {
+			return fmt.Errorf("VM %s: %w", info.Name, err)
+		}
+		if live != nil {
+			return fmt.Errorf("%w: VM %s: snapshot %s belongs to a backup that is still running (%s); not touching it", ErrBusy, info.Name, live.snapshot, live.holder)
+		}
+		swept, err := b.client.SweepSnapshots(ctx, vm, SnapshotPrefix, nil)
 		if err != nil {
 			return fmt.Errorf("VM %s: remove stale %s* snapshots: %w", info.Name, SnapshotPrefix, err)
 		}
@@ -266,8 +327,15 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 
 	snapName := SnapshotPrefix + backupID
 	b.events.Status(info.Name, "creating snapshot "+snapName)
-	snap, err := b.client.CreateSnapshot(ctx, vm, snapName, "vtpm-backup: temporary snapshot, removed when the backup ends", b.opts.Quiesce)
+	snap, err := b.client.CreateSnapshot(ctx, vm, snapName, b.snapshotDescription(), b.opts.Quiesce)
 	if err != nil {
+		// Cancelled while vCenter was still taking it, the snapshot may
+		// exist anyway: remove it now rather than at the next run.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if _, serr := b.client.SweepSnapshots(cctx, vm, snapName, nil); serr != nil {
+			err = errors.Join(err, fmt.Errorf("remove the half-created snapshot %s (the next backup of this VM removes it): %w", snapName, serr))
+		}
 		return fmt.Errorf("VM %s: %w", info.Name, err)
 	}
 	snapRemoved := false

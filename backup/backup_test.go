@@ -331,3 +331,40 @@ func TestDryRunTouchesNothing(t *testing.T) {
 		t.Fatalf("dry run took snapshots: %v", snaps)
 	}
 }
+
+// Two runs backing up one VM at once must not remove each other's
+// snapshot; a snapshot whose run died (its lock gone) is swept.
+func TestSweepSparesLiveRunsSnapshot(t *testing.T) {
+	f := newFixture(t)
+	vm := f.vm(t, "vm-busy", 8)
+	other, err := f.repo.LockWithOptions(t.Context(), repository.LockOptions{Purpose: "backup", NoRefresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := "vtpm-backup: temporary snapshot, removed when the backup ends lock=" + other.Info().ID
+	if _, err := f.env.Client.CreateSnapshot(t.Context(), vm.VM, backup.SnapshotPrefix+"other-run", desc, false); err != nil {
+		t.Fatal(err)
+	}
+	results, err := backup.New(f.env.Client, f.repo, backup.Options{}, nil).Run(t.Context(), backup.Selection{Names: []string{vm.Name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(results[0].Err, backup.ErrBusy) {
+		t.Fatalf("backup while another run holds the VM's snapshot = %v, want ErrBusy", results[0].Err)
+	}
+	if s := f.ourSnapshots(t, vm); len(s) != 1 || s[0] != backup.SnapshotPrefix+"other-run" {
+		t.Fatalf("the other run's snapshot was touched: %v", s)
+	}
+
+	// The other run dies: its lock goes (here: removed), the snapshot is stale.
+	if err := other.Unlock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	results, err = backup.New(f.env.Client, f.repo, backup.Options{}, nil).Run(t.Context(), backup.Selection{Names: []string{vm.Name}})
+	if err != nil || results[0].Err != nil {
+		t.Fatalf("backup after the other run died: %v %v", err, results[0].Err)
+	}
+	if len(results[0].SweptSnapshots) != 1 || len(f.ourSnapshots(t, vm)) != 0 {
+		t.Fatalf("stale snapshot not swept: swept %v, left %v", results[0].SweptSnapshots, f.ourSnapshots(t, vm))
+	}
+}

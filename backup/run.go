@@ -107,6 +107,8 @@ func (b *Backuper) Run(ctx context.Context, sel Selection) ([]*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		b.lockID = lock.Info().ID
+		defer func() { b.lockID = "" }()
 		// A lock that cannot be removed expires by itself.
 		defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
 		ctx = lock.Context() // cancelled if the lock is lost

@@ -52,9 +52,10 @@ func (c *Client) RemoveSnapshot(ctx context.Context, vm *object.VirtualMachine, 
 
 // SnapshotInfo is one snapshot of a VM.
 type SnapshotInfo struct {
-	Name    string
-	Ref     types.ManagedObjectReference
-	Created time.Time
+	Name        string
+	Description string
+	Ref         types.ManagedObjectReference
+	Created     time.Time
 	// Depth is 0 for a root snapshot; children are deeper.
 	Depth int
 }
@@ -71,7 +72,7 @@ func (c *Client) FindSnapshots(ctx context.Context, vm *object.VirtualMachine, p
 	walk = func(nodes []types.VirtualMachineSnapshotTree, depth int) {
 		for _, n := range nodes {
 			if strings.HasPrefix(n.Name, prefix) {
-				out = append(out, SnapshotInfo{Name: n.Name, Ref: n.Snapshot, Created: n.CreateTime, Depth: depth})
+				out = append(out, SnapshotInfo{Name: n.Name, Description: n.Description, Ref: n.Snapshot, Created: n.CreateTime, Depth: depth})
 			}
 			walk(n.ChildSnapshotList, depth+1)
 		}
@@ -91,8 +92,10 @@ func (c *Client) FindSnapshots(ctx context.Context, vm *object.VirtualMachine, p
 // SweepSnapshots removes every snapshot whose name starts with prefix (left
 // by a killed backup run), newest and deepest first (LIFO: removing an older
 // snapshot first trips a simulator bug and needlessly consolidates twice on
-// ESXi). It returns the names removed; on error, those removed so far.
-func (c *Client) SweepSnapshots(ctx context.Context, vm *object.VirtualMachine, prefix string) ([]string, error) {
+// ESXi). keep, when not nil, spares the snapshots it returns true for (a
+// live run's own). It returns the names removed; on error, those removed so
+// far.
+func (c *Client) SweepSnapshots(ctx context.Context, vm *object.VirtualMachine, prefix string, keep func(SnapshotInfo) bool) ([]string, error) {
 	if prefix == "" {
 		return nil, fmt.Errorf("sweep snapshots of %s: refusing an empty prefix", vm.Reference().Value)
 	}
@@ -102,6 +105,9 @@ func (c *Client) SweepSnapshots(ctx context.Context, vm *object.VirtualMachine, 
 	}
 	var removed []string
 	for i := len(snaps) - 1; i >= 0; i-- {
+		if keep != nil && keep(snaps[i]) {
+			continue
+		}
 		if err := c.RemoveSnapshot(ctx, vm, snaps[i].Ref); err != nil {
 			return removed, err
 		}

@@ -313,7 +313,7 @@ func TestSnapshots(t *testing.T) {
 	if err != nil || len(snaps) != 1 || snaps[0].Ref != ref || snaps[0].Depth != 1 {
 		t.Fatalf("FindSnapshots = %+v, %v", snaps, err)
 	}
-	removed, err := c.SweepSnapshots(ctx, v.VM, "vtpm-backup-")
+	removed, err := c.SweepSnapshots(ctx, v.VM, "vtpm-backup-", nil)
 	if err != nil || len(removed) != 1 || removed[0] != "vtpm-backup-1" {
 		t.Fatalf("sweep = %v, %v", removed, err)
 	}
@@ -324,7 +324,7 @@ func TestSnapshots(t *testing.T) {
 	if err := c.RemoveSnapshot(ctx, v.VM, ref); err != nil {
 		t.Errorf("removing a removed snapshot: %v", err)
 	}
-	if _, err := c.SweepSnapshots(ctx, v.VM, ""); err == nil {
+	if _, err := c.SweepSnapshots(ctx, v.VM, "", nil); err == nil {
 		t.Error("empty prefix accepted")
 	}
 }
