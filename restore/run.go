@@ -60,6 +60,9 @@ type undo struct {
 	madeDir   bool
 	uploaded  []string // paths relative to the datastore
 	vm        *object.VirtualMachine
+	// vmxPath is set once registration was asked for: cancelled while
+	// vCenter was registering, the VM may exist although vm is nil.
+	vmxPath string
 }
 
 // run removes what the restore created, with a fresh context: the restore's
@@ -68,6 +71,13 @@ func (u *undo) run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	var errs []error
+	if u.vm == nil && u.vmxPath != "" {
+		if vm, err := u.c.FindVMByPath(ctx, u.vmxPath); err == nil {
+			u.vm = vm
+		} else if !errors.Is(err, vsphere.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
 	if u.vm != nil {
 		if err := u.c.Unregister(ctx, u.vm); err != nil {
 			errs = append(errs, err)
@@ -140,6 +150,7 @@ func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, pl
 	}
 
 	ev.Status(fmt.Sprintf("registering %s as %s in %s", plan.VMXPath, plan.Name, plan.Folder))
+	u.vmxPath = plan.VMXPath
 	vm, err := c.RegisterVM(ctx, plan.folder, plan.VMXPath, plan.Name, plan.pool, plan.host)
 	if err != nil {
 		if fault.Is(err, &types.EncryptionKeyRequired{}) {

@@ -151,3 +151,17 @@ func pickChoice(q types.VirtualMachineQuestionInfo, want string) string {
 	}
 	return ""
 }
+
+// FindVMByPath returns the VM registered from the .vmx at vmxPath ("[ds]
+// dir/name.vmx"), or an error wrapping ErrNotFound. A restore cancelled
+// while vCenter was still registering uses it to find what it registered.
+func (c *Client) FindVMByPath(ctx context.Context, vmxPath string) (*object.VirtualMachine, error) {
+	ref, err := object.NewSearchIndex(c.Vim25()).FindByDatastorePath(ctx, c.dc, vmxPath)
+	if err != nil {
+		return nil, fmt.Errorf("find VM of %s: %w", vmxPath, err)
+	}
+	if ref == nil {
+		return nil, fmt.Errorf("VM of %s: %w", vmxPath, ErrNotFound)
+	}
+	return c.vmByRef(ctx, ref.Reference())
+}

@@ -360,9 +360,15 @@ func TestRegisterPowerOn(t *testing.T) {
 	if ok, _ := c.Exists(ctx, v.Datastore, v.NvramPath); !ok {
 		t.Fatal("unregister removed files")
 	}
+	if _, err := c.FindVMByPath(ctx, vmx); !errors.Is(err, vsphere.ErrNotFound) {
+		t.Errorf("FindVMByPath of an unregistered vmx: %v", err)
+	}
 	vm, err := c.RegisterVM(ctx, folder, vmx, "reg01", pool, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if byPath, err := c.FindVMByPath(ctx, vmx); err != nil || byPath.Reference() != vm.Reference() {
+		t.Errorf("FindVMByPath(%s) = %v, %v; want %s", vmx, byPath, err, vm.Reference().Value)
 	}
 	if err := c.PowerOn(ctx, vm, vsphere.UUIDKeep); err != nil {
 		t.Fatal(err)
