@@ -164,6 +164,11 @@ func (w *ChunkWriter) Put(ctx context.Context, id ChunkID, plaintext []byte) (St
 // with every backup.
 const chunkRetention = 1.5
 
+// retentionMargin covers the time between a chunk's check and the write of
+// the manifest that needs it (hours for a large disk): the manifest is
+// retained from its own write time.
+const retentionMargin = 24 * time.Hour
+
 // EnsureRetained makes sure a chunk a new backup reuses stays retained at
 // least as long as that backup's manifest: Object Lock on the manifest is
 // worthless if the chunks it needs can be deleted earlier. It extends the
@@ -171,7 +176,7 @@ const chunkRetention = 1.5
 // it would lapse first, and returns the updated description. Repositories
 // without Object Lock return so unchanged.
 func (r *Repository) EnsureRetained(ctx context.Context, id ChunkID, so StoredObject) (StoredObject, error) {
-	if r.cfg.ObjectLockDays <= 0 || so.RetainUntil.After(r.now().Add(r.lockPeriod())) {
+	if r.cfg.ObjectLockDays <= 0 || so.RetainUntil.After(r.now().Add(r.lockPeriod()+retentionMargin)) {
 		return so, nil
 	}
 	until, err := r.retain(ctx, ChunkObjectName(id), chunkRetention)
