@@ -442,6 +442,9 @@ func (l *Lock) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// refreshMargin is how long before its expiry a refresh of a lock gives up.
+const refreshMargin = time.Minute
+
 // refresher refreshes the lock every RefreshInterval. A failed refresh is
 // retried at the next tick as long as the lock would still be valid then;
 // otherwise the lock is lost and its context cancelled.
@@ -455,7 +458,12 @@ func (l *Lock) refresher() {
 			return
 		case <-l.opts.Clock.After(l.opts.RefreshInterval):
 		}
-		err := l.Refresh(l.ctx)
+		// A refresh that hangs (a storage request stuck in retries) must
+		// not outlive the lock: give up a minute before it expires, so the
+		// run stops before another process may take the lock over.
+		rctx, cancel := context.WithTimeout(l.ctx, l.Info().Expires.Sub(l.opts.Clock.Now())-refreshMargin)
+		err := l.Refresh(rctx)
+		cancel()
 		if err == nil {
 			continue
 		}

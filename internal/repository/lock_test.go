@@ -424,3 +424,47 @@ func TestRemoveStaleLocks(t *testing.T) {
 		t.Fatalf("RemoveStaleLocks(force) = %+v, %v", removed, err)
 	}
 }
+
+// hangingBackend blocks lock refreshes until their context ends, like a
+// storage request stuck in retries.
+type hangingBackend struct {
+	storage.Backend
+	hang atomic.Bool
+}
+
+func (h *hangingBackend) Stat(ctx context.Context, name string) (storage.ObjectInfo, error) {
+	if h.hang.Load() && strings.HasPrefix(name, "locks/") {
+		<-ctx.Done()
+		return storage.ObjectInfo{}, ctx.Err()
+	}
+	return h.Backend.Stat(ctx, name)
+}
+
+// A refresh stuck in storage must give up before the lock expires, so the
+// holder stops before another process may take the lock over.
+func TestLockRefreshDoesNotOutliveTheLock(t *testing.T) {
+	be := &hangingBackend{Backend: storagetest.NewMemory()}
+	repo, _ := newRepo(t, be)
+	clk := clock.NewFake(time.Now())
+	// At the first refresh, 50ms (real time) are left before the lock's
+	// last minute.
+	l, err := repo.LockWithOptions(t.Context(), repository.LockOptions{
+		Clock: clk, Expiry: 6*time.Minute + 50*time.Millisecond, RefreshInterval: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(context.Background())
+	be.hang.Store(true)
+	if err := clk.BlockUntil(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(5 * time.Minute)
+	select {
+	case <-l.Context().Done():
+	case <-time.After(30 * time.Second): // a guard against hanging forever, not a synchronisation
+		t.Fatal("the lock holder kept running while its refresh hung past the lock's expiry")
+	}
+	if cause := context.Cause(l.Context()); !errors.Is(cause, repository.ErrLockLost) {
+		t.Fatalf("cause = %v, want ErrLockLost", cause)
+	}
+}
