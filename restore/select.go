@@ -142,6 +142,14 @@ func Select(ctx context.Context, repo *repository.Repository, spec string) (*rep
 		return nil, fmt.Errorf("%w: VM %q has no backup at or before %s; its oldest is %s",
 			ErrBackupNotFound, sp.VM, sp.Before.UTC().Format(time.RFC3339), oldest.BackupID)
 	}
+	// A newer backup of the VM whose manifest is damaged would silently
+	// turn "latest" into an older state: make the user choose.
+	for _, b := range cat.Backups(m.VM.Name) {
+		if b.Manifest == nil && b.ID > m.BackupID && (sp.Before.IsZero() || !b.Time.After(sp.Before)) {
+			return nil, fmt.Errorf("%w: the newest backup %s of VM %s cannot be read (%v); to restore the one before it, name it: vtpm-backup restore %s",
+				repository.ErrCorruptManifest, b.ID, m.VM.Name, b.Err, m.BackupID)
+		}
+	}
 	return m, nil
 }
 

@@ -40,6 +40,17 @@ func TestSelect(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// VM cache: a good backup, then one whose manifest is damaged (it
+	// still names its VM, but fails validation).
+	good := &repository.Manifest{BackupID: "20260501T020000.000Z-00000006", VM: repository.VMInfo{Name: "cache", InventoryPath: "/DC0/vm/cache", InstanceUUID: "u-4"},
+		Files: []repository.File{{Name: "cache.vmx", Type: repository.FileConfig, SHA256: strings.Repeat("0", 64)}}}
+	if err := repo.WriteManifest(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	damaged := `{"schema_version":9,"backup_id":"20260503T020000.000Z-00000007","vm":{"name":"cache"}}`
+	if err := repo.Backend().Put(ctx, repository.ManifestObjectName("20260503T020000.000Z-00000007"), strings.NewReader(damaged), int64(len(damaged))); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		spec    string
 		want    string // backup ID suffix
@@ -59,8 +70,11 @@ func TestSelect(t *testing.T) {
 		{spec: "/DC0/vm/new/web@latest", want: "3"},
 		{spec: "web", err: restore.ErrAmbiguous, mention: []string{"/DC0/vm/web", "/DC0/vm/new/web", "u-1", "u-2", "00000002", "00000003"}},
 		{spec: "db@2026-04-30", err: restore.ErrBackupNotFound, mention: []string{"at or before", "00000004"}},
-		{spec: "nope", err: restore.ErrBackupNotFound, mention: []string{"nope", "db, web"}},
+		{spec: "nope", err: restore.ErrBackupNotFound, mention: []string{"nope", "cache, db, web"}},
 		{spec: "20200101T000000.000Z-deadbeef", err: restore.ErrBackupNotFound, mention: []string{"deadbeef"}},
+		{spec: "cache", err: repository.ErrCorruptManifest, mention: []string{"00000007", "restore 20260501T020000.000Z-00000006"}},
+		{spec: "cache@2026-05-02", want: "6"},
+		{spec: "20260501T020000.000Z-00000006", want: "6"},
 		{spec: "db@soon", err: restore.ErrBadTarget, mention: []string{"soon"}},
 		{spec: "@latest", err: restore.ErrBadTarget},
 		{spec: "", err: restore.ErrBadTarget},
