@@ -258,8 +258,16 @@ func (r *Repository) WriteManifest(ctx context.Context, m *Manifest) error {
 	if err := r.be.PutIfAbsent(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
 		return fmt.Errorf("write manifest %s: %w", m.BackupID, err)
 	}
-	_, err = r.retain(ctx, name, 1)
-	return err
+	if _, err := r.retain(ctx, name, 1); err != nil {
+		// Unretained, the backup would exist without the immutability the
+		// repository promises: withdraw it (possible: nothing retains it
+		// yet), so the failure reported is the whole truth.
+		if derr := r.be.Delete(context.WithoutCancel(ctx), name); derr != nil {
+			return fmt.Errorf("%w; withdrawing the manifest failed too, so backup %s exists without retention: %v", err, m.BackupID, derr)
+		}
+		return err
+	}
+	return nil
 }
 
 // ReadManifest reads and validates one manifest.

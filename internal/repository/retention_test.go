@@ -3,6 +3,8 @@ package repository_test
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,5 +87,34 @@ func TestReusedChunkRetentionIsExtended(t *testing.T) {
 	plain, _ := newRepo(t, storagetest.NewMemory())
 	if got, err := plain.EnsureRetained(t.Context(), id, repository.StoredObject{Size: 1}); err != nil || !got.RetainUntil.IsZero() {
 		t.Fatalf("EnsureRetained without Object Lock = %+v, %v", got, err)
+	}
+}
+
+// failingRetainer refuses every retention, like a bucket without Object Lock.
+type failingRetainer struct{ *storagetest.Memory }
+
+func (failingRetainer) SetRetention(context.Context, string, time.Time) error {
+	return errors.New("InvalidRequest: Bucket is missing Object Lock Configuration")
+}
+
+func (failingRetainer) Retention(context.Context, string) (time.Time, error) { return time.Time{}, nil }
+
+// A manifest that could not be retained is withdrawn: the backup fails
+// whole instead of existing without the promised immutability.
+func TestManifestWithdrawnWhenRetentionFails(t *testing.T) {
+	be := failingRetainer{storagetest.NewMemory()}
+	r, err := repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{newKey(t).recipient}, ObjectLockDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := validManifest()
+	m.Objects = nil
+	m.VM.VTPM = false
+	m.Files = []repository.File{{Name: "vm1.vmx", Type: repository.FileConfig, SHA256: hexSum(nil)}}
+	if err := r.WriteManifest(t.Context(), m); err == nil || !strings.Contains(err.Error(), "Object Lock") {
+		t.Fatalf("WriteManifest = %v, want the retention error", err)
+	}
+	if ids, _ := r.ListBackupIDs(t.Context()); len(ids) != 0 {
+		t.Fatalf("an unretained manifest stayed: %v", ids)
 	}
 }
