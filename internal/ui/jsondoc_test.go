@@ -1,0 +1,194 @@
+package ui
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var updateJSONDoc = flag.Bool("update", false, "rewrite docs/json-messages.md from the message structs")
+
+const jsonDocPath = "../../docs/json-messages.md"
+
+// TestJSONDocUpToDate keeps docs/json-messages.md, the reference of every
+// --json message, generated from the message structs and their comments:
+// a new field or message type without documentation fails here. Run
+// "go test ./internal/ui -run TestJSONDoc -update" to regenerate.
+func TestJSONDocUpToDate(t *testing.T) {
+	got := generateJSONDoc(t)
+	if *updateJSONDoc {
+		if err := os.WriteFile(jsonDocPath, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(jsonDocPath)
+	if err != nil {
+		t.Fatalf("%v: run 'go test ./internal/ui -run TestJSONDoc -update'", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s is out of date with the message structs: run 'go test ./internal/ui -run TestJSONDoc -update' and commit it", jsonDocPath)
+	}
+}
+
+type msgType struct {
+	value, constName string
+}
+
+func generateJSONDoc(t *testing.T) []byte {
+	t.Helper()
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(files)
+	var types []msgType
+	structs := map[string]*ast.TypeSpec{}
+	docs := map[string]string{}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				switch s := spec.(type) {
+				case *ast.ValueSpec:
+					if gd.Tok != token.CONST || len(s.Names) != 1 || len(s.Values) != 1 || !strings.HasPrefix(s.Names[0].Name, "Type") {
+						continue
+					}
+					lit, ok := s.Values[0].(*ast.BasicLit)
+					if !ok || lit.Kind != token.STRING {
+						continue
+					}
+					v, _ := strconv.Unquote(lit.Value)
+					types = append(types, msgType{value: v, constName: s.Names[0].Name})
+				case *ast.TypeSpec:
+					if _, ok := s.Type.(*ast.StructType); ok {
+						structs[s.Name.Name] = s
+						doc := s.Doc
+						if doc == nil {
+							doc = gd.Doc
+						}
+						docs[s.Name.Name] = strings.Join(strings.Fields(doc.Text()), " ")
+					}
+				}
+			}
+		}
+	}
+
+	var b bytes.Buffer
+	b.WriteString("<!-- Generated from internal/ui by 'go test ./internal/ui -run TestJSONDoc -update'. Do not edit. -->\n")
+	b.WriteString("# JSON messages (`--json`)\n\n")
+	b.WriteString("With `--json`, every command writes one JSON object per line on stdout; errors go to\n")
+	b.WriteString("stderr as an `error` message. Every object has a `message_type`; field names are\n")
+	b.WriteString("snake_case and never renamed. Fields marked *omitempty* are left out when empty.\n\n")
+	b.WriteString("| message_type | struct | what it is |\n| --- | --- | --- |\n")
+	nested := map[string]bool{}
+	for _, mt := range types {
+		name := strings.TrimPrefix(mt.constName, "Type") + "Message"
+		if structs[name] == nil {
+			t.Fatalf("message type %s (%q) has no struct %s", mt.constName, mt.value, name)
+		}
+		fmt.Fprintf(&b, "| `%s` | [%s](#%s) | %s |\n", mt.value, name, strings.ToLower(name), firstSentence(docs[name], name))
+	}
+	writeStruct := func(name string) {
+		ts := structs[name]
+		fmt.Fprintf(&b, "\n## %s\n\n%s\n\n| field | type | notes |\n| --- | --- | --- |\n", name, docs[name])
+		for _, fld := range ts.Type.(*ast.StructType).Fields.List {
+			if fld.Tag == nil || len(fld.Names) == 0 {
+				continue
+			}
+			tag := reflect.StructTag(strings.Trim(fld.Tag.Value, "`")).Get("json")
+			jname, opts, _ := strings.Cut(tag, ",")
+			if jname == "-" || jname == "" {
+				continue
+			}
+			typ := exprString(fld.Type)
+			for _, id := range referencedTypes(fld.Type) {
+				if structs[id] != nil && !strings.HasSuffix(id, "Message") {
+					nested[id] = true
+				}
+			}
+			note := strings.Join(strings.Fields(fld.Doc.Text()+" "+fld.Comment.Text()), " ")
+			if opts != "" {
+				note = strings.TrimSpace(note + " *" + strings.ReplaceAll(opts, ",", ", ") + "*")
+			}
+			fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", jname, typ, strings.ReplaceAll(note, "|", "\\|"))
+		}
+	}
+	for _, mt := range types {
+		writeStruct(strings.TrimPrefix(mt.constName, "Type") + "Message")
+	}
+	var names []string
+	for n := range nested {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) > 0 {
+		b.WriteString("\n# Nested objects\n")
+		for _, n := range names {
+			writeStruct(n)
+		}
+	}
+	return b.Bytes()
+}
+
+// firstSentence returns the first sentence of a doc comment without the
+// leading "Name is", for the index table.
+func firstSentence(doc, name string) string {
+	if i := strings.Index(doc, ". "); i >= 0 {
+		doc = doc[:i+1]
+	}
+	for _, p := range []string{name + " is ", name + " "} {
+		if rest, ok := strings.CutPrefix(doc, p); ok {
+			return rest
+		}
+	}
+	return doc
+}
+
+func exprString(e ast.Expr) string {
+	switch x := e.(type) {
+	case *ast.Ident:
+		return x.Name
+	case *ast.StarExpr:
+		return "*" + exprString(x.X)
+	case *ast.ArrayType:
+		return "[]" + exprString(x.Elt)
+	case *ast.MapType:
+		return "map[" + exprString(x.Key) + "]" + exprString(x.Value)
+	case *ast.SelectorExpr:
+		return exprString(x.X) + "." + x.Sel.Name
+	}
+	return fmt.Sprintf("%T", e)
+}
+
+func referencedTypes(e ast.Expr) []string {
+	var out []string
+	ast.Inspect(e, func(n ast.Node) bool {
+		if id, ok := n.(*ast.Ident); ok {
+			out = append(out, id.Name)
+		}
+		return true
+	})
+	return out
+}
