@@ -1,6 +1,7 @@
 package demo_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -27,6 +28,26 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{"identical to the original", "refused, as it must be", "READY", "provider"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// With Keep the demo hands over a running simulator: Ready gets what a
+// user exports to explore it, and the demo ends only when ctx does.
+func TestDemoKeep(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var env map[string]string
+	err := demo.Run(ctx, demo.Options{Dir: t.TempDir(), DiskSize: 8 << 20, Keep: true, Ready: func(e map[string]string) {
+		env = e
+		cancel() // the user's Ctrl-C
+	}}, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"GOVC_URL", "GOVC_USERNAME", "GOVC_PASSWORD", "GOVC_INSECURE", "VTPM_BACKUP_REPO", "VTPM_BACKUP_IDENTITY"} {
+		if env[k] == "" {
+			t.Errorf("Ready lacks %s: %v", k, env)
 		}
 	}
 }
