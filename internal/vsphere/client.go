@@ -19,6 +19,7 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/session/keepalive"
+	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
@@ -109,6 +110,14 @@ type Client struct {
 	mu    sync.Mutex
 	dss   map[string]*object.Datastore // by name, for the file service
 	retry *RetryPolicy
+
+	// user is the SOAP login, kept because the vAPI REST endpoint (tags)
+	// needs its own session with the same credentials. Never printed.
+	user *url.Userinfo
+	// restMu guards rc, the vAPI session opened on first use (tagsClient):
+	// most runs never need it, and a failed login is retried next time.
+	restMu sync.Mutex
+	rc     *rest.Client
 }
 
 // Connect parses the URL, logs in and starts the session keep-alive. Errors
@@ -155,6 +164,7 @@ func Connect(ctx context.Context, opts ConnectOptions) (*Client, error) {
 		host:         host,
 		instanceUUID: vc.ServiceContent.About.InstanceUuid,
 		dss:          map[string]*object.Datastore{},
+		user:         user,
 	}
 	c.finder = find.NewFinder(vc, false)
 	dc, err := c.finder.DatacenterOrDefault(ctx, opts.Datacenter)
@@ -222,13 +232,24 @@ func classifyDialError(host string, err error) error {
 	}
 }
 
-// Logout ends the session and stops the keep-alive. Call it with a context
-// that is not already cancelled (context.WithoutCancel) on shutdown paths.
+// Logout ends the vAPI session (if tags were used) and the SOAP session,
+// and stops the keep-alive. Call it with a context that is not already
+// cancelled (context.WithoutCancel) on shutdown paths.
 func (c *Client) Logout(ctx context.Context) error {
-	if err := c.gc.Logout(ctx); err != nil {
-		return fmt.Errorf("log out of %s: %w", c.host, err)
+	var errs []error
+	c.restMu.Lock()
+	if c.rc != nil {
+		if err := c.rc.Logout(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("log out of the vAPI endpoint of %s: %w", c.host, err))
+		} else {
+			c.rc = nil
+		}
 	}
-	return nil
+	c.restMu.Unlock()
+	if err := c.gc.Logout(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("log out of %s: %w", c.host, err))
+	}
+	return errors.Join(errs...)
 }
 
 // Vim25 returns the SOAP client, for calls this package does not wrap.

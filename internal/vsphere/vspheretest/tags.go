@@ -1,0 +1,82 @@
+package vspheretest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/vmware/govmomi/vapi/rest"
+	"github.com/vmware/govmomi/vapi/tags"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	// Registers the vAPI endpoints (tagging, sessions) of a VPX simulator.
+	_ "github.com/vmware/govmomi/vapi/simulator"
+)
+
+// TagObjects attaches the vSphere tag category/tag to refs, creating the
+// category (cardinality MULTIPLE, any object type) and the tag when they
+// do not exist, the way an administrator tags VMs in the vSphere Client. It
+// uses its own vAPI session, so the env's Client has not logged in to vAPI
+// afterwards. It returns the tag's ID.
+func (e *Env) TagObjects(ctx context.Context, category, tag string, refs ...types.ManagedObjectReference) (id string, err error) {
+	rc := rest.NewClient(e.Client.Vim25())
+	if err := rc.Login(ctx, e.URL.User); err != nil {
+		return "", fmt.Errorf("vAPI login: %w", err)
+	}
+	defer func() { err = errors.Join(err, rc.Logout(context.WithoutCancel(ctx))) }()
+	m := tags.NewManager(rc)
+
+	catID := ""
+	cats, err := m.GetCategories(ctx)
+	if err != nil {
+		return "", fmt.Errorf("list categories: %w", err)
+	}
+	for _, c := range cats {
+		if c.Name == category {
+			catID = c.ID
+		}
+	}
+	if catID == "" {
+		catID, err = m.CreateCategory(ctx, &tags.Category{Name: category, Cardinality: "MULTIPLE"})
+		if err != nil {
+			return "", fmt.Errorf("create category %s: %w", category, err)
+		}
+	}
+	tgs, err := m.GetTagsForCategory(ctx, catID)
+	if err != nil {
+		return "", fmt.Errorf("list tags of %s: %w", category, err)
+	}
+	for _, t := range tgs {
+		if t.Name == tag {
+			id = t.ID
+		}
+	}
+	if id == "" {
+		id, err = m.CreateTag(ctx, &tags.Tag{Name: tag, CategoryID: catID})
+		if err != nil {
+			return "", fmt.Errorf("create tag %s/%s: %w", category, tag, err)
+		}
+	}
+	for _, r := range refs {
+		if err := m.AttachTag(ctx, id, r); err != nil {
+			return "", fmt.Errorf("attach %s/%s to %s: %w", category, tag, r.Value, err)
+		}
+	}
+	return id, nil
+}
+
+// MustTag is TagObjects failing the test on error.
+func (e *Env) MustTag(t testing.TB, category, tag string, refs ...mo.Reference) string {
+	t.Helper()
+	rs := make([]types.ManagedObjectReference, 0, len(refs))
+	for _, r := range refs {
+		rs = append(rs, r.Reference())
+	}
+	id, err := e.TagObjects(context.Background(), category, tag, rs...)
+	if err != nil {
+		t.Fatalf("tag %s/%s: %v", category, tag, err)
+	}
+	return id
+}
