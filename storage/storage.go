@@ -87,6 +87,17 @@ type Retainer interface {
 	Retention(ctx context.Context, name string) (time.Time, error)
 }
 
+// Cleaner is implemented by backends on which an interrupted write can leave
+// debris that List does not show: temporary files of a killed process,
+// incomplete S3 multipart uploads (billed storage). Prune calls it while it
+// holds the repository's exclusive lock.
+type Cleaner interface {
+	// CleanStale removes debris of writes started before olderThan and
+	// returns how many items it removed. Debris of writes still running
+	// (newer) is left alone.
+	CleanStale(ctx context.Context, olderThan time.Time) (int, error)
+}
+
 // ValidateName reports whether name is acceptable as an object name: a
 // non-empty, slash-separated relative path of at most 1024 bytes whose
 // elements are not empty, "." or "..", with no backslash, NUL or other control

@@ -171,7 +171,7 @@ func printPruneDone(g *globalOptions, p ui.Printer, r *repository.PruneReport, t
 		ChunksTotal:      r.ChunksTotal, ChunksReferenced: r.ChunksReferenced, ChunksDeleted: r.ChunksDeleted,
 		ChunksYoung: r.ChunksYoung, ChunksRetained: r.ChunksRetained, ChunksMissing: r.ChunksMissing,
 		BytesFreed: r.BytesFreed(), BytesRetained: r.ChunkBytesRetained, Cutoff: r.Cutoff,
-		Warnings: r.Warnings, DurationSeconds: took.Seconds(),
+		DebrisRemoved: r.DebrisRemoved, Warnings: r.Warnings, DurationSeconds: took.Seconds(),
 	}
 	if !r.RetainedUntil.IsZero() {
 		u := r.RetainedUntil

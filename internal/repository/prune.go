@@ -118,6 +118,9 @@ type PruneReport struct {
 	// UnknownObjects counts objects under data/ that are not chunks; they
 	// are left alone.
 	UnknownObjects int
+	// DebrisRemoved counts leftovers of interrupted writes removed
+	// (temporary files, incomplete multipart uploads).
+	DebrisRemoved int
 	// StaleLocks are expired locks prune took over (removed).
 	StaleLocks []LockInfo
 	// Warnings are things an operator should know (late manifests,
@@ -313,7 +316,20 @@ func prune(ctx context.Context, repo *Repository, p Policy, opts PruneOptions, r
 	if rep.ChunksMissing > 0 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d chunk(s) referenced by kept backups are not stored: those backups cannot be restored whole; run 'vtpm-backup audit' to see which", rep.ChunksMissing))
 	}
-	return repo.sweep(ctx, candidates, opts, rep)
+	if err := repo.sweep(ctx, candidates, opts, rep); err != nil {
+		return err
+	}
+	// Debris of writes killed mid-way (temporary files, incomplete
+	// multipart uploads) is invisible to List; writes started before the
+	// cutoff cannot belong to anyone alive.
+	if c, ok := repo.be.(storage.Cleaner); ok && !opts.DryRun {
+		n, err := c.CleanStale(ctx, rep.Cutoff)
+		rep.DebrisRemoved = n
+		if err != nil {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("removing debris of interrupted uploads: %v", err))
+		}
+	}
+	return nil
 }
 
 // sweep deletes the candidate chunks with a few parallel requests, skipping

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"sort"
@@ -21,6 +23,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage"
+	"github.com/vtpm-backup/vtpm-backup/storage/local"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 )
 
@@ -684,5 +687,35 @@ loop:
 	t.Logf("%d backups, %d prunes (%d while backups ran), %d lock refusals", backupsOK.Load(), prunesOK.Load(), during, refused.Load())
 	if backupsOK.Load() != backupers*perBackup {
 		t.Fatalf("%d backups succeeded, want %d", backupsOK.Load(), backupers*perBackup)
+	}
+}
+
+// Prune removes the temporary files of puts killed before the grace cutoff
+// (invisible to List, so no sweep sees them); a dry run removes nothing.
+func TestPruneRemovesDebrisOfKilledPuts(t *testing.T) {
+	dir := t.TempDir()
+	be, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, _ := newRepo(t, be)
+	debris := filepath.Join(dir, ".tmp-killed-put")
+	if err := os.WriteFile(debris, []byte("partial chunk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-3 * time.Hour)
+	if err := os.Chtimes(debris, past, past); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := repository.Prune(t.Context(), repo, repository.Policy{}, repository.PruneOptions{DryRun: true})
+	if err != nil || rep.DebrisRemoved != 0 {
+		t.Fatalf("dry run: %+v, %v", rep, err)
+	}
+	rep, err = repository.Prune(t.Context(), repo, repository.Policy{}, repository.PruneOptions{})
+	if err != nil || rep.DebrisRemoved != 1 {
+		t.Fatalf("prune removed %d debris, %v; want 1", rep.DebrisRemoved, err)
+	}
+	if _, err := os.Stat(debris); !os.IsNotExist(err) {
+		t.Fatal("the debris is still there")
 	}
 }

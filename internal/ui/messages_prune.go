@@ -48,9 +48,12 @@ type PruneDoneMessage struct {
 	BytesRetained     int64            `json:"bytes_retained"`
 	RetainedUntil     *time.Time       `json:"retained_until,omitempty"`
 	Cutoff            time.Time        `json:"cutoff"`
-	StaleLocksRemoved []string         `json:"stale_locks_removed,omitempty"`
-	Warnings          []string         `json:"warnings,omitempty"`
-	DurationSeconds   float64          `json:"duration_seconds"`
+	// DebrisRemoved counts leftovers of interrupted writes (temporary
+	// files, incomplete multipart uploads) that were removed.
+	DebrisRemoved     int      `json:"debris_removed,omitempty"`
+	StaleLocksRemoved []string `json:"stale_locks_removed,omitempty"`
+	Warnings          []string `json:"warnings,omitempty"`
+	DurationSeconds   float64  `json:"duration_seconds"`
 }
 
 // RetainedObject is an object prune skipped because S3 Object Lock still

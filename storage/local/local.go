@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vtpm-backup/vtpm-backup/storage"
 )
@@ -27,7 +28,10 @@ type Backend struct {
 	root string
 }
 
-var _ storage.Backend = (*Backend)(nil)
+var (
+	_ storage.Backend = (*Backend)(nil)
+	_ storage.Cleaner = (*Backend)(nil)
+)
 
 // New returns a backend rooted at dir, creating the directory when missing.
 func New(dir string) (*Backend, error) {
@@ -258,4 +262,34 @@ func translate(name string, err error) error {
 		return fmt.Errorf("%s: %w", name, storage.ErrNotFound)
 	}
 	return fmt.Errorf("%s: %w", name, err)
+}
+
+// CleanStale implements storage.Cleaner: it removes temporary files that a
+// killed process left behind, if they were last written before olderThan.
+func (b *Backend) CleanStale(ctx context.Context, olderThan time.Time) (int, error) {
+	n := 0
+	err := filepath.WalkDir(b.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || !fi.ModTime().Before(olderThan) {
+			return nil // gone meanwhile, or a put still running
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove stale temporary %s: %w", p, err)
+		}
+		n++
+		return nil
+	})
+	return n, err
 }

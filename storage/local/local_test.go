@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
@@ -38,5 +39,42 @@ func TestNoTemporaryLeftovers(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Temporary files of a killed put are removed once older than the cutoff;
+// a fresh one (a put in progress) and real objects stay.
+func TestCleanStale(t *testing.T) {
+	dir := t.TempDir()
+	b, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(t.Context(), "data/ab/chunk", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(dir, "data", "ab", ".tmp-killed")
+	fresh := filepath.Join(dir, "data", ".tmp-running")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.CleanStale(t.Context(), time.Now().Add(-time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("CleanStale = %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Error("the stale temporary is still there")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Error("the temporary of a running put was removed")
+	}
+	if _, err := b.Stat(t.Context(), "data/ab/chunk"); err != nil {
+		t.Errorf("a real object was touched: %v", err)
 	}
 }

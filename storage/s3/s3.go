@@ -121,6 +121,7 @@ type Backend struct {
 
 var _ storage.Backend = (*Backend)(nil)
 var _ storage.Retainer = (*Backend)(nil)
+var _ storage.Cleaner = (*Backend)(nil)
 
 // New connects to the bucket and checks that it exists and that the
 // credentials are accepted. ctx bounds only this check; the backend does not
@@ -524,4 +525,33 @@ func (b *Backend) Retention(ctx context.Context, name string) (time.Time, error)
 		return time.Time{}, fmt.Errorf("get retention of %s: bad retain-until date %q: %w", name, v, err)
 	}
 	return until, nil
+}
+
+// CleanStale implements storage.Cleaner: it aborts the incomplete multipart
+// uploads under the repository's prefix that were started before olderThan
+// (a killed process cannot abort its own; the bucket bills their parts).
+// Each upload is aborted by its ID, so a newer upload of the same name is
+// never touched.
+func (b *Backend) CleanStale(ctx context.Context, olderThan time.Time) (int, error) {
+	n := 0
+	keyMarker, idMarker := "", ""
+	for {
+		res, err := b.core.ListMultipartUploads(ctx, b.bucket, b.prefix, keyMarker, idMarker, "", 1000)
+		if err != nil {
+			return n, translateError("list incomplete uploads", "", err)
+		}
+		for _, u := range res.Uploads {
+			if !u.Initiated.Before(olderThan) {
+				continue
+			}
+			if err := b.core.AbortMultipartUpload(ctx, b.bucket, u.Key, u.UploadID); err != nil {
+				return n, translateError("abort incomplete upload", strings.TrimPrefix(u.Key, b.prefix), err)
+			}
+			n++
+		}
+		if !res.IsTruncated {
+			return n, nil
+		}
+		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
+	}
 }

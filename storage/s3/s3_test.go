@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"github.com/vtpm-backup/vtpm-backup/internal/s3server"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/s3"
@@ -318,5 +320,44 @@ func TestObjectLock(t *testing.T) {
 	}
 	if _, err := r.Retention(ctx, "data/missing"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Retention(missing) = %v, want ErrNotFound", err)
+	}
+}
+
+// Uploads a killed process never aborted are aborted by CleanStale once
+// they are older than the cutoff; a newer one (a write in progress) and
+// uploads outside the repository's prefix are left alone.
+func TestCleanStaleAbortsIncompleteUploads(t *testing.T) {
+	s := needServer(t)
+	bucket := newBucket(t, false)
+	b := open(t.Context(), t, config(bucket))
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := minio.Core{Client: c}
+	for _, key := range []string{"repo/one/data/ab/killed", "elsewhere/not-ours"} {
+		if _, err := core.NewMultipartUpload(t.Context(), bucket, key, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uploads := func() []string {
+		t.Helper()
+		var keys []string
+		for u := range c.ListIncompleteUploads(t.Context(), bucket, "", true) {
+			if u.Err != nil {
+				t.Fatal(u.Err)
+			}
+			keys = append(keys, u.Key)
+		}
+		return keys
+	}
+	if n, err := b.CleanStale(t.Context(), time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("CleanStale with a cutoff before the uploads = %d, %v; want 0", n, err)
+	}
+	if n, err := b.CleanStale(t.Context(), time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("CleanStale = %d, %v; want 1", n, err)
+	}
+	if got := uploads(); len(got) != 1 || got[0] != "elsewhere/not-ours" {
+		t.Fatalf("incomplete uploads after CleanStale: %v", got)
 	}
 }
