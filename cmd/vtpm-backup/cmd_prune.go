@@ -202,6 +202,9 @@ func printPruneDone(g *globalOptions, p ui.Printer, r *repository.PruneReport, t
 		p.P("skipped under Object Lock retention: %d backup manifest(s) (their chunks stay) and %d chunks (%s, retained until %s at the latest)",
 			n, r.ChunksRetained, humanBytes(r.ChunkBytesRetained), until)
 	}
+	if r.DebrisRemoved > 0 {
+		p.P("removed %d leftover(s) of interrupted uploads", r.DebrisRemoved)
+	}
 	for _, w := range r.Warnings {
 		p.P("warning: %s", w)
 	}
