@@ -13,6 +13,7 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 )
@@ -274,8 +275,19 @@ func TestRunParallelWithOneFailure(t *testing.T) {
 
 func TestSelection(t *testing.T) {
 	f := newFixture(t)
-	f.vm(t, "sel-a", 20)
-	f.vm(t, "sel-b", 21)
+	a := f.vm(t, "sel-a", 20)
+	b := f.vm(t, "sel-b", 21)
+	tmpl := f.vm(t, "sel-template", 22)
+	if err := tmpl.VM.MarkAsTemplate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := f.env.Client.FindVM(t.Context(), "DC0_H0_VM0") // a simulator VM without vTPM
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.env.MustTag(t, "backup", "shard-a", a.VM, b.VM, tmpl.VM)
+	f.env.MustTag(t, "backup", "shard-b", b.VM, plain)
+	f.env.MustTag(t, "backup", "empty")
 	tests := []struct {
 		name string
 		sel  backup.Selection
@@ -289,6 +301,20 @@ func TestSelection(t *testing.T) {
 		{"nothing", backup.Selection{}, nil, backup.ErrBadSelection},
 		{"bad glob", backup.Selection{All: true, Exclude: []string{"["}}, nil, backup.ErrBadSelection},
 		{"all excluded", backup.Selection{All: true, Exclude: []string{"*"}}, nil, backup.ErrNothingSelected},
+		{"tag", backup.Selection{Tags: []string{"backup/shard-a"}}, []string{"sel-a", "sel-b"}, nil},
+		{"tags overlap", backup.Selection{Tags: []string{"backup/shard-a", "backup/shard-b", "backup/shard-a"}}, []string{"DC0_H0_VM0", "sel-a", "sel-b"}, nil},
+		{"tag vtpm only", backup.Selection{Tags: []string{"backup/shard-b"}, VTPMOnly: true}, []string{"sel-b"}, nil},
+		{"tag exclude", backup.Selection{Tags: []string{"backup/shard-a"}, Exclude: []string{"*-a"}}, []string{"sel-b"}, nil},
+		{"tag and name", backup.Selection{Names: []string{"sel-b"}, Tags: []string{"backup/shard-a"}}, []string{"sel-b", "sel-a"}, nil},
+		{"tag and all", backup.Selection{All: true, VTPMOnly: true, Tags: []string{"backup/shard-b"}}, []string{"sel-a", "sel-b"}, nil},
+		{"tag and folder", backup.Selection{Folder: "/DC0/vm", VTPMOnly: true, Tags: []string{"backup/shard-b"}}, []string{"sel-a", "sel-b"}, nil},
+		{"tag without VMs", backup.Selection{Tags: []string{"backup/empty"}}, nil, backup.ErrNothingSelected},
+		{"unknown tag", backup.Selection{Tags: []string{"backup/shard-z"}}, nil, vsphere.ErrNotFound},
+		{"unknown category", backup.Selection{All: true, Tags: []string{"nope/shard-a"}}, nil, backup.ErrBadSelection},
+		{"tag without slash", backup.Selection{Tags: []string{"shard-a"}}, nil, backup.ErrBadSelection},
+		{"tag without category", backup.Selection{Tags: []string{"/shard-a"}}, nil, backup.ErrBadSelection},
+		{"tag without name", backup.Selection{Tags: []string{"backup/"}}, nil, backup.ErrBadSelection},
+		{"tag with two slashes", backup.Selection{Tags: []string{"backup/shard/a"}}, nil, backup.ErrBadSelection},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -366,5 +392,32 @@ func TestSweepSparesLiveRunsSnapshot(t *testing.T) {
 	}
 	if len(results[0].SweptSnapshots) != 1 || len(f.ourSnapshots(t, vm)) != 0 {
 		t.Fatalf("stale snapshot not swept: swept %v, left %v", results[0].SweptSnapshots, f.ourSnapshots(t, vm))
+	}
+}
+
+// A nightly shard selected by vSphere tag backs up exactly the tagged VMs.
+func TestRunByTag(t *testing.T) {
+	f := newFixture(t)
+	a := f.vm(t, "shard-a-1", 30)
+	b := f.vm(t, "shard-a-2", 31)
+	f.vm(t, "shard-b-1", 32)
+	f.env.MustTag(t, "backup", "shard-a", a.VM, b.VM)
+
+	results, err := backup.New(f.env.Client, f.repo, backup.Options{}, nil).Run(t.Context(), backup.Selection{Tags: []string{"backup/shard-a"}, VTPMOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range results {
+		if r.Err != nil || r.BackupID == "" {
+			t.Fatalf("%s: backup %q, err %v", r.VM, r.BackupID, r.Err)
+		}
+		got = append(got, r.VM)
+	}
+	if fmt.Sprint(got) != "[shard-a-1 shard-a-2]" {
+		t.Fatalf("backed up %v, want the two VMs tagged backup/shard-a", got)
+	}
+	if ids := f.manifests(t); len(ids) != 2 {
+		t.Fatalf("%d manifests, want 2", len(ids))
 	}
 }

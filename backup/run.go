@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strings"
 	"sync"
 
 	"github.com/vmware/govmomi/object"
@@ -14,7 +15,7 @@ import (
 )
 
 // Selection says which VMs to back up. Names and the other criteria add up:
-// named VMs plus, with All or Folder, every VM found there.
+// named VMs plus, with All, Folder or Tags, every VM found there.
 type Selection struct {
 	// Names are VM names, inventory paths or morefs (vm-42).
 	Names []string
@@ -22,6 +23,10 @@ type Selection struct {
 	All bool
 	// Folder selects every VM below an inventory folder.
 	Folder string
+	// Tags select every VM carrying any of these vSphere tags, each
+	// "CATEGORY/NAME" (one cron job per shard of a fleet tagged by an
+	// administrator). Tags on hosts or folders do not select their VMs.
+	Tags []string
 	// VTPMOnly keeps only VMs with a virtual TPM.
 	VTPMOnly bool
 	// Exclude drops VMs whose name matches any of these globs (path.Match).
@@ -31,7 +36,8 @@ type Selection struct {
 // ErrNothingSelected: the selection matched no VM.
 var ErrNothingSelected = errors.New("no VM selected")
 
-// ErrBadSelection: the selection itself is invalid (bad glob, no criteria).
+// ErrBadSelection: the selection itself is invalid (bad glob, bad or unknown
+// tag, no criteria).
 var ErrBadSelection = errors.New("invalid VM selection")
 
 // target is a selected VM, or why it could not be found.
@@ -44,13 +50,21 @@ type target struct {
 // resolve turns a selection into VMs. A named VM that cannot be found is
 // kept as a failed target, so a nightly run still backs up the others.
 func resolve(ctx context.Context, c *vsphere.Client, sel Selection) ([]target, error) {
-	if len(sel.Names) == 0 && !sel.All && sel.Folder == "" {
-		return nil, fmt.Errorf("%w: name VMs, or use --all or --folder", ErrBadSelection)
+	if len(sel.Names) == 0 && !sel.All && sel.Folder == "" && len(sel.Tags) == 0 {
+		return nil, fmt.Errorf("%w: name VMs, or use --all, --folder or --vsphere-tag", ErrBadSelection)
 	}
 	for _, g := range sel.Exclude {
 		if _, err := path.Match(g, ""); err != nil {
 			return nil, fmt.Errorf("%w: --exclude %q: %v", ErrBadSelection, g, err)
 		}
+	}
+	tags := make([][2]string, 0, len(sel.Tags))
+	for _, t := range sel.Tags {
+		cat, name, err := ParseTag(t)
+		if err != nil {
+			return nil, err
+		}
+		tags = append(tags, [2]string{cat, name})
 	}
 	excluded := func(name string) bool {
 		for _, g := range sel.Exclude {
@@ -73,23 +87,60 @@ func resolve(ctx context.Context, c *vsphere.Client, sel Selection) ([]target, e
 			out = append(out, target{name: n, vm: vm})
 		}
 	}
-	if sel.All || sel.Folder != "" {
-		vms, err := c.ListVMs(ctx, sel.Folder)
+	// Tagged VMs, resolved before any listing so that a mistyped tag fails
+	// the run instead of silently backing up less.
+	tagged := map[string]bool{}
+	for i, t := range tags {
+		refs, err := c.VMsWithTag(ctx, t[0], t[1])
 		if err != nil {
-			return nil, err
+			if errors.Is(err, vsphere.ErrNotFound) {
+				return nil, fmt.Errorf("%w: --vsphere-tag %s: %w (check the spelling; names are case-sensitive)", ErrBadSelection, sel.Tags[i], err)
+			}
+			return nil, fmt.Errorf("--vsphere-tag %s: %w", sel.Tags[i], err)
 		}
+		for _, r := range refs {
+			tagged[r.Value] = true
+		}
+	}
+	add := func(vms []vsphere.VMListEntry, keep func(vsphere.VMListEntry) bool) {
 		for _, e := range vms {
-			if e.Template || seen[e.Ref.Value] || excluded(e.Name) || (sel.VTPMOnly && !e.VTPM) {
+			if !keep(e) || e.Template || seen[e.Ref.Value] || excluded(e.Name) || (sel.VTPMOnly && !e.VTPM) {
 				continue
 			}
 			seen[e.Ref.Value] = true
 			out = append(out, target{name: e.Name, vm: e.VM})
 		}
 	}
+	if sel.All || sel.Folder != "" {
+		vms, err := c.ListVMs(ctx, sel.Folder)
+		if err != nil {
+			return nil, err
+		}
+		add(vms, func(vsphere.VMListEntry) bool { return true })
+	}
+	// With All every tagged VM is already in; otherwise one listing of the
+	// inventory tells the tagged VMs' names, templates and vTPMs.
+	if len(tagged) > 0 && !sel.All {
+		vms, err := c.ListVMs(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		add(vms, func(e vsphere.VMListEntry) bool { return tagged[e.Ref.Value] })
+	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: check the names, --folder and --exclude", ErrNothingSelected)
+		return nil, fmt.Errorf("%w: check the names, --folder, --vsphere-tag and --exclude", ErrNothingSelected)
 	}
 	return out, nil
+}
+
+// ParseTag splits a --vsphere-tag value "CATEGORY/NAME" at its one slash.
+// Errors wrap ErrBadSelection.
+func ParseTag(s string) (category, name string, err error) {
+	category, name, ok := strings.Cut(s, "/")
+	if !ok || category == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", fmt.Errorf("%w: --vsphere-tag %q: want CATEGORY/NAME, e.g. backup/shard-a", ErrBadSelection, s)
+	}
+	return category, name, nil
 }
 
 // Run backs up the selected VMs, Options.Parallel at a time, and returns
