@@ -21,6 +21,7 @@ type backupOptions struct {
 	All         bool
 	VTPMOnly    bool
 	Folder      string
+	Tags        []string
 	Exclude     []string
 	Parallel    int
 	Workers     int
@@ -32,8 +33,9 @@ type backupOptions struct {
 // AddFlags registers the flags of the backup command.
 func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.All, "all", false, "back up every VM of the datacenter (templates excluded)")
-	fs.BoolVar(&o.VTPMOnly, "vtpm-only", false, "with --all or --folder: only VMs that have a virtual TPM")
+	fs.BoolVar(&o.VTPMOnly, "vtpm-only", false, "with --all, --folder or --vsphere-tag: only VMs that have a virtual TPM")
 	fs.StringVar(&o.Folder, "folder", "", "back up every VM below this inventory `folder` (e.g. /DC1/vm/prod)")
+	fs.StringArrayVar(&o.Tags, "vsphere-tag", nil, "back up every VM carrying this vSphere tag, given as `CATEGORY/NAME` (e.g. backup/shard-a); repeatable")
 	fs.StringArrayVar(&o.Exclude, "exclude", nil, "skip VMs whose name matches this `glob` (e.g. 'test-*'); repeatable")
 	fs.IntVar(&o.Parallel, "parallel", 1, "back up `N` VMs at once")
 	fs.IntVar(&o.Workers, "workers", 2, "chunk workers per VM (hash, compress, encrypt, upload)")
@@ -45,7 +47,7 @@ func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
 func newBackupCommand(g *globalOptions) *cobra.Command {
 	var opts backupOptions
 	cmd := &cobra.Command{
-		Use:   "backup [VM...] [--all | --folder PATH] [flags]",
+		Use:   "backup [VM...] [--all | --folder PATH | --vsphere-tag CATEGORY/NAME] [flags]",
 		Short: "Back up VMs, their vTPM state (.nvram) and key references",
 		Long: `Back up VMs into the repository.
 
@@ -65,18 +67,29 @@ Disks are cut into aligned chunks; all-zero chunks are not stored, and
 chunks the VM's previous backup already stored are not uploaded again, so a
 nightly backup of an unchanged VM uploads only its small home files.
 
-VMs are named by name, inventory path or managed object reference (vm-42).
+VMs are named by name, inventory path or managed object reference (vm-42),
+or selected with --all, --folder or --vsphere-tag; the criteria add up and
+a VM selected twice is backed up once. --vtpm-only and --exclude apply to
+the VMs of --all, --folder and --vsphere-tag; templates are never selected.
+--vsphere-tag CATEGORY/NAME selects the VMs the tag is attached to (a tag
+on a folder or host does not select the VMs in it); the category and tag
+must exist, names are case-sensitive. Tags are read from the vCenter's vAPI
+(REST) endpoint with the same user, so they need a vCenter, not an ESXi.
 One VM's failure does not stop the others.
 
 EXIT STATUS
   0 every VM was backed up; 1 at least one VM failed (the summary names
-  each); 2 usage error (no VM selected, bad glob, bad --repo).`,
+  each); 2 usage error (no VM selected, bad glob, bad or unknown
+  --vsphere-tag, bad --repo).`,
 		Example: `  # one VM, vCenter from the usual govc variables
   export GOVC_URL=vcenter.example.com GOVC_USERNAME=backup@vsphere.local
   vtpm-backup backup --repo s3://s3.example.com/backups/vtpm --password-file /etc/vtpm-backup/vc.pass win11-01
 
   # every vTPM VM of a folder, 4 at a time, except test VMs
   vtpm-backup backup --folder /DC1/vm/prod --vtpm-only --exclude 'test-*' --parallel 4
+
+  # one cron job per shard: the VMs an administrator tagged backup/shard-a
+  vtpm-backup backup --vsphere-tag backup/shard-a --vtpm-only
 
   # what would be backed up, and which keys the VMs need
   vtpm-backup backup --all --vtpm-only --dry-run
@@ -93,9 +106,16 @@ EXIT STATUS
 }
 
 func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args []string) error {
-	sel := backup.Selection{Names: args, All: opts.All, Folder: opts.Folder, VTPMOnly: opts.VTPMOnly, Exclude: opts.Exclude}
-	if len(args) == 0 && !opts.All && opts.Folder == "" {
-		return newUsageError(errors.New("no VM selected"), "name VMs, or use --all or --folder PATH (see 'vtpm-backup backup --help')")
+	sel := backup.Selection{Names: args, All: opts.All, Folder: opts.Folder, Tags: opts.Tags, VTPMOnly: opts.VTPMOnly, Exclude: opts.Exclude}
+	if len(args) == 0 && !opts.All && opts.Folder == "" && len(opts.Tags) == 0 {
+		return newUsageError(errors.New("no VM selected"), "name VMs, or use --all, --folder PATH or --vsphere-tag CATEGORY/NAME (see 'vtpm-backup backup --help')")
+	}
+	// A malformed tag is a usage error before the repository and the
+	// vCenter are touched.
+	for _, t := range opts.Tags {
+		if _, _, err := backup.ParseTag(t); err != nil {
+			return err
+		}
 	}
 	if opts.Parallel < 1 || opts.Workers < 1 {
 		return newUsageError(fmt.Errorf("--parallel %d / --workers %d: must be at least 1", opts.Parallel, opts.Workers), "")

@@ -175,3 +175,50 @@ func TestBackupToS3(t *testing.T) {
 		t.Fatalf("nvram %+v", nv)
 	}
 }
+
+// TestBackupCommandByTag: --vsphere-tag selects exactly the tagged VMs; a
+// malformed or unknown tag is a usage error (exit 2).
+func TestBackupCommandByTag(t *testing.T) {
+	env := vspheretest.Start(t)
+	a := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "tagged-a", Seed: 4, DiskSize: 8 << 20})
+	b := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "tagged-b", Seed: 5, DiskSize: 8 << 20})
+	env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "untagged", Seed: 6, DiskSize: 8 << 20})
+	env.MustTag(t, "backup", "shard-a", a.VM, b.VM)
+	repoDir := initLocalRepo(t)
+	base := append([]string{"--repo", repoDir, "--json"}, vcArgs(env)...)
+
+	stdout, stderr, code := cli(t, append(base, "backup", "--vsphere-tag", "backup/shard-a", "--dry-run")...)
+	if code != exitOK {
+		t.Fatalf("dry run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var planned []string
+	for _, m := range ofType(jsonLines(t, stdout), "backup_plan") {
+		planned = append(planned, m["vm"].(string))
+	}
+	if strings.Join(planned, ",") != "tagged-a,tagged-b" {
+		t.Fatalf("planned %v, want tagged-a and tagged-b", planned)
+	}
+
+	tests := []struct {
+		name string
+		tag  string
+		want string // in stderr
+	}{
+		{"no slash", "shard-a", "CATEGORY/NAME"},
+		{"empty name", "backup/", "CATEGORY/NAME"},
+		{"two slashes", "backup/shard/a", "CATEGORY/NAME"},
+		{"unknown tag", "backup/shard-z", "shard-a"},
+		{"unknown category", "nope/shard-a", "backup"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := cli(t, append(base, "backup", "--vsphere-tag", tc.tag, "--dry-run")...)
+			if code != exitUsage || !strings.Contains(stdout+stderr, tc.want) {
+				t.Fatalf("exit %d, want 2 naming %q\nstdout %s\nstderr %s", code, tc.want, stdout, stderr)
+			}
+			if strings.Contains(stdout+stderr, env.Password) {
+				t.Fatal("the vCenter password was printed")
+			}
+		})
+	}
+}
