@@ -95,7 +95,7 @@ type Backuper struct {
 	lockID string
 
 	prevMu sync.Mutex
-	prev   map[string]*repository.Manifest // latest manifest by VM instance UUID
+	prev   map[string]string // latest backup ID by vmKey, from the catalog
 }
 
 // New returns a Backuper. Events may be nil.
@@ -112,9 +112,10 @@ func New(c *vsphere.Client, repo *repository.Repository, opts Options, events Ev
 	return &Backuper{client: c, repo: repo, opts: opts, events: events, index: repository.NewIndex()}
 }
 
-// loadPrevious reads the repository's catalog once per run and keeps each
-// VM's latest backup, whose chunks need not be uploaded again. Damaged
-// manifests are skipped: they only cost re-uploading.
+// loadPrevious reads the repository's catalog (manifest headers only) once
+// per run and notes each VM's latest backup, whose chunks need not be
+// uploaded again. Damaged manifests are skipped: they only cost
+// re-uploading.
 func (b *Backuper) loadPrevious(ctx context.Context) error {
 	b.prevMu.Lock()
 	defer b.prevMu.Unlock()
@@ -125,16 +126,40 @@ func (b *Backuper) loadPrevious(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.prev = map[string]*repository.Manifest{}
+	b.prev = map[string]string{}
 	for _, bk := range cat.All() { // newest first
-		if bk.Manifest == nil {
+		if bk.Header == nil {
 			continue
 		}
-		key := vmKey(bk.Manifest.VM.InstanceUUID, bk.Manifest.VM.Name)
+		key := vmKey(bk.Header.VM.InstanceUUID, bk.Header.VM.Name)
 		if _, ok := b.prev[key]; !ok {
-			b.prev[key] = bk.Manifest
+			b.prev[key] = bk.ID
 		}
 	}
+	return nil
+}
+
+// indexPrevious adds the chunks of the VM's latest backup to the index. A
+// manifest that turns out unreadable only costs re-uploading.
+func (b *Backuper) indexPrevious(ctx context.Context, info *vsphere.VMInfo, res *Result) error {
+	if err := b.loadPrevious(ctx); err != nil {
+		return err
+	}
+	b.prevMu.Lock()
+	id := b.prev[vmKey(info.InstanceUUID, info.Name)]
+	b.prevMu.Unlock()
+	if id == "" {
+		return nil
+	}
+	m, err := b.repo.ReadManifest(ctx, id)
+	switch {
+	case errors.Is(err, repository.ErrCorruptManifest) || errors.Is(err, repository.ErrManifestNotFound):
+		res.Warnings = append(res.Warnings, fmt.Sprintf("previous backup %s unusable (%v): every chunk is checked against storage instead", id, err))
+		return nil
+	case err != nil:
+		return err
+	}
+	b.index.AddManifest(m)
 	return nil
 }
 
@@ -283,14 +308,8 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 		return nil
 	}
 
-	if err := b.loadPrevious(ctx); err != nil {
+	if err := b.indexPrevious(ctx, info, res); err != nil {
 		return err
-	}
-	b.prevMu.Lock()
-	prev := b.prev[vmKey(info.InstanceUUID, info.Name)]
-	b.prevMu.Unlock()
-	if prev != nil {
-		b.index.AddManifest(prev)
 	}
 
 	var total int64
@@ -360,7 +379,7 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 	}
 	snapRemoved = true
 
-	m := &repository.Manifest{
+	m := &repository.Manifest{ManifestHeader: repository.ManifestHeader{
 		BackupID:    backupID,
 		ToolVersion: b.opts.ToolVersion,
 		Started:     res.Started,
@@ -386,8 +405,9 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 		},
 		Keys:             res.Keys,
 		EncryptionConfig: vmKeys.EncryptionExtraConfig,
-		Files:            stored,
-		Objects:          p.objects,
+	},
+		Files:   stored,
+		Objects: p.objects,
 	}
 	b.events.Status(info.Name, "writing manifest "+backupID)
 	if err := b.repo.WriteManifest(ctx, m); err != nil {

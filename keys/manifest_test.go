@@ -22,7 +22,7 @@ func TestManifestRoundTrip(t *testing.T) {
 	if got := ToManifest(VMKeys{VMKey: &KeyRef{KeyID: "x", ProviderID: "gone"}}); got[0].ProviderType != "unknown" {
 		t.Fatalf("provider not captured: %+v", got)
 	}
-	m := &repository.Manifest{VM: repository.VMInfo{VTPM: true, Firmware: "efi", Encrypted: true}, Keys: infos}
+	m := &repository.Manifest{ManifestHeader: repository.ManifestHeader{VM: repository.VMInfo{VTPM: true, Firmware: "efi", Encrypted: true}, Keys: infos}}
 	back := FromManifest(m)
 	if !reflect.DeepEqual(back.Refs(), k.Refs()) || !reflect.DeepEqual(back.Providers, k.Providers) || !back.VTPM || back.Firmware != "efi" {
 		t.Fatalf("FromManifest(ToManifest(k)) = %+v, want %+v", back, k)

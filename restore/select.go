@@ -91,16 +91,16 @@ func Select(ctx context.Context, repo *repository.Repository, spec string) (*rep
 		return nil, err
 	}
 	var (
-		matches    []*repository.Manifest
+		matches    []*repository.ManifestHeader
 		allNames   = map[string]bool{}
 		unreadable int
 	)
 	for _, b := range cat.All() {
-		if b.Manifest == nil {
+		if b.Header == nil {
 			unreadable++
 			continue
 		}
-		m := b.Manifest
+		m := b.Header
 		allNames[m.VM.Name] = true
 		if m.VM.Name == sp.VM || m.VM.InventoryPath == sp.VM {
 			matches = append(matches, m)
@@ -113,7 +113,7 @@ func Select(ctx context.Context, repo *repository.Repository, spec string) (*rep
 
 	// One VM is one instance UUID (a VM moved between vCenters keeps it);
 	// VMs recorded without one are told apart by inventory path.
-	byVM := map[string][]*repository.Manifest{}
+	byVM := map[string][]*repository.ManifestHeader{}
 	for _, m := range matches {
 		key := "uuid:" + m.VM.InstanceUUID
 		if m.VM.InstanceUUID == "" {
@@ -145,18 +145,19 @@ func Select(ctx context.Context, repo *repository.Repository, spec string) (*rep
 	// A newer backup of the VM whose manifest is damaged would silently
 	// turn "latest" into an older state: make the user choose.
 	for _, b := range cat.Backups(m.VM.Name) {
-		if b.Manifest == nil && b.ID > m.BackupID && (sp.Before.IsZero() || !b.Time.After(sp.Before)) {
+		if b.Header == nil && b.ID > m.BackupID && (sp.Before.IsZero() || !b.Time.After(sp.Before)) {
 			return nil, fmt.Errorf("%w: the newest backup %s of VM %s cannot be read (%v); to restore the one before it, name it: vtpm-backup restore %s",
 				repository.ErrCorruptManifest, b.ID, m.VM.Name, b.Err, m.BackupID)
 		}
 	}
-	return m, nil
+	// The catalog holds headers; read (and validate) the whole manifest.
+	return repo.ReadManifest(ctx, m.BackupID)
 }
 
-// latest returns the newest manifest taken at or before t (any when t is
+// latest returns the newest backup taken at or before t (any when t is
 // zero), by the time in its backup ID; nil when there is none.
-func latest(ms []*repository.Manifest, t time.Time) *repository.Manifest {
-	var best *repository.Manifest
+func latest(ms []*repository.ManifestHeader, t time.Time) *repository.ManifestHeader {
+	var best *repository.ManifestHeader
 	for _, m := range ms {
 		bt, err := repository.BackupTime(m.BackupID)
 		if err != nil || (!t.IsZero() && bt.After(t)) {

@@ -32,9 +32,9 @@ func TestSelect(t *testing.T) {
 		{"20260503T020000.000Z-00000005", "db", "/DC0/vm/db", "u-3"},
 	} {
 		m := &repository.Manifest{
-			BackupID: b.id,
-			VM:       repository.VMInfo{Name: b.name, InventoryPath: b.path, InstanceUUID: b.uuid},
-			Files:    []repository.File{{Name: b.name + ".vmx", Type: repository.FileConfig, SHA256: strings.Repeat("0", 64)}},
+			ManifestHeader: repository.ManifestHeader{BackupID: b.id,
+				VM: repository.VMInfo{Name: b.name, InventoryPath: b.path, InstanceUUID: b.uuid}},
+			Files: []repository.File{{Name: b.name + ".vmx", Type: repository.FileConfig, SHA256: strings.Repeat("0", 64)}},
 		}
 		if err := repo.WriteManifest(ctx, m); err != nil {
 			t.Fatal(err)
@@ -42,7 +42,7 @@ func TestSelect(t *testing.T) {
 	}
 	// VM cache: a good backup, then one whose manifest is damaged (it
 	// still names its VM, but fails validation).
-	good := &repository.Manifest{BackupID: "20260501T020000.000Z-00000006", VM: repository.VMInfo{Name: "cache", InventoryPath: "/DC0/vm/cache", InstanceUUID: "u-4"},
+	good := &repository.Manifest{ManifestHeader: repository.ManifestHeader{BackupID: "20260501T020000.000Z-00000006", VM: repository.VMInfo{Name: "cache", InventoryPath: "/DC0/vm/cache", InstanceUUID: "u-4"}},
 		Files: []repository.File{{Name: "cache.vmx", Type: repository.FileConfig, SHA256: strings.Repeat("0", 64)}}}
 	if err := repo.WriteManifest(ctx, good); err != nil {
 		t.Fatal(err)

@@ -119,8 +119,8 @@ func backupEntry(b repository.Backup) ui.BackupEntryMessage {
 		e.Error = b.Err.Error()
 		return e
 	}
-	m := b.Manifest
-	e.Size, e.StoredSize = m.TotalSize(), m.StoredSize()
+	m := b.Header
+	e.Size, e.StoredSize = m.Summary.Size, m.Summary.StoredSize
 	e.VTPM, e.Encrypted = m.VM.VTPM, m.VM.Encrypted
 	seen := map[string]bool{}
 	for _, k := range m.Keys {

@@ -37,8 +37,8 @@ func pruneRepo(t *testing.T) (string, *repository.Repository) {
 	defer w.Close()
 	for n := 1; n <= 4; n++ {
 		at := time.Date(2025, 3, n, 2, 0, 0, 0, time.UTC)
-		m := &repository.Manifest{BackupID: repository.NewBackupID(at), Started: at, Finished: at,
-			VM: repository.VMInfo{Name: "win11", InstanceUUID: "uuid-win11", VTPM: true}, Objects: map[string]repository.StoredObject{}}
+		m := &repository.Manifest{ManifestHeader: repository.ManifestHeader{BackupID: repository.NewBackupID(at), Started: at, Finished: at,
+			VM: repository.VMInfo{Name: "win11", InstanceUUID: "uuid-win11", VTPM: true}}, Objects: map[string]repository.StoredObject{}}
 		for _, f := range []struct{ name, typ, data string }{
 			{"win11.nvram", repository.FileNvram, fmt.Sprintf("nvram %d", n)},
 			{"win11-flat.vmdk", repository.FileDiskExtent, "disk"},

@@ -2,17 +2,15 @@ package repository
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
-
-	"github.com/vtpm-backup/vtpm-backup/storage"
 )
 
-// Backup is one backup as the catalog knows it: its manifest, or why the
-// manifest could not be read.
+// Backup is one backup as the catalog knows it: its manifest's header, or
+// why the header could not be read.
 type Backup struct {
 	ID string
 	// Time is when the backup was taken, from its ID (so that it is known
@@ -21,17 +19,20 @@ type Backup struct {
 	// VM is the VM's name; "" when the manifest is so damaged that not
 	// even the name could be read.
 	VM string
-	// Manifest is nil when Err is set.
-	Manifest *Manifest
+	// Header is the manifest's header (nil when it could not be decoded).
+	// The chunk lists are not loaded: Repository.ReadManifest reads them
+	// for the backups a command actually works on.
+	Header *ManifestHeader
 	// Err says why the manifest is unusable (it wraps
-	// ErrCorruptManifest).
+	// ErrCorruptManifest); the header may still be set, naming the VM.
 	Err error
 }
 
 // Catalog is every backup of a repository, read once, grouped by VM name
 // (the way users name VMs on the command line: a VM restored under its old
 // name continues its history). Commands that need another grouping (by
-// instance UUID, by inventory path) walk All.
+// instance UUID, by inventory path) walk All. It holds manifest headers
+// only, a few kilobytes per backup, however large the VMs.
 type Catalog struct {
 	byVM map[string][]Backup
 	byID map[string]Backup
@@ -40,31 +41,49 @@ type Catalog struct {
 	Unattributed []Backup
 }
 
-// LoadCatalog reads every manifest of repo. A corrupt manifest does not fail
-// the load: it is kept with its error (attributed to its VM when its name
-// can still be read) so that audits report it. Other read errors (network,
-// permissions) do fail it: an audit must not pass because it could not
-// look.
+// catalogReaders bounds concurrent header reads.
+const catalogReaders = 8
+
+// LoadCatalog reads the header of every manifest of repo. A corrupt
+// manifest does not fail the load: it is kept with its error (attributed
+// to its VM when its name can still be read) so that audits report it.
+// Other read errors (network, permissions) do fail it: an audit must not
+// pass because it could not look.
 func LoadCatalog(ctx context.Context, repo *Repository) (*Catalog, error) {
 	ids, err := repo.ListBackupIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
+	backups := make([]Backup, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, catalogReaders)
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			h, err := repo.ReadManifestHeader(ctx, id)
+			backups[i] = Backup{ID: id, Header: h, Err: err}
+		}()
+	}
+	wg.Wait()
 	c := &Catalog{byVM: map[string][]Backup{}, byID: map[string]Backup{}}
-	for _, res := range repo.ReadManifests(ctx, ids) {
-		b := Backup{ID: res.BackupID, Manifest: res.Manifest, Err: res.Err}
-		if t, err := BackupTime(res.BackupID); err == nil {
+	for _, b := range backups {
+		if t, err := BackupTime(b.ID); err == nil {
 			b.Time = t
 		}
 		switch {
-		case res.Err == nil:
-			b.VM = res.Manifest.VM.Name
-		case errors.Is(res.Err, ErrManifestNotFound):
+		case errors.Is(b.Err, ErrManifestNotFound):
 			continue // deleted (pruned) since the listing
-		case errors.Is(res.Err, ErrCorruptManifest):
-			b.VM = vmNameOf(ctx, repo, res.BackupID)
-		default:
-			return nil, fmt.Errorf("read backup catalog of %s: %w", repo.Location(), res.Err)
+		case b.Err != nil && !errors.Is(b.Err, ErrCorruptManifest):
+			return nil, fmt.Errorf("read backup catalog of %s: %w", repo.Location(), b.Err)
+		}
+		if b.Header != nil {
+			b.VM = b.Header.VM.Name
+		}
+		if b.Err != nil {
+			b.Header = nil // only its VM name is trusted
 		}
 		c.byID[b.ID] = b
 		if b.VM == "" {
@@ -77,25 +96,6 @@ func LoadCatalog(ctx context.Context, repo *Repository) (*Catalog, error) {
 		sort.Slice(bs, func(i, j int) bool { return bs[i].ID > bs[j].ID })
 	}
 	return c, nil
-}
-
-// vmNameOf reads just the VM name out of a manifest that failed validation,
-// so that its VM's audit reports the damage instead of silently falling
-// back to an older backup.
-func vmNameOf(ctx context.Context, repo *Repository, id string) string {
-	data, err := storage.ReadAll(ctx, repo.Backend(), ManifestObjectName(id))
-	if err != nil {
-		return ""
-	}
-	var m struct {
-		VM struct {
-			Name string `json:"name"`
-		} `json:"vm"`
-	}
-	if json.Unmarshal(data, &m) != nil {
-		return ""
-	}
-	return m.VM.Name
 }
 
 // VMs returns the names of the VMs with at least one backup, sorted.

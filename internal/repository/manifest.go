@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"sort"
 	"strings"
@@ -48,7 +49,21 @@ var (
 
 // Manifest describes one backup of one VM. It is written last: a backup
 // without a manifest does not exist. It holds no VM data and no secrets.
+//
+// The header comes first in the JSON, the bulky chunk lists last, so that
+// listing a repository reads only the first kilobytes of each manifest
+// (ReadManifestHeader) instead of every chunk list.
 type Manifest struct {
+	ManifestHeader
+
+	Files []File `json:"files"`
+	// Objects describes every stored chunk that Files reference.
+	Objects map[string]StoredObject `json:"objects"`
+}
+
+// ManifestHeader is everything in a manifest but the chunk lists: what a
+// catalog of many backups needs (VM, time, sizes, keys).
+type ManifestHeader struct {
 	SchemaVersion int       `json:"schema_version"`
 	BackupID      string    `json:"backup_id"`
 	ToolVersion   string    `json:"tool_version"`
@@ -62,10 +77,19 @@ type Manifest struct {
 	// EncryptionConfig holds the VM's readable encryption.* extraConfig
 	// entries (e.g. encryption.keySafe): locators, never key material.
 	EncryptionConfig map[string]string `json:"encryption_config,omitempty"`
+	// Summary repeats totals of the chunk lists, filled by WriteManifest.
+	Summary Summary `json:"summary"`
+}
 
-	Files []File `json:"files"`
-	// Objects describes every stored chunk that Files reference.
-	Objects map[string]StoredObject `json:"objects"`
+// Summary is the totals of a manifest's files and objects.
+type Summary struct {
+	Files int `json:"files"`
+	// Size is the plaintext size of all files.
+	Size int64 `json:"size"`
+	// StoredSize is the size of the distinct stored objects the backup
+	// references (shared with other backups or not).
+	StoredSize int64 `json:"stored_size"`
+	Objects    int   `json:"objects"`
 }
 
 // VCenterInfo identifies where the VM was backed up from.
@@ -139,6 +163,11 @@ func (m *Manifest) TotalSize() int64 {
 	return n
 }
 
+// summarize computes the Summary of the chunk lists.
+func (m *Manifest) summarize() Summary {
+	return Summary{Files: len(m.Files), Size: m.TotalSize(), StoredSize: m.StoredSize(), Objects: len(m.Objects)}
+}
+
 // FileByType returns the files of a type.
 func (m *Manifest) FileByType(typ string) []File {
 	var out []File
@@ -178,20 +207,9 @@ func ManifestObjectName(backupID string) string { return manifestPrefix + backup
 // repository's chunk size: every chunk listed has a stored object, chunk
 // counts match file sizes, a vTPM VM has its .nvram.
 func (m *Manifest) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: backup %s: %s", ErrCorruptManifest, m.BackupID, fmt.Sprintf(format, args...))
-	}
-	if m.SchemaVersion != ManifestSchemaVersion {
-		return bad("schema version %d (this build reads %d)", m.SchemaVersion, ManifestSchemaVersion)
-	}
-	if _, err := BackupTime(m.BackupID); err != nil {
-		return bad("%v", err)
-	}
-	if m.ChunkSize <= 0 {
-		return bad("chunk size %d", m.ChunkSize)
-	}
-	if m.VM.Name == "" {
-		return bad("no VM name")
+	bad := m.corrupt
+	if err := m.ManifestHeader.Validate(); err != nil {
+		return err
 	}
 	if len(m.Files) == 0 {
 		return bad("no files")
@@ -238,6 +256,31 @@ func (m *Manifest) Validate() error {
 	if m.VM.VTPM && len(m.FileByType(FileNvram)) == 0 {
 		return bad("VM %s has a vTPM but the backup holds no .nvram", m.VM.Name)
 	}
+	if sum := m.summarize(); m.Summary != sum {
+		return bad("summary %+v does not match the files and objects (%+v)", m.Summary, sum)
+	}
+	return nil
+}
+
+func (h *ManifestHeader) corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: backup %s: %s", ErrCorruptManifest, h.BackupID, fmt.Sprintf(format, args...))
+}
+
+// Validate checks what can be checked of a manifest without its chunk
+// lists: schema version, backup ID, chunk size, VM name.
+func (h *ManifestHeader) Validate() error {
+	if h.SchemaVersion != ManifestSchemaVersion {
+		return h.corrupt("schema version %d (this build reads %d)", h.SchemaVersion, ManifestSchemaVersion)
+	}
+	if _, err := BackupTime(h.BackupID); err != nil {
+		return h.corrupt("%v", err)
+	}
+	if h.ChunkSize <= 0 {
+		return h.corrupt("chunk size %d", h.ChunkSize)
+	}
+	if h.VM.Name == "" {
+		return h.corrupt("no VM name")
+	}
 	return nil
 }
 
@@ -247,6 +290,7 @@ func (r *Repository) WriteManifest(ctx context.Context, m *Manifest) error {
 		m.ChunkSize = r.cfg.ChunkSize
 	}
 	m.SchemaVersion = ManifestSchemaVersion
+	m.Summary = m.summarize()
 	if err := m.Validate(); err != nil {
 		return err
 	}
@@ -293,6 +337,95 @@ func (r *Repository) ReadManifest(ctx context.Context, backupID string) (*Manife
 		return nil, err
 	}
 	return &m, nil
+}
+
+// headerReadSize is how much of a manifest ReadManifestHeader fetches first:
+// the header is a few kilobytes whatever the VM's size.
+const headerReadSize = 64 << 10
+
+// ReadManifestHeader reads the header of a manifest (everything but the
+// chunk lists) from the first bytes of the object, so that catalogs of
+// thousands of backups stay cheap in requests, bytes and memory. The
+// header is validated; the chunk lists are not read (ReadManifest does).
+func (r *Repository) ReadManifestHeader(ctx context.Context, backupID string) (*ManifestHeader, error) {
+	if strings.ContainsAny(backupID, "/\\") || backupID == "" {
+		return nil, fmt.Errorf("%w: %q is not a backup id", ErrManifestNotFound, backupID)
+	}
+	name := ManifestObjectName(backupID)
+	h, err := r.readHeader(ctx, name, headerReadSize)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		h, err = r.readHeader(ctx, name, -1) // an unusually large header
+	}
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %s in %s", ErrManifestNotFound, backupID, r.be.Location())
+		}
+		return h, err
+	}
+	if h.BackupID != backupID {
+		return h, fmt.Errorf("%w: object %s holds backup %q", ErrCorruptManifest, name, h.BackupID)
+	}
+	return h, h.Validate()
+}
+
+// readHeader decodes the JSON object's members up to "files" from the
+// first length bytes (all when negative). io.ErrUnexpectedEOF means the
+// header is longer than that. A header that decodes but fails validation
+// is returned with the error, so callers still learn which VM it names.
+func (r *Repository) readHeader(ctx context.Context, name string, length int64) (*ManifestHeader, error) {
+	rc, err := r.be.Get(ctx, name, 0, length)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(rc)
+	members := map[string]json.RawMessage{}
+	notJSON := func(err error) error {
+		return fmt.Errorf("%w: %s: %v (truncated or not JSON)", ErrCorruptManifest, name, err)
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		if length >= 0 && errors.Is(err, io.EOF) {
+			return nil, notJSON(io.ErrUnexpectedEOF)
+		}
+		return nil, notJSON(fmt.Errorf("not an object (%v)", err))
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, readErr(err, length, notJSON)
+		}
+		key, _ := tok.(string)
+		if key == "files" || key == "objects" {
+			break
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, readErr(err, length, notJSON)
+		}
+		members[key] = v
+	}
+	raw, err := json.Marshal(members)
+	if err != nil {
+		return nil, err
+	}
+	var h ManifestHeader
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return nil, notJSON(err)
+	}
+	return &h, nil
+}
+
+// readErr tells a header cut by the ranged read (retry with more) from a
+// corrupt manifest.
+func readErr(err error, length int64, notJSON func(error) error) error {
+	if length >= 0 && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
+		return io.ErrUnexpectedEOF
+	}
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return notJSON(err)
+	}
+	return err
 }
 
 // ListBackupIDs returns every backup ID in the repository, oldest first.

@@ -18,11 +18,13 @@ func hexSum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(
 // an nvram of one chunk and a disk of a data chunk and a zero chunk.
 func validManifest() *repository.Manifest {
 	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
-	return &repository.Manifest{
-		SchemaVersion: repository.ManifestSchemaVersion,
-		BackupID:      repository.NewBackupID(time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC)),
-		ChunkSize:     1 << 20,
-		VM:            repository.VMInfo{Name: "vm1", VTPM: true},
+	m := &repository.Manifest{
+		ManifestHeader: repository.ManifestHeader{
+			SchemaVersion: repository.ManifestSchemaVersion,
+			BackupID:      repository.NewBackupID(time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC)),
+			ChunkSize:     1 << 20,
+			VM:            repository.VMInfo{Name: "vm1", VTPM: true},
+		},
 		Files: []repository.File{
 			{Name: "vm1.nvram", Type: repository.FileNvram, Size: 100, SHA256: hexSum(nil), Chunks: []string{a}},
 			{Name: "vm1-flat.vmdk", Type: repository.FileDiskExtent, Size: 2 << 20, SHA256: hexSum(nil), Chunks: []string{b, repository.ZeroChunk}},
@@ -33,6 +35,8 @@ func validManifest() *repository.Manifest {
 			b: {Size: 1 << 20, StoredSize: 5000, StoredSHA256: b},
 		},
 	}
+	m.Summary = repository.Summary{Files: 3, Size: 100 + 2<<20, StoredSize: 5300, Objects: 2}
+	return m
 }
 
 func TestManifestValidate(t *testing.T) {
@@ -54,6 +58,7 @@ func TestManifestValidate(t *testing.T) {
 		}, "chunk id"},
 		{"path in name", func(m *repository.Manifest) { m.Files[0].Name = "../x" }, "not a base name"},
 		{"duplicate", func(m *repository.Manifest) { m.Files[2].Name = m.Files[0].Name }, "listed twice"},
+		{"summary", func(m *repository.Manifest) { m.Summary.StoredSize++ }, "summary"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,5 +129,63 @@ func TestBackupIDsSortByTime(t *testing.T) {
 		if err != nil || !got.Equal(t0.Add(time.Duration(i)*997*time.Millisecond).Truncate(time.Millisecond)) {
 			t.Fatalf("BackupTime(%s) = %v, %v", id, got, err)
 		}
+	}
+}
+
+func TestReadManifestHeader(t *testing.T) {
+	be := storagetest.NewMemory()
+	r, _ := newRepo(t, be)
+	m := validManifest()
+	if err := r.WriteManifest(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	h, err := r.ReadManifestHeader(t.Context(), m.BackupID)
+	if err != nil || h.VM.Name != "vm1" || h.Summary.StoredSize != 5300 || h.Summary.Files != 3 {
+		t.Fatalf("ReadManifestHeader = %+v, %v", h, err)
+	}
+
+	// A header longer than the first read still decodes.
+	big := validManifest()
+	big.BackupID = repository.NewBackupID(time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC))
+	big.EncryptionConfig = map[string]string{"encryption.keySafe": strings.Repeat("k", 100<<10)}
+	if err := r.WriteManifest(t.Context(), big); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := r.ReadManifestHeader(t.Context(), big.BackupID); err != nil || len(h.EncryptionConfig["encryption.keySafe"]) != 100<<10 {
+		t.Fatalf("large header: %v", err)
+	}
+
+	put := func(id, body string) {
+		t.Helper()
+		if err := be.Put(t.Context(), repository.ManifestObjectName(id), strings.NewReader(body), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("20260101T000000.000Z-00000001", `{"schema_version":1,"backup_id":"2026`)
+	put("20260101T000000.000Z-00000002", `{"schema_version":9,"backup_id":"20260101T000000.000Z-00000002","chunk_size":1,"vm":{"name":"old-vm"},"files":[`)
+	put("20260101T000000.000Z-00000003", `[]`)
+	if _, err := r.ReadManifestHeader(t.Context(), "20260101T000000.000Z-00000001"); !errors.Is(err, repository.ErrCorruptManifest) {
+		t.Errorf("truncated header: %v", err)
+	}
+	h, err = r.ReadManifestHeader(t.Context(), "20260101T000000.000Z-00000002")
+	if !errors.Is(err, repository.ErrCorruptManifest) || h == nil || h.VM.Name != "old-vm" {
+		t.Errorf("future schema: %+v, %v; want the header naming its VM and ErrCorruptManifest", h, err)
+	}
+	if _, err := r.ReadManifestHeader(t.Context(), "20260101T000000.000Z-00000003"); !errors.Is(err, repository.ErrCorruptManifest) {
+		t.Errorf("not an object: %v", err)
+	}
+	if _, err := r.ReadManifestHeader(t.Context(), "20990101T000000.000Z-00000009"); !errors.Is(err, repository.ErrManifestNotFound) {
+		t.Errorf("missing: %v", err)
+	}
+
+	cat, err := repository.LoadCatalog(t.Context(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cat.Backups("vm1")) != 2 || len(cat.Backups("old-vm")) != 1 || cat.Backups("old-vm")[0].Err == nil || len(cat.Unattributed) != 2 {
+		t.Fatalf("catalog: vm1 %d, old-vm %+v, unattributed %d", len(cat.Backups("vm1")), cat.Backups("old-vm"), len(cat.Unattributed))
+	}
+	if latest, _ := cat.Latest("vm1"); latest.ID != big.BackupID || latest.Header == nil {
+		t.Fatalf("latest of vm1: %+v", latest)
 	}
 }

@@ -51,9 +51,9 @@ func writeBackup(t *testing.T, repo *repository.Repository, vm string, at time.T
 	w := repo.NewChunkWriter()
 	defer w.Close()
 	m := &repository.Manifest{
-		BackupID: repository.NewBackupID(at),
-		Started:  at, Finished: at.Add(time.Minute),
-		VM:      repository.VMInfo{Name: vm, InstanceUUID: "uuid-" + vm, VTPM: true},
+		ManifestHeader: repository.ManifestHeader{BackupID: repository.NewBackupID(at),
+			Started: at, Finished: at.Add(time.Minute),
+			VM: repository.VMInfo{Name: vm, InstanceUUID: "uuid-" + vm, VTPM: true}},
 		Objects: map[string]repository.StoredObject{},
 	}
 	for _, f := range files {
@@ -496,8 +496,8 @@ func (b *synthBackup) store(t *testing.T) {
 func (b *synthBackup) commit(t *testing.T) *repository.Manifest {
 	at := time.Now()
 	m := &repository.Manifest{
-		BackupID: repository.NewBackupID(at), Started: at, Finished: at,
-		VM:    repository.VMInfo{Name: b.vm, InstanceUUID: "uuid-" + b.vm, VTPM: true},
+		ManifestHeader: repository.ManifestHeader{BackupID: repository.NewBackupID(at), Started: at, Finished: at,
+			VM: repository.VMInfo{Name: b.vm, InstanceUUID: "uuid-" + b.vm, VTPM: true}},
 		Files: b.files, Objects: b.objs,
 	}
 	if err := b.repo.WriteManifest(t.Context(), m); err != nil {
