@@ -21,4 +21,8 @@
 // (DiskSource.Open is ranged for that reason). The transport sits behind the
 // DiskSource interface so that an NFC export lease or VDDK can be added
 // without touching the backup pipeline.
+//
+// vSphere tags live in the vAPI (REST) service, not in SOAP. VMsWithTag logs
+// in there lazily, once per Client, with the credentials given to Connect
+// (kept unexported, never printed); Logout ends both sessions.
 package vsphere
