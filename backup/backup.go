@@ -421,6 +421,9 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 func (b *Backuper) storeFile(ctx context.Context, p *pipeline, f sourceFile) (repository.File, error) {
 	rc, want, err := b.client.Download(ctx, f.Datastore, f.path(), 0, -1)
 	if err != nil {
+		if f.Type == repository.FileDiskExtent && errors.Is(err, vsphere.ErrFileRefused) {
+			return repository.File{}, fmt.Errorf("read %s: %w: the host would not serve this disk over the datastore file service, as some ESXi builds refuse for a disk a running VM holds open; see README, Limits", f, err)
+		}
 		return repository.File{}, fmt.Errorf("read %s: %w", f, err)
 	}
 	defer rc.Close()

@@ -32,6 +32,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrFileNotFound: a datastore file or folder does not exist.
 	ErrFileNotFound = errors.New("datastore file not found")
+	// ErrFileRefused: the datastore file service refused to serve a file
+	// that exists (403, 409, 423 or a 5xx after retries), as some ESXi
+	// builds do for a disk a running VM holds open.
+	ErrFileRefused = errors.New("datastore file service refused the file")
 	// ErrFileExists: a datastore file or folder already exists.
 	ErrFileExists = errors.New("datastore file already exists")
 	// ErrAmbiguous: a VM name matches more than one VM (see AmbiguousError).

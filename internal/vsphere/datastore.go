@@ -65,7 +65,13 @@ func (e *httpStatusError) Error() string {
 }
 
 func (e *httpStatusError) Is(target error) bool {
-	return target == ErrFileNotFound && e.Status == http.StatusNotFound
+	switch target {
+	case ErrFileNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrFileRefused:
+		return e.Status == http.StatusForbidden || e.Status == http.StatusConflict || e.Status == http.StatusLocked || e.Status >= 500
+	}
+	return false
 }
 
 // transient reports whether err is worth retrying: a 5xx, a reset or refused

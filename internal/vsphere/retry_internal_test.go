@@ -98,3 +98,28 @@ func TestOptionsFrom(t *testing.T) {
 		t.Errorf("got %+v", got)
 	}
 }
+
+func TestHTTPStatusSentinels(t *testing.T) {
+	tests := []struct {
+		status           int
+		notFound, refuse bool
+	}{
+		{http.StatusNotFound, true, false},
+		{http.StatusForbidden, false, true},
+		{http.StatusConflict, false, true},
+		{http.StatusLocked, false, true},
+		{http.StatusInternalServerError, false, true},
+		{http.StatusServiceUnavailable, false, true},
+		{http.StatusBadRequest, false, false},
+		{http.StatusUnauthorized, false, false},
+	}
+	for _, tc := range tests {
+		err := fmt.Errorf("download: %w", &httpStatusError{Op: "download", Path: "[ds] vm/vm-flat.vmdk", Status: tc.status})
+		if got := errors.Is(err, ErrFileNotFound); got != tc.notFound {
+			t.Errorf("HTTP %d: ErrFileNotFound = %v", tc.status, got)
+		}
+		if got := errors.Is(err, ErrFileRefused); got != tc.refuse {
+			t.Errorf("HTTP %d: ErrFileRefused = %v", tc.status, got)
+		}
+	}
+}
