@@ -82,6 +82,7 @@ There is no password flag: use --password-file or GOVC_PASSWORD.
 		newAuditCommand(g),
 		newKeysCommand(g),
 		newDemoCommand(g),
+		newUnlockCommand(g),
 		newPruneCommand(g),
 	)
 	return root, g

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/ui"
+)
+
+// unlockOptions are the flags of "vtpm-backup unlock".
+type unlockOptions struct {
+	RemoveAll bool
+}
+
+// AddFlags registers the flags of the unlock command.
+func (o *unlockOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.RemoveAll, "remove-all", false, "also remove locks that are still alive (only when you know their holders are gone)")
+}
+
+func newUnlockCommand(g *globalOptions) *cobra.Command {
+	var opts unlockOptions
+	cmd := &cobra.Command{
+		Use:   "unlock [--remove-all]",
+		Short: "List the repository's locks and remove expired ones",
+		Long: `List the repository's locks (backups hold shared ones, prune an exclusive
+one) and remove those that expired: their process stopped refreshing them
+(it was killed, or its host died). Expired locks never block anyone and
+prune takes them over by itself, so this is housekeeping, not a repair.
+
+--remove-all also removes live locks. Do that only when you are sure their
+holders are gone (the host is down for good): a backup whose lock is
+removed stops at its next refresh, and a prune running meanwhile could
+delete chunks that backup was about to reference.
+
+EXIT STATUS
+  0 done (also when there was nothing to remove); 1 storage error;
+  2 usage error.`,
+		Example: `  vtpm-backup unlock
+  vtpm-backup unlock --json
+  # the backup host burnt down with a backup running
+  vtpm-backup unlock --remove-all`,
+		Args:              noArgs,
+		DisableAutoGenTag: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runUnlock(cmd.Context(), opts, g, args)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runUnlock(ctx context.Context, opts unlockOptions, g *globalOptions, _ []string) error {
+	repo, err := g.openRepository(ctx)
+	if err != nil {
+		return err
+	}
+	defer repo.Backend().Close()
+	now := time.Now()
+	locks, err := repo.ListLocks(ctx)
+	if err != nil {
+		return err
+	}
+	removed, err := repo.RemoveStaleLocks(ctx, now, opts.RemoveAll)
+	gone := map[string]bool{}
+	for _, l := range removed {
+		gone[l.ID] = true
+	}
+	p := g.printer()
+	for _, l := range locks {
+		p.JSON(ui.LockMessage{MessageType: ui.TypeLock, ID: l.ID, Hostname: l.Hostname, PID: l.PID, Exclusive: l.Exclusive,
+			Purpose: l.Purpose, Created: l.Created.UTC(), Expires: l.Expires.UTC(), Stale: l.Stale(now), Removed: gone[l.ID]})
+		verb := "kept   "
+		if gone[l.ID] {
+			verb = "removed"
+		}
+		p.P("%s %s", verb, l.Describe(now))
+	}
+	if len(locks) == 0 {
+		p.P("no locks in %s", repo.Location())
+	}
+	return err
+}
