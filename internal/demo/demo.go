@@ -148,9 +148,9 @@ func Run(ctx context.Context, opts Options, r Reporter) (err error) {
 	if err := step("back up the VM",
 		"home files (the .nvram above all) are copied before a temporary snapshot, the disk is streamed in deduplicated chunks, and the key IDs are recorded",
 		func() error {
-			res = backup.New(env.Client, repo, backup.Options{ToolVersion: opts.ToolVersion}, nil).BackupVM(ctx, vm.VM)
-			if res.Err != nil {
-				return res.Err
+			var err error
+			if res, err = backupOnce(ctx, env, repo, opts.ToolVersion); err != nil {
+				return err
 			}
 			m = res.Manifest
 			nv := m.FileByType(repository.FileNvram)
@@ -174,9 +174,9 @@ func Run(ctx context.Context, opts Options, r Reporter) (err error) {
 	if err := step("back up again",
 		"the nightly run uploads only what changed: chunks the previous backup stored are skipped",
 		func() error {
-			again := backup.New(env.Client, repo, backup.Options{ToolVersion: opts.ToolVersion}, nil).BackupVM(ctx, vm.VM)
-			if again.Err != nil {
-				return again.Err
+			again, err := backupOnce(ctx, env, repo, opts.ToolVersion)
+			if err != nil {
+				return err
 			}
 			r.Detail("backup %s: %d chunks known, %d new, %d bytes uploaded", again.BackupID, again.ChunksKnown, again.ChunksNew, again.BytesUploaded)
 			return nil
@@ -334,6 +334,16 @@ func Run(ctx context.Context, opts Options, r Reporter) (err error) {
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// backupOnce backs up the demo VM the way "vtpm-backup backup" does: a run
+// under the repository's shared lock.
+func backupOnce(ctx context.Context, env *vspheretest.Env, repo *repository.Repository, toolVersion string) (*backup.Result, error) {
+	results, err := backup.New(env.Client, repo, backup.Options{ToolVersion: toolVersion}, nil).Run(ctx, backup.Selection{Names: []string{VMName}})
+	if err != nil {
+		return nil, err
+	}
+	return results[0], results[0].Err
 }
 
 func download(ctx context.Context, env *vspheretest.Env, ds, p string) ([]byte, error) {
