@@ -248,7 +248,13 @@ func (r *Repository) NewChunkReader() *ChunkReader {
 	if err != nil {
 		panic(fmt.Sprintf("zstd decoder with static options: %v", err)) // cannot happen: options are constants
 	}
-	return &ChunkReader{r: r, dec: dec}
+	cr := &ChunkReader{r: r, dec: dec}
+	// Sized once for the largest object, so bytes.Buffer's doubling never
+	// leaves two chunk-sized buffers per reader (ReadFrom wants MinRead
+	// spare bytes at the end).
+	cr.stored.Grow(int(maxStoredSize(r.cfg.ChunkSize)) + 1 + bytes.MinRead)
+	cr.zbuf.Grow(int(maxStoredSize(r.cfg.ChunkSize)) + bytes.MinRead)
+	return cr
 }
 
 // Close releases the decoder.
