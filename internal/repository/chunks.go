@@ -101,7 +101,11 @@ func (r *Repository) NewChunkWriter() *ChunkWriter {
 	if err != nil {
 		panic(fmt.Sprintf("zstd encoder with static options: %v", err)) // cannot happen: options are constants
 	}
-	return &ChunkWriter{r: r, enc: enc}
+	// Sized once for the largest chunk, like the reader's buffers.
+	max := int(maxStoredSize(r.cfg.ChunkSize))
+	w := &ChunkWriter{r: r, enc: enc, zbuf: make([]byte, 0, max)}
+	w.out.Grow(max)
+	return w
 }
 
 // Close releases the encoder.
