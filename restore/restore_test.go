@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -50,6 +51,13 @@ func newFixture(t *testing.T, name string) *fixture {
 // newFixtureOn is newFixture with the repository on be.
 func newFixtureOn(t *testing.T, name string, be *storagetest.Faulty) *fixture {
 	t.Helper()
+	return newFixtureWith(t, name, be, nil)
+}
+
+// newFixtureWith is newFixtureOn with a hook that changes the VM before its
+// backup (e.g. a user snapshot's delta disk).
+func newFixtureWith(t *testing.T, name string, be *storagetest.Faulty, prepare func(*vspheretest.Env, *vspheretest.VTPMVM)) *fixture {
+	t.Helper()
 	env := vspheretest.Start(t)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -60,6 +68,9 @@ func newFixtureOn(t *testing.T, name string, be *storagetest.Faulty) *fixture {
 		t.Fatal(err)
 	}
 	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: name, Seed: 7, DiskSize: testDiskSize})
+	if prepare != nil {
+		prepare(env, vm)
+	}
 	res := backup.New(env.Client, repo, backup.Options{ToolVersion: "test"}, nil).BackupVM(t.Context(), vm.VM)
 	if res.Err != nil {
 		t.Fatalf("backup: %v", res.Err)
@@ -178,6 +189,44 @@ func TestRoundTrip(t *testing.T) {
 	f.checkRestoredVM(t, f.env, res, f.vm.Name)
 	if res.Bytes != f.m.TotalSize() || len(res.Files) != len(f.m.Files) {
 		t.Errorf("result: %d bytes in %d files, want %d in %d", res.Bytes, len(res.Files), f.m.TotalSize(), len(f.m.Files))
+	}
+}
+
+// A VM with a snapshot of its user's (a delta disk on top of the base, the
+// .vmx naming the delta) comes back with the whole chain, byte for byte,
+// and registered on the delta.
+func TestRoundTripWithUserSnapshotDelta(t *testing.T) {
+	delta := bytes.Repeat([]byte("written after the user's snapshot "), 1<<15)
+	var d *vspheretest.DeltaDisk
+	f := newFixtureWith(t, "snap01", storagetest.NewFaulty(storagetest.NewMemory()), func(env *vspheretest.Env, vm *vspheretest.VTPMVM) {
+		var err error
+		if d, err = env.AddDeltaDisk(t.Context(), vm, delta); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ctx := t.Context()
+	if n, e := len(f.m.FileByType(repository.FileDiskDescriptor)), len(f.m.FileByType(repository.FileDiskExtent)); n != 2 || e != 2 {
+		t.Fatalf("backup holds %d descriptors and %d extents, want the two links of the chain", n, e)
+	}
+	if err := f.env.DeleteVM(ctx, f.vm); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.restoreTo(t, ctx, f.env, restore.Options{})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	f.checkRestoredVM(t, f.env, res, f.vm.Name)
+	got, err := f.env.ReadFile(ctx, vspheretest.Datastore, f.vm.Name+"/"+path.Base(d.ExtentPath))
+	if err != nil || !bytes.Equal(got, delta) {
+		t.Fatalf("restored delta extent: %d bytes, %v; want the %d bytes written", len(got), err, len(delta))
+	}
+	vm, err := f.env.Client.FindVM(ctx, f.vm.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := f.env.Client.VMInfo(ctx, vm)
+	if err != nil || len(info.Disks) != 1 || path.Base(info.Disks[0].FileName) != path.Base(d.DescriptorPath) {
+		t.Fatalf("restored VM's disk: %+v, %v; want it on the delta %s", info.Disks, err, d.DescriptorPath)
 	}
 }
 

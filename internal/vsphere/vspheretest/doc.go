@@ -40,11 +40,14 @@
 //     (MoveIntoFolder, Relocate with a folder) is not supported by the
 //     simulator then, because it type-asserts *simulator.Folder.
 //   - Snapshots create no delta disk in the simulator (no NAME-000001.vmdk,
-//     backings unchanged). Delta emulation is NOT provided: wrapping a
-//     simulator VM breaks the simulator's own snapshot code
-//     (RemoveSnapshot_Task type-asserts *simulator.VirtualMachine and would
-//     panic), and registry handlers run without the VM lock. Code that
-//     handles ESXi deltas must be tested with layouts built by hand.
+//     backings unchanged), and wrapping a simulator VM to change that breaks
+//     the simulator's own snapshot code (RemoveSnapshot_Task type-asserts
+//     *simulator.VirtualMachine). AddDeltaDisk instead builds the state a
+//     user's snapshot leaves on ESXi: it uploads a delta descriptor and
+//     extent, reconfigures the disk's backing onto the delta with the old
+//     backing as parent (the simulator's layoutEx then reports the chain)
+//     and points the .vmx at the delta. Our own backup snapshot still
+//     creates no delta.
 //   - Fault rules (InjectFault) cover SOAP methods only, not the datastore
 //     HTTP file service.
 package vspheretest
