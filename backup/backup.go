@@ -185,52 +185,91 @@ func (b *Backuper) lockRun(ctx context.Context) (*repository.Lock, error) {
 	return l, nil
 }
 
-// snapshotLockTag marks, in our snapshot's description, the repository lock
-// of the run that took it; the sweep at the start of another run spares a
-// snapshot whose run still holds its lock.
-const snapshotLockTag = "lock="
+// Tags in our snapshots' descriptions: the repository and the repository
+// lock of the run that took the snapshot. The sweep at the start of another
+// run spares a snapshot whose run still holds its lock, and a recent one of
+// another repository's run, whose locks it cannot see.
+const (
+	snapshotRepoTag = "repo="
+	snapshotLockTag = "lock="
+	// foreignSnapshotAge is how old a snapshot of another repository's run
+	// must be before it counts as stale: no backup runs that long.
+	foreignSnapshotAge = 24 * time.Hour
+)
 
 func (b *Backuper) snapshotDescription() string {
-	d := "vtpm-backup: temporary snapshot, removed when the backup ends"
+	d := "vtpm-backup: temporary snapshot, removed when the backup ends " + snapshotRepoTag + b.repo.Config().ID
 	if b.lockID != "" {
 		d += " " + snapshotLockTag + b.lockID
 	}
 	return d
 }
 
-// liveSnapshot is a snapshot of ours that a running backup still needs.
-type liveSnapshot struct {
-	snapshot, holder string
+// descriptionTag returns the value of "tag=value" in a snapshot description.
+func descriptionTag(desc, tag string) string {
+	for _, f := range strings.Fields(desc) {
+		if v, ok := strings.CutPrefix(f, tag); ok {
+			return v
+		}
+	}
+	return ""
 }
 
-// liveSnapshot returns the first of the VM's vtpm-backup-* snapshots whose
-// run still holds an unexpired repository lock: two runs backing up one VM
-// at once (a nightly run still going when the next starts) must not remove
-// each other's snapshot while it is being read. Snapshots of runs that died
-// are stale once their lock expired, and are swept.
-func (b *Backuper) liveSnapshot(ctx context.Context, vm *object.VirtualMachine) (*liveSnapshot, error) {
-	snaps, err := b.client.FindSnapshots(ctx, vm, SnapshotPrefix)
-	if err != nil || len(snaps) == 0 {
-		return nil, err
-	}
-	locks, err := b.repo.ListLocks(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("check whether another run owns its snapshots: %w", err)
-	}
-	now := b.opts.now()
-	for _, s := range snaps {
-		_, id, ok := strings.Cut(s.Description, snapshotLockTag)
-		if !ok {
-			continue
+// sweepSnapshots removes the VM's vtpm-backup-* snapshots left by runs that
+// died, sparing those of runs still going: two runs backing up one VM at
+// once (a nightly run still going when the next starts, or runs into two
+// repositories) must never remove each other's snapshot while it is read.
+// It returns ErrBusy when a run of this repository still holds the VM, and
+// a warning for another repository's recent snapshot left in place.
+func (b *Backuper) sweepSnapshots(ctx context.Context, vm *object.VirtualMachine, vmName string) (swept []string, warnings []string, err error) {
+	var (
+		locks   []repository.LockInfo
+		lockErr error
+		loaded  bool
+		busy    string
+		ourRepo = b.repo.Config().ID
+		now     = b.opts.now()
+	)
+	// Decided on the very listing the sweep removes from, with locks read
+	// after it: a run's lock predates its snapshot, so a snapshot in the
+	// listing has its live lock in the lock listing.
+	keep := func(s vsphere.SnapshotInfo) bool {
+		repo, lock := descriptionTag(s.Description, snapshotRepoTag), descriptionTag(s.Description, snapshotLockTag)
+		if repo != "" && repo != ourRepo {
+			if now.Sub(s.Created) < foreignSnapshotAge {
+				warnings = append(warnings, fmt.Sprintf("left snapshot %s in place: it belongs to a backup into another repository (%s) taken %s ago", s.Name, repo, now.Sub(s.Created).Round(time.Minute)))
+				return true
+			}
+			return false
 		}
-		id, _, _ = strings.Cut(id, " ")
+		if lock == "" || lock == b.lockID {
+			return false
+		}
+		if !loaded {
+			locks, lockErr = b.repo.ListLocks(ctx)
+			loaded = true
+		}
+		if lockErr != nil {
+			return true // cannot tell: touch nothing
+		}
 		for _, l := range locks {
-			if l.ID == id && id != b.lockID && !l.Stale(now) {
-				return &liveSnapshot{snapshot: s.Name, holder: l.Describe(now)}, nil
+			if l.ID == lock && !l.Stale(now) {
+				busy = fmt.Sprintf("snapshot %s belongs to a backup that is still running (%s)", s.Name, l.Describe(now))
+				return true
 			}
 		}
+		return false
 	}
-	return nil, nil
+	swept, err = b.client.SweepSnapshots(ctx, vm, SnapshotPrefix, keep)
+	switch {
+	case err != nil:
+		return swept, warnings, fmt.Errorf("VM %s: remove stale %s* snapshots: %w", vmName, SnapshotPrefix, err)
+	case lockErr != nil:
+		return swept, warnings, fmt.Errorf("VM %s: check whether another run owns its snapshots: %w", vmName, lockErr)
+	case busy != "":
+		return swept, warnings, fmt.Errorf("%w: VM %s: %s; not touching it", ErrBusy, vmName, busy)
+	}
+	return swept, warnings, nil
 }
 
 func vmKey(instanceUUID, name string) string {
@@ -258,18 +297,12 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 	res.VM = info.Name
 	if !b.opts.DryRun {
 		b.events.Status(info.Name, "sweeping stale snapshots")
-		live, err := b.liveSnapshot(ctx, vm)
-		if err != nil {
-			return fmt.Errorf("VM %s: %w", info.Name, err)
-		}
-		if live != nil {
-			return fmt.Errorf("%w: VM %s: snapshot %s belongs to a backup that is still running (%s); not touching it", ErrBusy, info.Name, live.snapshot, live.holder)
-		}
-		swept, err := b.client.SweepSnapshots(ctx, vm, SnapshotPrefix, nil)
-		if err != nil {
-			return fmt.Errorf("VM %s: remove stale %s* snapshots: %w", info.Name, SnapshotPrefix, err)
-		}
+		swept, warnings, err := b.sweepSnapshots(ctx, vm, info.Name)
+		res.Warnings = append(res.Warnings, warnings...)
 		res.SweptSnapshots = swept
+		if err != nil {
+			return err
+		}
 		if len(swept) > 0 {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("removed %d stale snapshot(s) left by an interrupted backup: %s", len(swept), strings.Join(swept, ", ")))
 			if info, err = b.client.VMInfo(ctx, vm); err != nil {

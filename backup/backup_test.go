@@ -421,3 +421,24 @@ func TestRunByTag(t *testing.T) {
 		t.Fatalf("%d manifests, want 2", len(ids))
 	}
 }
+
+// A recent snapshot of a run into another repository (whose locks this
+// run cannot see) is left alone with a warning, and the backup goes on.
+func TestSweepSparesOtherRepositorysSnapshot(t *testing.T) {
+	f := newFixture(t)
+	vm := f.vm(t, "vm-two-repos", 9)
+	name := backup.SnapshotPrefix + "other-repo"
+	if _, err := f.env.Client.CreateSnapshot(t.Context(), vm.VM, name, "vtpm-backup: temporary snapshot repo=0123456789abcdef0123456789abcdef lock=abc", false); err != nil {
+		t.Fatal(err)
+	}
+	results, err := backup.New(f.env.Client, f.repo, backup.Options{}, nil).Run(t.Context(), backup.Selection{Names: []string{vm.Name}})
+	if err != nil || results[0].Err != nil {
+		t.Fatalf("backup: %v %v", err, results[0].Err)
+	}
+	if s := f.ourSnapshots(t, vm); len(s) != 1 || s[0] != name {
+		t.Fatalf("snapshots after the backup: %v, want only the other repository's", s)
+	}
+	if len(results[0].Warnings) == 0 || !strings.Contains(strings.Join(results[0].Warnings, "\n"), "another repository") {
+		t.Fatalf("warnings %v", results[0].Warnings)
+	}
+}
