@@ -256,7 +256,8 @@ func (m *Manifest) Validate() error {
 	if m.VM.VTPM && len(m.FileByType(FileNvram)) == 0 {
 		return bad("VM %s has a vTPM but the backup holds no .nvram", m.VM.Name)
 	}
-	if sum := m.summarize(); m.Summary != sum {
+	// A zero summary is a manifest written before summaries existed.
+	if sum := m.summarize(); m.Summary != (Summary{}) && m.Summary != sum {
 		return bad("summary %+v does not match the files and objects (%+v)", m.Summary, sum)
 	}
 	return nil
@@ -333,6 +334,9 @@ func (r *Repository) ReadManifest(ctx context.Context, backupID string) (*Manife
 	if m.BackupID != backupID {
 		return nil, fmt.Errorf("%w: object %s holds backup %q", ErrCorruptManifest, ManifestObjectName(backupID), m.BackupID)
 	}
+	if m.Summary == (Summary{}) {
+		m.Summary = m.summarize() // written before summaries existed
+	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
@@ -378,31 +382,48 @@ func (r *Repository) readHeader(ctx context.Context, name string, length int64) 
 		return nil, err
 	}
 	defer rc.Close()
-	dec := json.NewDecoder(rc)
-	members := map[string]json.RawMessage{}
-	notJSON := func(err error) error {
+	src := &errRecorder{r: rc}
+	dec := json.NewDecoder(src)
+	// fail tells a transfer cut short (not the manifest's fault), a header
+	// longer than the ranged read (read more), and a corrupt manifest.
+	fail := func(err error) error {
+		switch {
+		case src.err != nil && src.err != io.EOF:
+			return fmt.Errorf("read %s: %w", name, src.err)
+		case length >= 0 && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)):
+			return io.ErrUnexpectedEOF
+		}
 		return fmt.Errorf("%w: %s: %v (truncated or not JSON)", ErrCorruptManifest, name, err)
 	}
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		if length >= 0 && errors.Is(err, io.EOF) {
-			return nil, notJSON(io.ErrUnexpectedEOF)
+		if err == nil {
+			err = fmt.Errorf("not an object")
 		}
-		return nil, notJSON(fmt.Errorf("not an object (%v)", err))
+		return nil, fail(err)
 	}
-	for dec.More() {
+	members := map[string]json.RawMessage{}
+	complete := false
+	for !complete {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, readErr(err, length, notJSON)
+			return nil, fail(err)
 		}
-		key, _ := tok.(string)
-		if key == "files" || key == "objects" {
-			break
+		switch key := tok.(type) {
+		case json.Delim: // '}': a manifest without chunk lists
+			complete = true
+		case string:
+			if key == "files" || key == "objects" {
+				complete = true
+				break
+			}
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				return nil, fail(err)
+			}
+			members[key] = v
+		default:
+			return nil, fail(fmt.Errorf("unexpected %v", tok))
 		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, readErr(err, length, notJSON)
-		}
-		members[key] = v
 	}
 	raw, err := json.Marshal(members)
 	if err != nil {
@@ -410,22 +431,24 @@ func (r *Repository) readHeader(ctx context.Context, name string, length int64) 
 	}
 	var h ManifestHeader
 	if err := json.Unmarshal(raw, &h); err != nil {
-		return nil, notJSON(err)
+		return nil, fail(err)
 	}
 	return &h, nil
 }
 
-// readErr tells a header cut by the ranged read (retry with more) from a
-// corrupt manifest.
-func readErr(err error, length int64, notJSON func(error) error) error {
-	if length >= 0 && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
-		return io.ErrUnexpectedEOF
+// errRecorder remembers the last error its reader returned, so a transfer
+// cut short is not mistaken for a truncated manifest.
+type errRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errRecorder) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.err = err
 	}
-	var syn *json.SyntaxError
-	if errors.As(err, &syn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return notJSON(err)
-	}
-	return err
+	return n, err
 }
 
 // ListBackupIDs returns every backup ID in the repository, oldest first.

@@ -1,14 +1,19 @@
 package repository_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 )
 
@@ -187,5 +192,65 @@ func TestReadManifestHeader(t *testing.T) {
 	}
 	if latest, _ := cat.Latest("vm1"); latest.ID != big.BackupID || latest.Header == nil {
 		t.Fatalf("latest of vm1: %+v", latest)
+	}
+}
+
+// cutBackend serves manifests cut short by the network: the body ends with
+// io.ErrUnexpectedEOF after n bytes.
+type cutBackend struct {
+	storage.Backend
+	n int
+}
+
+func (c cutBackend) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	rc, err := c.Backend.Get(ctx, name, off, length)
+	if err != nil || !strings.HasPrefix(name, "manifests/") {
+		return rc, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, int64(c.n)), iotest.ErrReader(io.ErrUnexpectedEOF)), rc}, nil
+}
+
+func TestReadManifestHeaderEdges(t *testing.T) {
+	be := storagetest.NewMemory()
+	r, _ := newRepo(t, be)
+	put := func(id, body string) {
+		t.Helper()
+		if err := be.Put(t.Context(), repository.ManifestObjectName(id), strings.NewReader(body), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Cut right after a complete member: must not pass for a whole header.
+	put("20260101T000000.000Z-00000001", `{"schema_version":1,"backup_id":"20260101T000000.000Z-00000001","chunk_size":1048576,"vm":{"name":"x"}`)
+	if _, err := r.ReadManifestHeader(t.Context(), "20260101T000000.000Z-00000001"); !errors.Is(err, repository.ErrCorruptManifest) {
+		t.Errorf("header cut at a member boundary = %v, want ErrCorruptManifest", err)
+	}
+
+	// Written before summaries existed: still valid, summary derived.
+	m := validManifest()
+	m.Summary = repository.Summary{}
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(m.BackupID, string(data))
+	got, err := r.ReadManifest(t.Context(), m.BackupID)
+	if err != nil || got.Summary.StoredSize != 5300 {
+		t.Fatalf("manifest without summary: %+v, %v", got, err)
+	}
+	if _, err := r.ReadManifestHeader(t.Context(), m.BackupID); err != nil {
+		t.Fatalf("header of a manifest without summary: %v", err)
+	}
+
+	// A transfer cut short is an I/O error, not a corrupt manifest.
+	cut, err := repository.Open(t.Context(), cutBackend{Backend: be, n: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cut.ReadManifestHeader(t.Context(), m.BackupID)
+	if err == nil || errors.Is(err, repository.ErrCorruptManifest) || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("cut transfer = %v, want an I/O error that is not ErrCorruptManifest", err)
 	}
 }
