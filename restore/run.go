@@ -152,6 +152,9 @@ func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, pl
 	ev.Status(fmt.Sprintf("registering %s as %s in %s", plan.VMXPath, plan.Name, plan.Folder))
 	u.vmxPath = plan.VMXPath
 	vm, err := c.RegisterVM(ctx, plan.folder, plan.VMXPath, plan.Name, plan.pool, plan.host)
+	if vm != nil {
+		u.vm = vm // registered, even if the call failed (cancelled meanwhile)
+	}
 	if err != nil {
 		if fault.Is(err, &types.EncryptionKeyRequired{}) {
 			return nil, fmt.Errorf("%w: %s refused to register the VM because its key is not available, although the pre-flight check found it: %v", keys.ErrKeyNotAvailable, plan.vcenter, err)

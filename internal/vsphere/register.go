@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
@@ -16,7 +17,10 @@ import (
 // named name (empty: vCenter's default from the vmx) in folder, running in
 // pool, optionally pinned to host. An already registered path yields an error
 // wrapping ErrFileExists; crypto faults (key not available) are returned as
-// the vSphere fault so callers can match them with fault.Is.
+// the vSphere fault so callers can match them with fault.Is. When ctx ends
+// while vCenter is still registering, it waits (bounded) for the outcome
+// and returns the registered VM together with the error, for the caller to
+// undo.
 func (c *Client) RegisterVM(ctx context.Context, folder *object.Folder, vmxPath, name string, pool *object.ResourcePool, host *object.HostSystem) (*object.VirtualMachine, error) {
 	if folder == nil || pool == nil {
 		return nil, fmt.Errorf("register %s: folder and resource pool are required", vmxPath)
@@ -26,6 +30,20 @@ func (c *Client) RegisterVM(ctx context.Context, folder *object.Folder, vmxPath,
 		return nil, fmt.Errorf("register %s: %w", vmxPath, err)
 	}
 	info, err := task.WaitForResult(ctx, nil)
+	if err != nil && ctx.Err() != nil {
+		// Cancelled while vCenter works on: learn how the task ends, so
+		// the caller can undo a registration it no longer waited for.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registerWaitTimeout)
+		defer cancel()
+		if done, werr := task.WaitForResult(wctx, nil); werr == nil {
+			if ref, ok := done.Result.(types.ManagedObjectReference); ok {
+				if vm, verr := c.vmByRef(wctx, ref); verr == nil {
+					return vm, fmt.Errorf("register %s: %w (vCenter registered the VM anyway)", vmxPath, ctx.Err())
+				}
+			}
+		}
+		return nil, fmt.Errorf("register %s: %w", vmxPath, err)
+	}
 	if err != nil {
 		if fault.Is(err, &types.AlreadyExists{}) {
 			return nil, fmt.Errorf("register %s: already registered: %w", vmxPath, ErrFileExists)
@@ -38,6 +56,10 @@ func (c *Client) RegisterVM(ctx context.Context, folder *object.Folder, vmxPath,
 	}
 	return c.vmByRef(ctx, ref)
 }
+
+// registerWaitTimeout bounds how long a cancelled RegisterVM still waits to
+// learn whether vCenter registered the VM.
+const registerWaitTimeout = 2 * time.Minute
 
 // Unregister removes the VM from the inventory, keeping its files.
 func (c *Client) Unregister(ctx context.Context, vm *object.VirtualMachine) error {
