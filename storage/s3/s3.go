@@ -528,30 +528,38 @@ func (b *Backend) Retention(ctx context.Context, name string) (time.Time, error)
 }
 
 // CleanStale implements storage.Cleaner: it aborts the incomplete multipart
-// uploads under the repository's prefix that were started before olderThan
-// (a killed process cannot abort its own; the bucket bills their parts).
-// Each upload is aborted by its ID, so a newer upload of the same name is
-// never touched.
+// uploads of the repository's own objects (data/, manifests/, locks/ under
+// its prefix) started before olderThan: a killed process cannot abort its
+// own, and the bucket bills their parts. Uploads of anything else in the
+// bucket, and uploads without a start time, are never touched. Each upload
+// is aborted by its ID, so a newer upload of the same name is never hit.
 func (b *Backend) CleanStale(ctx context.Context, olderThan time.Time) (int, error) {
 	n := 0
-	keyMarker, idMarker := "", ""
-	for {
-		res, err := b.core.ListMultipartUploads(ctx, b.bucket, b.prefix, keyMarker, idMarker, "", 1000)
-		if err != nil {
-			return n, translateError("list incomplete uploads", "", err)
-		}
-		for _, u := range res.Uploads {
-			if !u.Initiated.Before(olderThan) {
-				continue
+	for _, dir := range []string{"data/", "manifests/", "locks/"} {
+		prefix := b.prefix + dir
+		keyMarker, idMarker := "", ""
+		for {
+			res, err := b.core.ListMultipartUploads(ctx, b.bucket, prefix, keyMarker, idMarker, "", 1000)
+			if err != nil {
+				return n, translateError("list incomplete uploads", dir, err)
 			}
-			if err := b.core.AbortMultipartUpload(ctx, b.bucket, u.Key, u.UploadID); err != nil {
-				return n, translateError("abort incomplete upload", strings.TrimPrefix(u.Key, b.prefix), err)
+			for _, u := range res.Uploads {
+				if !strings.HasPrefix(u.Key, prefix) || u.Initiated.IsZero() || !u.Initiated.Before(olderThan) {
+					continue
+				}
+				err := b.core.AbortMultipartUpload(ctx, b.bucket, u.Key, u.UploadID)
+				if err != nil && minio.ToErrorResponse(err).Code != "NoSuchUpload" {
+					return n, translateError("abort incomplete upload", strings.TrimPrefix(u.Key, b.prefix), err)
+				}
+				n++
 			}
-			n++
+			// Stop when the server says so, or when its markers do not
+			// move on (a listing that would never end).
+			if !res.IsTruncated || (res.NextKeyMarker == keyMarker && res.NextUploadIDMarker == idMarker) {
+				break
+			}
+			keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
 		}
-		if !res.IsTruncated {
-			return n, nil
-		}
-		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
 	}
+	return n, nil
 }

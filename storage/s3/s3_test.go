@@ -335,7 +335,7 @@ func TestCleanStaleAbortsIncompleteUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 	core := minio.Core{Client: c}
-	for _, key := range []string{"repo/one/data/ab/killed", "elsewhere/not-ours"} {
+	for _, key := range []string{"repo/one/data/ab/killed", "elsewhere/not-ours", "repo/one/unrelated-app-upload"} {
 		if _, err := core.NewMultipartUpload(t.Context(), bucket, key, minio.PutObjectOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -357,7 +357,7 @@ func TestCleanStaleAbortsIncompleteUploads(t *testing.T) {
 	if n, err := b.CleanStale(t.Context(), time.Now().Add(time.Hour)); err != nil || n != 1 {
 		t.Fatalf("CleanStale = %d, %v; want 1", n, err)
 	}
-	if got := uploads(); len(got) != 1 || got[0] != "elsewhere/not-ours" {
+	if got := uploads(); len(got) != 2 || got[0] != "elsewhere/not-ours" || got[1] != "repo/one/unrelated-app-upload" {
 		t.Fatalf("incomplete uploads after CleanStale: %v", got)
 	}
 }
