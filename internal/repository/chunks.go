@@ -79,10 +79,13 @@ func IsZero(b []byte) bool {
 	return bytes.Equal(b, zero[:len(b)])
 }
 
-// maxStoredOverhead bounds how much larger than its plaintext a stored
-// object may be: zstd's worst case plus age's header and per-64KiB tags.
-func maxStoredSize(plain int64) int64 {
-	return plain + plain/64 + 64<<10
+// maxStoredSize bounds how large a stored chunk object may be: a chunk's
+// plaintext plus zstd's worst case, age's per-64KiB tags and its header (a
+// stanza per recipient; post-quantum ones take a few KiB). Readers refuse
+// anything larger as corrupt, and writers refuse to produce it.
+func (r *Repository) maxStoredSize() int64 {
+	cs := r.cfg.ChunkSize
+	return cs + cs/64 + 64<<10 + 8<<10*int64(len(r.cfg.Recipients))
 }
 
 // ChunkWriter encodes and uploads chunks. Each worker owns one: it reuses
@@ -102,7 +105,7 @@ func (r *Repository) NewChunkWriter() *ChunkWriter {
 		panic(fmt.Sprintf("zstd encoder with static options: %v", err)) // cannot happen: options are constants
 	}
 	// Sized once for the largest chunk, like the reader's buffers.
-	max := int(maxStoredSize(r.cfg.ChunkSize))
+	max := int(r.maxStoredSize())
 	w := &ChunkWriter{r: r, enc: enc, zbuf: make([]byte, 0, max)}
 	w.out.Grow(max)
 	return w
@@ -126,6 +129,10 @@ func (w *ChunkWriter) Encode(plaintext []byte) ([]byte, error) {
 	if err := aw.Close(); err != nil {
 		return nil, fmt.Errorf("encrypt chunk: %w", err)
 	}
+	if n := int64(w.out.Len()); n > w.r.maxStoredSize() {
+		// Stored, it would be refused by every reader as corrupt.
+		return nil, fmt.Errorf("encrypt chunk: the stored form is %d bytes, more than readers accept (%d): the repository has too many recipients for its chunk size", n, w.r.maxStoredSize())
+	}
 	return w.out.Bytes(), nil
 }
 
@@ -146,7 +153,7 @@ func (w *ChunkWriter) Put(ctx context.Context, id ChunkID, plaintext []byte) (St
 			return StoredObject{}, fmt.Errorf("chunk %s already stored: %w", id, err)
 		}
 		// Its retention is unknown here: renew it for this backup.
-		if so.RetainUntil, err = w.r.retain(ctx, name, chunkRetention); err != nil {
+		if so.RetainUntil, err = w.r.retain(ctx, name, w.r.chunkRetention()); err != nil {
 			return StoredObject{}, err
 		}
 		return so, nil
@@ -156,17 +163,11 @@ func (w *ChunkWriter) Put(ctx context.Context, id ChunkID, plaintext []byte) (St
 	}
 	sum := sha256.Sum256(stored)
 	so := StoredObject{Size: int64(len(plaintext)), StoredSize: int64(len(stored)), StoredSHA256: hex.EncodeToString(sum[:])}
-	if so.RetainUntil, err = w.r.retain(ctx, name, chunkRetention); err != nil {
+	if so.RetainUntil, err = w.r.retain(ctx, name, w.r.chunkRetention()); err != nil {
 		return StoredObject{}, err
 	}
 	return so, nil
 }
-
-// chunkRetention is how far beyond the required Object Lock period a chunk
-// is retained, as a fraction of that period: with 50% slack a chunk reused
-// every night has its retention extended once every half period instead of
-// with every backup.
-const chunkRetention = 1.5
 
 // retentionMargin covers the time between a chunk's check and the write of
 // the manifest that needs it (hours for a large disk): the manifest is
@@ -183,7 +184,7 @@ func (r *Repository) EnsureRetained(ctx context.Context, id ChunkID, so StoredOb
 	if r.cfg.ObjectLockDays <= 0 || so.RetainUntil.After(r.now().Add(r.lockPeriod()+retentionMargin)) {
 		return so, nil
 	}
-	until, err := r.retain(ctx, ChunkObjectName(id), chunkRetention)
+	until, err := r.retain(ctx, ChunkObjectName(id), r.chunkRetention())
 	if err != nil {
 		return so, err
 	}
@@ -211,6 +212,16 @@ func (r *Repository) lockPeriod() time.Duration {
 	return time.Duration(r.cfg.ObjectLockDays) * 24 * time.Hour
 }
 
+// chunkRetention is how long a chunk is retained when written or extended:
+// the Object Lock period plus slack, so that a chunk reused every night is
+// extended once every few nights instead of with every backup. The slack
+// is half the period, and at least four retentionMargins (EnsureRetained
+// requires one to be left), so short periods are not extended nightly.
+func (r *Repository) chunkRetention() time.Duration {
+	p := r.lockPeriod()
+	return max(p+p/2, p+4*retentionMargin)
+}
+
 func (r *Repository) now() time.Time {
 	if r.clock != nil {
 		return r.clock()
@@ -218,10 +229,9 @@ func (r *Repository) now() time.Time {
 	return time.Now()
 }
 
-// retain puts the configured Object Lock retention, times factor, on an
-// object and returns its end; the zero time when the repository does not
-// use Object Lock.
-func (r *Repository) retain(ctx context.Context, name string, factor float64) (time.Time, error) {
+// retain puts an Object Lock retention of d on an object and returns its
+// end; the zero time when the repository does not use Object Lock.
+func (r *Repository) retain(ctx context.Context, name string, d time.Duration) (time.Time, error) {
 	if r.cfg.ObjectLockDays <= 0 {
 		return time.Time{}, nil
 	}
@@ -229,7 +239,7 @@ func (r *Repository) retain(ctx context.Context, name string, factor float64) (t
 	if !ok {
 		return time.Time{}, fmt.Errorf("retain %s: repository requires Object Lock but %s cannot retain objects", name, r.be.Location())
 	}
-	until := r.now().Add(time.Duration(float64(r.lockPeriod()) * factor)).UTC().Truncate(time.Second)
+	until := r.now().Add(d).UTC().Truncate(time.Second)
 	if err := ret.SetRetention(ctx, name, until); err != nil {
 		return time.Time{}, fmt.Errorf("retain %s: %w", name, err)
 	}
@@ -256,8 +266,8 @@ func (r *Repository) NewChunkReader() *ChunkReader {
 	// Sized once for the largest object, so bytes.Buffer's doubling never
 	// leaves two chunk-sized buffers per reader (ReadFrom wants MinRead
 	// spare bytes at the end).
-	cr.stored.Grow(int(maxStoredSize(r.cfg.ChunkSize)) + 1 + bytes.MinRead)
-	cr.zbuf.Grow(int(maxStoredSize(r.cfg.ChunkSize)) + bytes.MinRead)
+	cr.stored.Grow(int(r.maxStoredSize()) + 1 + bytes.MinRead)
+	cr.zbuf.Grow(int(r.maxStoredSize()) + bytes.MinRead)
 	return cr
 }
 
@@ -274,7 +284,7 @@ func (cr *ChunkReader) fetch(ctx context.Context, id ChunkID, so *StoredObject) 
 	}
 	defer rc.Close()
 	cr.stored.Reset()
-	limit := maxStoredSize(cr.r.cfg.ChunkSize)
+	limit := cr.r.maxStoredSize()
 	n, err := cr.stored.ReadFrom(io.LimitReader(rc, limit+1))
 	if err != nil {
 		return fmt.Errorf("chunk %s: read: %w", id, err)

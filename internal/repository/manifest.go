@@ -303,7 +303,7 @@ func (r *Repository) WriteManifest(ctx context.Context, m *Manifest) error {
 	if err := r.be.PutIfAbsent(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
 		return fmt.Errorf("write manifest %s: %w", m.BackupID, err)
 	}
-	if _, err := r.retain(ctx, name, 1); err != nil {
+	if _, err := r.retain(ctx, name, r.lockPeriod()); err != nil {
 		// Unretained, the backup would exist without the immutability the
 		// repository promises: withdraw it (possible: nothing retains it
 		// yet), so the failure reported is the whole truth.

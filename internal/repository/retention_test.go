@@ -83,6 +83,35 @@ func TestReusedChunkRetentionIsExtended(t *testing.T) {
 	if n := be.calls - calls; n != 7 {
 		t.Fatalf("%d retention requests over 30 nights, want 7 (one every 4 nights)", n)
 	}
+	// A short period (1 day) is not extended every night either.
+	short, err := repository.Init(t.Context(), &lockingMemory{Memory: storagetest.NewMemory(), until: map[string]time.Time{}},
+		repository.InitOptions{Recipients: []string{k.recipient}, ObjectLockDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbe := short.Backend().(*lockingMemory)
+	now = time.Date(2026, 2, 1, 2, 0, 0, 0, time.UTC)
+	short.SetClock(func() time.Time { return now })
+	sw := short.NewChunkWriter()
+	defer sw.Close()
+	so, err = sw.Put(t.Context(), id, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls = sbe.calls
+	for night := 1; night <= 30; night++ {
+		now = now.Add(24 * time.Hour)
+		if so, err = short.EnsureRetained(t.Context(), id, so); err != nil {
+			t.Fatal(err)
+		}
+		if need := now.Add(2 * 24 * time.Hour); sbe.until[name].Before(need) {
+			t.Fatalf("1-day period, night %d: retained until %v, need %v", night, sbe.until[name], need)
+		}
+	}
+	if n := sbe.calls - calls; n != 10 {
+		t.Fatalf("1-day period: %d retention requests over 30 nights, want 10 (one every 3 nights)", n)
+	}
+
 	// Without Object Lock nothing is asked of the backend.
 	plain, _ := newRepo(t, storagetest.NewMemory())
 	if got, err := plain.EnsureRetained(t.Context(), id, repository.StoredObject{Size: 1}); err != nil || !got.RetainUntil.IsZero() {
