@@ -65,8 +65,15 @@ func runUnlock(ctx context.Context, opts unlockOptions, g *globalOptions, _ []st
 	}
 	removed, err := repo.RemoveStaleLocks(ctx, now, opts.RemoveAll)
 	gone := map[string]bool{}
+	listed := map[string]bool{}
+	for _, l := range locks {
+		listed[l.ID] = true
+	}
 	for _, l := range removed {
 		gone[l.ID] = true
+		if !listed[l.ID] { // taken between the two listings
+			locks = append(locks, l)
+		}
 	}
 	p := g.printer()
 	for _, l := range locks {

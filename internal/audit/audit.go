@@ -213,7 +213,9 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 		if err == nil {
 			// The catalog holds headers; the audit needs the chunk lists.
 			m, err = repo.ReadManifest(ctx, b.ID)
-			if err != nil && !errors.Is(err, repository.ErrCorruptManifest) {
+			if errors.Is(err, repository.ErrManifestNotFound) {
+				err = fmt.Errorf("removed while the audit ran (a prune?): run the audit again: %w", err)
+			} else if err != nil && !errors.Is(err, repository.ErrCorruptManifest) {
 				return nil, err
 			}
 		}
