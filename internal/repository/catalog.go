@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 )
 
@@ -41,9 +40,6 @@ type Catalog struct {
 	Unattributed []Backup
 }
 
-// catalogReaders bounds concurrent header reads.
-const catalogReaders = 8
-
 // LoadCatalog reads the header of every manifest of repo. A corrupt
 // manifest does not fail the load: it is kept with its error (attributed
 // to its VM when its name can still be read) so that audits report it.
@@ -55,19 +51,10 @@ func LoadCatalog(ctx context.Context, repo *Repository) (*Catalog, error) {
 		return nil, err
 	}
 	backups := make([]Backup, len(ids))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, catalogReaders)
-	for i, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			h, err := repo.ReadManifestHeader(ctx, id)
-			backups[i] = Backup{ID: id, Header: h, Err: err}
-		}()
-	}
-	wg.Wait()
+	parallel(len(ids), manifestReaders, func(i int) {
+		h, err := repo.ReadManifestHeader(ctx, ids[i])
+		backups[i] = Backup{ID: ids[i], Header: h, Err: err}
+	})
 	c := &Catalog{byVM: map[string][]Backup{}, byID: map[string]Backup{}}
 	for _, b := range backups {
 		if t, err := BackupTime(b.ID); err == nil {

@@ -481,18 +481,30 @@ type ManifestResult struct {
 // manifest does not hide the others.
 func (r *Repository) ReadManifests(ctx context.Context, ids []string) []ManifestResult {
 	out := make([]ManifestResult, len(ids))
+	parallel(len(ids), manifestReaders, func(i int) {
+		m, err := r.ReadManifest(ctx, ids[i])
+		out[i] = ManifestResult{BackupID: ids[i], Manifest: m, Err: err}
+	})
+	return out
+}
+
+// manifestReaders bounds concurrent manifest reads: small objects, where
+// latency, not bandwidth, is the cost.
+const manifestReaders = 8
+
+// parallel calls f(i) for every i in [0, n), at most limit at a time, and
+// returns when all calls have.
+func parallel(n, limit int, f func(i int)) {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, id := range ids {
+	sem := make(chan struct{}, limit)
+	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			m, err := r.ReadManifest(ctx, id)
-			out[i] = ManifestResult{BackupID: id, Manifest: m, Err: err}
+			f(i)
 		}()
 	}
 	wg.Wait()
-	return out
 }
