@@ -2,16 +2,14 @@ package restore_test
 
 import (
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"filippo.io/age"
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
+	"github.com/vtpm-backup/vtpm-backup/internal/benchutil"
 	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
 	"github.com/vtpm-backup/vtpm-backup/restore"
@@ -28,13 +26,9 @@ import (
 //
 // VTPM_BENCH_DISK_MIB overrides the disk size (MiB).
 func BenchmarkRestore4GiB(b *testing.B) {
-	size := int64(4 << 30)
-	if v := os.Getenv("VTPM_BENCH_DISK_MIB"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			b.Fatalf("VTPM_BENCH_DISK_MIB=%q: %v", v, err)
-		}
-		size = n << 20
+	size, err := benchutil.DiskSize()
+	if err != nil {
+		b.Fatal(err)
 	}
 	ctx := b.Context()
 	env := vspheretest.Start(b)
@@ -71,7 +65,7 @@ func BenchmarkRestore4GiB(b *testing.B) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		base := ms.HeapInuse
-		stop := sampleHeap(&peak)
+		sampler := benchutil.StartHeapSampler()
 		name := fmt.Sprintf("bench-%d", i)
 		plan, err := restore.Preflight(ctx, env.Client, repo, m, restore.Options{Name: name})
 		if err != nil {
@@ -80,7 +74,7 @@ func BenchmarkRestore4GiB(b *testing.B) {
 		b.StartTimer()
 		r, err := restore.Run(ctx, env.Client, repo, plan)
 		b.StopTimer()
-		stop()
+		peak = max(peak, sampler.Stop())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -96,31 +90,4 @@ func BenchmarkRestore4GiB(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
-}
-
-// sampleHeap records the largest HeapInuse into peak until stop is called.
-// Sampling every 20 ms can miss a short spike; the restore's buffers live
-// for the whole run, so it does not miss them.
-func sampleHeap(peak *uint64) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > *peak {
-				*peak = ms.HeapInuse
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
 }
