@@ -453,7 +453,17 @@ func TestFailureRemovesPartialRestore(t *testing.T) {
 			return &m, ctx, nil
 		}, restore.ErrFileCorrupt, []string{flat.Name, "SHA-256"}},
 		{"storage error", func(t *testing.T) (*repository.Manifest, context.Context, restore.Events) {
-			f.be.AddFault(storagetest.FailAfter(storagetest.OpGet, "data/", 6, errInjected))
+			// The victim's fetch starts only once the writer has consumed
+			// all but the in-flight chunks before it, so the failure comes
+			// with part of the disk uploaded, whatever the scheduling.
+			cid, _ := repository.ParseChunkID(victim)
+			victimName := repository.ChunkObjectName(cid)
+			f.be.AddFault(func(op storagetest.Op, name string) error {
+				if op == storagetest.OpGet && name == victimName {
+					return errInjected
+				}
+				return nil
+			})
 			t.Cleanup(f.be.ClearFaults)
 			return f.m, ctx, nil
 		}, errInjected, []string{"chunk"}},
