@@ -87,6 +87,14 @@ func (b *Backend) putSingle(ctx context.Context, name, key string, data []byte, 
 		opts.SetMatchETagExcept("*")
 	}
 	_, err := b.core.PutObject(ctx, b.bucket, key, bytes.NewReader(data), int64(len(data)), contentMD5(data), "", opts)
+	if err != nil && exclusive && ctx.Err() == nil && minio.ToErrorResponse(err).StatusCode == 0 {
+		// A server may answer 412 as soon as it sees the condition and
+		// reset the connection while the body is still being sent: the
+		// answer is lost with the connection. Ask whether the name is taken.
+		if _, serr := b.Stat(ctx, name); serr == nil {
+			return fmt.Errorf("put %s: %w", name, storage.ErrExists)
+		}
+	}
 	if err != nil {
 		return translateError("put", name, err)
 	}
