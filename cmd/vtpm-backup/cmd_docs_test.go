@@ -3,14 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
 	"path/filepath"
-	"reflect"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -93,101 +87,6 @@ func TestJSONErrorsEveryCommand(t *testing.T) {
 				t.Errorf("got %+v, want an error message naming the flag with code 2", msg)
 			}
 		})
-	}
-}
-
-var snakeCase = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
-
-// TestJSONMessageConventions reads the message structs of internal/ui: one
-// documented struct per message type, message_type first, every field with
-// a snake_case JSON name, and unique snake_case message type values.
-func TestJSONMessageConventions(t *testing.T) {
-	fset := token.NewFileSet()
-	dir := filepath.Join("..", "..", "internal", "ui")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	messages, types := 0, map[string]string{}
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, parser.ParseComments)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, decl := range f.Decls {
-			gd, ok := decl.(*ast.GenDecl)
-			if !ok {
-				continue
-			}
-			for _, spec := range gd.Specs {
-				switch s := spec.(type) {
-				case *ast.ValueSpec: // const TypeXxx = "xxx"
-					for i, n := range s.Names {
-						if gd.Tok != token.CONST || !strings.HasPrefix(n.Name, "Type") || i >= len(s.Values) {
-							continue
-						}
-						lit, ok := s.Values[i].(*ast.BasicLit)
-						if !ok || lit.Kind != token.STRING {
-							continue
-						}
-						v, _ := strconv.Unquote(lit.Value)
-						if !snakeCase.MatchString(v) {
-							t.Errorf("%s = %q: message types are snake_case", n.Name, v)
-						}
-						if other, dup := types[v]; dup {
-							t.Errorf("%s and %s are both %q", n.Name, other, v)
-						}
-						types[v] = n.Name
-					}
-				case *ast.TypeSpec:
-					st, ok := s.Type.(*ast.StructType)
-					if !ok || !strings.HasSuffix(s.Name.Name, "Message") || !s.Name.IsExported() {
-						continue
-					}
-					messages++
-					checkMessageStruct(t, s, gd, st)
-				}
-			}
-		}
-	}
-	if messages == 0 || len(types) == 0 {
-		t.Fatalf("found %d message structs and %d message types in %s", messages, len(types), dir)
-	}
-}
-
-func checkMessageStruct(t *testing.T, s *ast.TypeSpec, gd *ast.GenDecl, st *ast.StructType) {
-	t.Helper()
-	name := s.Name.Name
-	if s.Doc == nil && gd.Doc == nil {
-		t.Errorf("%s has no doc comment", name)
-	}
-	for i, field := range st.Fields.List {
-		if len(field.Names) == 0 { // embedded struct
-			t.Errorf("%s embeds a type: spell out its fields", name)
-			continue
-		}
-		tag := ""
-		if field.Tag != nil {
-			raw, _ := strconv.Unquote(field.Tag.Value)
-			tag, _, _ = strings.Cut(reflect.StructTag(raw).Get("json"), ",")
-		}
-		for _, n := range field.Names {
-			if !n.IsExported() {
-				continue
-			}
-			if i == 0 && (n.Name != "MessageType" || tag != "message_type") {
-				t.Errorf("%s: first field is %s %q, want MessageType `json:\"message_type\"`", name, n.Name, tag)
-			}
-			if tag == "-" {
-				continue
-			}
-			if !snakeCase.MatchString(tag) {
-				t.Errorf("%s.%s: JSON name %q is not snake_case", name, n.Name, tag)
-			}
-		}
 	}
 }
 

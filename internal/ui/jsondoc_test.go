@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,7 +46,17 @@ type msgType struct {
 	value, constName string
 }
 
-func generateJSONDoc(t *testing.T) []byte {
+// messageSource is what the package's source says about its messages.
+type messageSource struct {
+	types   []msgType                // const TypeXxx = "xxx", in file order
+	structs map[string]*ast.TypeSpec // every struct type
+	decls   map[string]*ast.GenDecl  // the declaration of each struct
+	docs    map[string]string        // each struct's doc comment, one line
+}
+
+// parseMessages reads the package's non-test source once for the JSON
+// reference and for the convention checks.
+func parseMessages(t *testing.T) messageSource {
 	t.Helper()
 	fset := token.NewFileSet()
 	files, err := filepath.Glob("*.go")
@@ -53,9 +64,7 @@ func generateJSONDoc(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	sort.Strings(files)
-	var types []msgType
-	structs := map[string]*ast.TypeSpec{}
-	docs := map[string]string{}
+	src := messageSource{structs: map[string]*ast.TypeSpec{}, decls: map[string]*ast.GenDecl{}, docs: map[string]string{}}
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
@@ -72,28 +81,92 @@ func generateJSONDoc(t *testing.T) []byte {
 			for _, spec := range gd.Specs {
 				switch s := spec.(type) {
 				case *ast.ValueSpec:
-					if gd.Tok != token.CONST || len(s.Names) != 1 || len(s.Values) != 1 || !strings.HasPrefix(s.Names[0].Name, "Type") {
-						continue
+					for i, n := range s.Names {
+						if gd.Tok != token.CONST || !strings.HasPrefix(n.Name, "Type") || i >= len(s.Values) {
+							continue
+						}
+						lit, ok := s.Values[i].(*ast.BasicLit)
+						if !ok || lit.Kind != token.STRING {
+							continue
+						}
+						v, _ := strconv.Unquote(lit.Value)
+						src.types = append(src.types, msgType{value: v, constName: n.Name})
 					}
-					lit, ok := s.Values[0].(*ast.BasicLit)
-					if !ok || lit.Kind != token.STRING {
-						continue
-					}
-					v, _ := strconv.Unquote(lit.Value)
-					types = append(types, msgType{value: v, constName: s.Names[0].Name})
 				case *ast.TypeSpec:
 					if _, ok := s.Type.(*ast.StructType); ok {
-						structs[s.Name.Name] = s
+						src.structs[s.Name.Name] = s
+						src.decls[s.Name.Name] = gd
 						doc := s.Doc
 						if doc == nil {
 							doc = gd.Doc
 						}
-						docs[s.Name.Name] = strings.Join(strings.Fields(doc.Text()), " ")
+						src.docs[s.Name.Name] = strings.Join(strings.Fields(doc.Text()), " ")
 					}
 				}
 			}
 		}
 	}
+	return src
+}
+
+var snakeCase = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+
+// TestJSONMessageConventions holds the message structs to the scripting
+// contract: one documented struct per message type, message_type first,
+// every field with a snake_case JSON name, unique snake_case type values.
+func TestJSONMessageConventions(t *testing.T) {
+	src := parseMessages(t)
+	seen := map[string]string{}
+	for _, mt := range src.types {
+		if !snakeCase.MatchString(mt.value) {
+			t.Errorf("%s = %q: message types are snake_case", mt.constName, mt.value)
+		}
+		if other, dup := seen[mt.value]; dup {
+			t.Errorf("%s and %s are both %q", mt.constName, other, mt.value)
+		}
+		seen[mt.value] = mt.constName
+	}
+	messages := 0
+	for name, ts := range src.structs {
+		if !strings.HasSuffix(name, "Message") || !ts.Name.IsExported() {
+			continue
+		}
+		messages++
+		if ts.Doc == nil && src.decls[name].Doc == nil {
+			t.Errorf("%s has no doc comment", name)
+		}
+		for i, field := range ts.Type.(*ast.StructType).Fields.List {
+			if len(field.Names) == 0 {
+				t.Errorf("%s embeds a type: spell out its fields", name)
+				continue
+			}
+			tag := ""
+			if field.Tag != nil {
+				raw, _ := strconv.Unquote(field.Tag.Value)
+				tag, _, _ = strings.Cut(reflect.StructTag(raw).Get("json"), ",")
+			}
+			for _, n := range field.Names {
+				if !n.IsExported() {
+					continue
+				}
+				if i == 0 && (n.Name != "MessageType" || tag != "message_type") {
+					t.Errorf("%s: first field is %s %q, want MessageType `json:\"message_type\"`", name, n.Name, tag)
+				}
+				if tag != "-" && !snakeCase.MatchString(tag) {
+					t.Errorf("%s.%s: JSON name %q is not snake_case", name, n.Name, tag)
+				}
+			}
+		}
+	}
+	if messages == 0 || len(src.types) == 0 {
+		t.Fatalf("found %d message structs and %d message types", messages, len(src.types))
+	}
+}
+
+func generateJSONDoc(t *testing.T) []byte {
+	t.Helper()
+	src := parseMessages(t)
+	types, structs, docs := src.types, src.structs, src.docs
 
 	var b bytes.Buffer
 	b.WriteString("<!-- Generated from internal/ui by 'go test ./internal/ui -run TestJSONDoc -update'. Do not edit. -->\n")
