@@ -10,9 +10,9 @@ import (
 
 	"github.com/vmware/govmomi/object"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // SnapshotPrefix names our snapshots; stale ones with this prefix are

@@ -12,10 +12,10 @@ import (
 	"filippo.io/age"
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 type fixture struct {

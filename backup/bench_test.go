@@ -9,9 +9,9 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/benchutil"
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 // BenchmarkBackupDisk backs up a VM whose disk is VTPM_BENCH_DISK_MIB MiB

@@ -8,7 +8,7 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	"github.com/vmware/govmomi/object"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // Selection says which VMs to back up. Names and the other criteria add up:

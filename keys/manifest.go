@@ -1,6 +1,6 @@
 package keys
 
-import "github.com/vtpm-backup/vtpm-backup/internal/repository"
+import "github.com/vtpm-backup/vtpm-backup/repository"
 
 // FromManifest rebuilds the key facts recorded in a backup's manifest, so a
 // restore or an audit checks exactly the keys the VM had at backup time,

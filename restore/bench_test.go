@@ -10,10 +10,10 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/benchutil"
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/restore"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 // BenchmarkRestore4GiB restores a VM with a 4 GiB disk (half random data,

@@ -10,9 +10,9 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/vmware/govmomi/object"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // maxVMNameLen is vSphere's limit for VM names.

@@ -19,13 +19,13 @@ import (
 	"github.com/vmware/govmomi/simulator"
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
 	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/restore"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 // testDiskSize keeps the fixture small: 16 chunks of 1 MiB, with the

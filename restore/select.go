@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
 // maxListed bounds how many candidates an error lists.

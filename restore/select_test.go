@@ -7,7 +7,7 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/restore"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 )

@@ -8,7 +8,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
 // DefaultWorkers is the number of chunk decoders per restore: enough to

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
 // DirOptions tune ToDir.

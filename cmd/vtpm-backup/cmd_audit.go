@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/audit"
+	"github.com/vtpm-backup/vtpm-backup/audit"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // auditOptions are the flags of "vtpm-backup audit".

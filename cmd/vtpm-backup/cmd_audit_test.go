@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 // backedUp is a simulated vCenter with one vTPM VM backed up once into a

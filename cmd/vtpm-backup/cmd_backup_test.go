@@ -6,10 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/internal/s3server"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 // jsonLines decodes every line of out into a map.

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/demo"
+	"github.com/vtpm-backup/vtpm-backup/demo"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 )
 

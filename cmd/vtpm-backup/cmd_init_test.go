@@ -10,7 +10,7 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
 // newRecipient returns a fresh age public key.

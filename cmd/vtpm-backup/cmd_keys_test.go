@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 func TestKeysProvidersCommand(t *testing.T) {

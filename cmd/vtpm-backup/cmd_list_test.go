@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
 )
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 // restoreFixture is a simulated vCenter with one vTPM VM backed up into a

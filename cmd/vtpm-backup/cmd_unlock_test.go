@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/clock"
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
 )
 

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // openRepository opens the repository at --repo. The caller closes its

@@ -10,8 +10,8 @@ import (
 	"filippo.io/age"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/clock"
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
 	"github.com/vtpm-backup/vtpm-backup/internal/s3server"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/s3"
 )

@@ -17,13 +17,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vtpm-backup/vtpm-backup/audit"
 	"github.com/vtpm-backup/vtpm-backup/backup"
-	"github.com/vtpm-backup/vtpm-backup/internal/audit"
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
 	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/restore"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 // VMName is the demo's vTPM VM; RestoredName the copy restored beside it.

@@ -21,7 +21,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/clock"
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"

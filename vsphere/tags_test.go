@@ -10,8 +10,8 @@ import (
 
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 func TestVMsWithTag(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/audit"
+	"github.com/vtpm-backup/vtpm-backup/audit"
 )
 
 // sample is one parsed metric line.

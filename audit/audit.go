@@ -10,10 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // DefaultMaxAge is the default Options.MaxAge: a nightly backup plus two

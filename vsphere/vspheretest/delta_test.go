@@ -7,7 +7,7 @@ import (
 
 	"github.com/vmware/govmomi/vim25/mo"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 // AddDeltaDisk must leave the VM as ESXi leaves it after a user snapshot:

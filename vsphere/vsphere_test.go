@@ -11,8 +11,8 @@ import (
 
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 // newVM starts an env with one vTPM VM of 16 MiB.

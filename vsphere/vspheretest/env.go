@@ -19,7 +19,7 @@ import (
 	// Registers the vAPI crypto endpoints (native key providers, export).
 	_ "github.com/vmware/govmomi/vapi/crypto/simulator"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // Names of the simulator's VPX inventory the fixture uses.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/demo"
+	"github.com/vtpm-backup/vtpm-backup/demo"
 )
 
 type recorder struct{ lines []string }

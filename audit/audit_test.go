@@ -10,13 +10,13 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/vtpm-backup/vtpm-backup/audit"
 	"github.com/vtpm-backup/vtpm-backup/backup"
-	"github.com/vtpm-backup/vtpm-backup/internal/audit"
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere"
-	"github.com/vtpm-backup/vtpm-backup/internal/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
 // fixture is one backup of a vTPM VM in a fresh in-memory repository.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
 // tenBackupTimes are the times of the ten synthetic backups of one VM that
