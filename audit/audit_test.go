@@ -17,6 +17,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // fixture is one backup of a vTPM VM in a fresh in-memory repository.
@@ -39,8 +40,8 @@ type site struct {
 
 func newSite(t *testing.T) *site {
 	t.Helper()
-	env := vspheretest.Start(t)
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "win11-vtpm", Seed: 7, DiskSize: 16 << 20})
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "win11-vtpm", Seed: 7, DiskSize: 16 << 20})
 	return &site{env: env, vm: vm}
 }
 
@@ -188,7 +189,7 @@ func TestAuditNotReady(t *testing.T) {
 			damage: func(t *testing.T, f *fixture) *vsphere.Client {
 				// The other site registered the same provider ID, but its
 				// KMS does not hold the VM's key.
-				target := vspheretest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
+				target := simtest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
 				if err := target.RegisterKeyProvider(t.Context(), f.vm.ProviderID); err != nil {
 					t.Fatal(err)
 				}
@@ -223,7 +224,7 @@ func TestAuditNotReady(t *testing.T) {
 		{
 			name: "vTPM VM without backup (inventory)",
 			damage: func(t *testing.T, f *fixture) *vsphere.Client {
-				f.env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "forgotten-vtpm", Seed: 9, DiskSize: 1 << 20})
+				simtest.CreateVTPMVM(t, f.env, vspheretest.VMOptions{Name: "forgotten-vtpm", Seed: 9, DiskSize: 1 << 20})
 				return f.env.Client
 			},
 			opts:  audit.Options{Inventory: true},
@@ -318,7 +319,7 @@ func TestAuditCorruptionNeedsReadData(t *testing.T) {
 func TestAuditTargetWithKeyIsReady(t *testing.T) {
 	s := newSite(t)
 	f := s.backup(t, 0, nil)
-	target := vspheretest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
+	target := simtest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
 	if err := target.RegisterKeyProvider(t.Context(), f.vm.ProviderID); err != nil {
 		t.Fatal(err)
 	}
@@ -332,8 +333,8 @@ func TestAuditTargetWithKeyIsReady(t *testing.T) {
 }
 
 func TestAuditUnbackedNativeProvider(t *testing.T) {
-	env := vspheretest.Start(t, vspheretest.EnvOptions{NativeProviderID: "nkp-prod", NativeHasBackup: false})
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "nkp-vm", Seed: 3, DiskSize: 1 << 20, ProviderID: "kms-prod"})
+	env := simtest.Start(t, vspheretest.EnvOptions{NativeProviderID: "nkp-prod", NativeHasBackup: false})
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "nkp-vm", Seed: 3, DiskSize: 1 << 20, ProviderID: "kms-prod"})
 	s := &site{env: env, vm: vm}
 	f := s.backup(t, 0, nil)
 	// Pretend the VM's key belongs to the native provider (the simulator
@@ -467,11 +468,11 @@ func TestAuditUnreadableManifest(t *testing.T) {
 func TestAuditSeveralVMsOneKeyMissing(t *testing.T) {
 	s := newSite(t)
 	f := s.backup(t, 0, nil)
-	other := s.env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "second-vtpm", Seed: 8, DiskSize: 1 << 20})
+	other := simtest.CreateVTPMVM(t, s.env, vspheretest.VMOptions{Name: "second-vtpm", Seed: 8, DiskSize: 1 << 20})
 	if res := backup.New(s.env.Client, f.repo, backup.Options{}, nil).BackupVM(t.Context(), other.VM); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	target := vspheretest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
+	target := simtest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
 	if err := target.RegisterKeyProvider(t.Context(), s.vm.ProviderID); err != nil {
 		t.Fatal(err)
 	}

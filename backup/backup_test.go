@@ -16,6 +16,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 type fixture struct {
@@ -27,7 +28,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	env := vspheretest.Start(t)
+	env := simtest.Start(t)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -285,9 +286,9 @@ func TestSelection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.env.MustTag(t, "backup", "shard-a", a.VM, b.VM, tmpl.VM)
-	f.env.MustTag(t, "backup", "shard-b", b.VM, plain)
-	f.env.MustTag(t, "backup", "empty")
+	simtest.Tag(t, f.env, "backup", "shard-a", a.VM, b.VM, tmpl.VM)
+	simtest.Tag(t, f.env, "backup", "shard-b", b.VM, plain)
+	simtest.Tag(t, f.env, "backup", "empty")
 	tests := []struct {
 		name string
 		sel  backup.Selection
@@ -401,7 +402,7 @@ func TestRunByTag(t *testing.T) {
 	a := f.vm(t, "shard-a-1", 30)
 	b := f.vm(t, "shard-a-2", 31)
 	f.vm(t, "shard-b-1", 32)
-	f.env.MustTag(t, "backup", "shard-a", a.VM, b.VM)
+	simtest.Tag(t, f.env, "backup", "shard-a", a.VM, b.VM)
 
 	results, err := backup.New(f.env.Client, f.repo, backup.Options{}, nil).Run(t.Context(), backup.Selection{Tags: []string{"backup/shard-a"}, VTPMOnly: true})
 	if err != nil {

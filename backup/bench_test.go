@@ -12,6 +12,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // BenchmarkBackupDisk backs up a VM whose disk is VTPM_BENCH_DISK_MIB MiB
@@ -22,7 +23,7 @@ func BenchmarkBackupDisk(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	env := vspheretest.Start(b)
+	env := simtest.Start(b)
 	vm, err := env.CreateVTPMVM(b.Context(), vspheretest.VMOptions{Name: "bench", Seed: 1, DiskSize: size})
 	if err != nil {
 		b.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/restore"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // BenchmarkRestore4GiB restores a VM with a 4 GiB disk (half random data,
@@ -31,7 +32,7 @@ func BenchmarkRestore4GiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := b.Context()
-	env := vspheretest.Start(b)
+	env := simtest.Start(b)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		b.Fatal(err)
@@ -45,7 +46,7 @@ func BenchmarkRestore4GiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	t0 := time.Now()
-	vm := env.MustCreateVTPMVM(b, vspheretest.VMOptions{Name: "bench", Seed: 1, DiskSize: size})
+	vm := simtest.CreateVTPMVM(b, env, vspheretest.VMOptions{Name: "bench", Seed: 1, DiskSize: size})
 	b.Logf("created the %d MiB VM in %s", size>>20, time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
 	res := backup.New(env.Client, repo, backup.Options{Workers: 2}, nil).BackupVM(ctx, vm.VM)

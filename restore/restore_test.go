@@ -26,6 +26,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // testDiskSize keeps the fixture small: 16 chunks of 1 MiB, with the
@@ -58,7 +59,7 @@ func newFixtureOn(t *testing.T, name string, be *storagetest.Faulty) *fixture {
 // backup (e.g. a user snapshot's delta disk).
 func newFixtureWith(t *testing.T, name string, be *storagetest.Faulty, prepare func(*vspheretest.Env, *vspheretest.VTPMVM)) *fixture {
 	t.Helper()
-	env := vspheretest.Start(t)
+	env := simtest.Start(t)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func newFixtureWith(t *testing.T, name string, be *storagetest.Faulty, prepare f
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: name, Seed: 7, DiskSize: testDiskSize})
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: name, Seed: 7, DiskSize: testDiskSize})
 	if prepare != nil {
 		prepare(env, vm)
 	}
@@ -299,7 +300,7 @@ func TestPowerOnFailureKeepsVM(t *testing.T) {
 
 func TestOtherVCenter(t *testing.T) {
 	f := newFixture(t, "dc01")
-	other := vspheretest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
+	other := simtest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
 	ctx := t.Context()
 
 	before := state(t, other)

@@ -12,21 +12,22 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 func TestVMsWithTag(t *testing.T) {
-	env := vspheretest.Start(t)
-	a := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "tag-a", Seed: 1, DiskSize: 1 << 20})
-	b := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "tag-b", Seed: 2, DiskSize: 1 << 20})
-	env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "tag-c", Seed: 3, DiskSize: 1 << 20})
-	env.MustTag(t, "backup", "shard-a", a.VM, b.VM)
+	env := simtest.Start(t)
+	a := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "tag-a", Seed: 1, DiskSize: 1 << 20})
+	b := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "tag-b", Seed: 2, DiskSize: 1 << 20})
+	simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "tag-c", Seed: 3, DiskSize: 1 << 20})
+	simtest.Tag(t, env, "backup", "shard-a", a.VM, b.VM)
 	// A tagged folder (not a VM) is ignored, and an empty tag selects nothing.
 	folder, err := env.Client.FindFolder(t.Context(), vspheretest.VMFolder)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.MustTag(t, "backup", "shard-b", folder)
-	tagID := env.MustTag(t, "backup", "empty")
+	simtest.Tag(t, env, "backup", "shard-b", folder)
+	tagID := simtest.Tag(t, env, "backup", "empty")
 
 	want := []string{a.Ref.Value, b.Ref.Value}
 	if want[0] > want[1] {
@@ -83,9 +84,9 @@ func values(refs []types.ManagedObjectReference) []string {
 // Goroutines asking at once share one lazy vAPI login (run with -race);
 // Logout then ends both sessions without error.
 func TestVMsWithTagConcurrentAndLogout(t *testing.T) {
-	env := vspheretest.Start(t)
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "tag-par", Seed: 1, DiskSize: 1 << 20})
-	env.MustTag(t, "backup", "nightly", vm.VM)
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "tag-par", Seed: 1, DiskSize: 1 << 20})
+	simtest.Tag(t, env, "backup", "nightly", vm.VM)
 	c, err := vsphere.Connect(t.Context(), vsphere.ConnectOptions{URL: env.URL.String(), Insecure: true, KeepAlive: -1})
 	if err != nil {
 		t.Fatal(err)

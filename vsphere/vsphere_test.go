@@ -13,12 +13,13 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // newVM starts an env with one vTPM VM of 16 MiB.
 func newVM(t *testing.T, name string) (*vspheretest.Env, *vspheretest.VTPMVM) {
 	t.Helper()
-	env := vspheretest.Start(t)
+	env := simtest.Start(t)
 	v, err := env.CreateVTPMVM(t.Context(), vspheretest.VMOptions{Name: name, DiskSize: 16 << 20, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +28,7 @@ func newVM(t *testing.T, name string) (*vspheretest.Env, *vspheretest.VTPMVM) {
 }
 
 func TestConnect(t *testing.T) {
-	env := vspheretest.Start(t)
+	env := simtest.Start(t)
 	u := *env.URL
 	u.User = nil
 	tests := []struct {
@@ -382,7 +383,7 @@ func TestRegisterPowerOn(t *testing.T) {
 }
 
 func TestLogoutWithCancelledContext(t *testing.T) {
-	env := vspheretest.Start(t)
+	env := simtest.Start(t)
 	c, err := vsphere.Connect(t.Context(), vsphere.ConnectOptions{URL: env.URL.String(), Insecure: true})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // backedUp is a simulated vCenter with one vTPM VM backed up once into a
@@ -22,8 +23,8 @@ type backedUp struct {
 
 func newBackedUp(t *testing.T) *backedUp {
 	t.Helper()
-	env := vspheretest.Start(t)
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "cli-vtpm", Seed: 11, DiskSize: 16 << 20})
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "cli-vtpm", Seed: 11, DiskSize: 16 << 20})
 	repo := initLocalRepo(t)
 	stdout, stderr, code := cli(t, append(append([]string{"--json", "--repo", repo}, vcArgs(env)...), "backup", vm.Name)...)
 	if code != exitOK {
@@ -97,7 +98,7 @@ func TestAuditCommandNotReady(t *testing.T) {
 	chunkFile := filepath.Join(b.repo, filepath.FromSlash(repository.ChunkObjectName(cid)))
 
 	// A second vCenter with the provider registered but not the key.
-	other := vspheretest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
+	other := simtest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
 	if err := other.RegisterKeyProvider(t.Context(), b.vm.ProviderID); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func TestAuditCommandNotReady(t *testing.T) {
 			[]string{"is not available on", "KeyStateMissingInKMS"}},
 		{"old backup", b.args("audit", "--max-age", "1ns"), nil, []string{"older than the maximum age 1ns"}},
 		{"vTPM VM without backup", b.args("audit", "--inventory"), func(t *testing.T) {
-			b.env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "forgotten", Seed: 12, DiskSize: 1 << 20})
+			simtest.CreateVTPMVM(t, b.env, vspheretest.VMOptions{Name: "forgotten", Seed: 12, DiskSize: 1 << 20})
 		}, []string{"forgotten", "has no backup: add it to the backup job"}},
 		{"corrupt chunk with read-data", b.args("audit", b.vm.Name, "--read-data"), func(t *testing.T) {
 			data, err := os.ReadFile(chunkFile)
@@ -224,8 +225,8 @@ func TestHumanFormats(t *testing.T) {
 }
 
 func TestAuditCommandDecrypts(t *testing.T) {
-	env := vspheretest.Start(t)
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "decrypt-me", Seed: 13, DiskSize: 8 << 20})
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "decrypt-me", Seed: 13, DiskSize: 8 << 20})
 	dir := t.TempDir()
 	repo, key := filepath.Join(dir, "repo"), filepath.Join(dir, "vtpm.key")
 	if _, stderr, code := cli(t, "init", "--repo", repo, "--generate-identity", key); code != exitOK {

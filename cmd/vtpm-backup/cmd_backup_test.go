@@ -10,6 +10,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // jsonLines decodes every line of out into a map.
@@ -53,9 +54,9 @@ func initLocalRepo(t *testing.T) string {
 }
 
 func TestBackupCommand(t *testing.T) {
-	env := vspheretest.Start(t)
-	a := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "cli-a", Seed: 1, DiskSize: 16 << 20})
-	b := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "cli-b", Seed: 2, DiskSize: 16 << 20})
+	env := simtest.Start(t)
+	a := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "cli-a", Seed: 1, DiskSize: 16 << 20})
+	b := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "cli-b", Seed: 2, DiskSize: 16 << 20})
 	repoDir := initLocalRepo(t)
 
 	args := append([]string{"--json", "--repo", repoDir}, vcArgs(env)...)
@@ -95,8 +96,8 @@ func TestBackupCommand(t *testing.T) {
 }
 
 func TestBackupCommandDryRunAndUsage(t *testing.T) {
-	env := vspheretest.Start(t)
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "dry", Seed: 3, DiskSize: 8 << 20})
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "dry", Seed: 3, DiskSize: 8 << 20})
 	repoDir := initLocalRepo(t)
 	base := append([]string{"--repo", repoDir}, vcArgs(env)...)
 
@@ -138,8 +139,8 @@ func TestBackupToS3(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
 	t.Setenv("AWS_REGION", srv.Region)
-	env := vspheretest.Start(t)
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "s3-vm", Seed: 4, DiskSize: 24 << 20})
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "s3-vm", Seed: 4, DiskSize: 24 << 20})
 	repoURL := "s3+http://" + srv.Endpoint + "/vtpm/site-a"
 	if _, stderr, code := cli(t, "init", "--repo", repoURL, "--recipient", newRecipient(t)); code != exitOK {
 		t.Fatalf("init: %s", stderr)
@@ -179,11 +180,11 @@ func TestBackupToS3(t *testing.T) {
 // TestBackupCommandByTag: --vsphere-tag selects exactly the tagged VMs; a
 // malformed or unknown tag is a usage error (exit 2).
 func TestBackupCommandByTag(t *testing.T) {
-	env := vspheretest.Start(t)
-	a := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "tagged-a", Seed: 4, DiskSize: 8 << 20})
-	b := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "tagged-b", Seed: 5, DiskSize: 8 << 20})
-	env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "untagged", Seed: 6, DiskSize: 8 << 20})
-	env.MustTag(t, "backup", "shard-a", a.VM, b.VM)
+	env := simtest.Start(t)
+	a := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "tagged-a", Seed: 4, DiskSize: 8 << 20})
+	b := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "tagged-b", Seed: 5, DiskSize: 8 << 20})
+	simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "untagged", Seed: 6, DiskSize: 8 << 20})
+	simtest.Tag(t, env, "backup", "shard-a", a.VM, b.VM)
 	repoDir := initLocalRepo(t)
 	base := append([]string{"--repo", repoDir, "--json"}, vcArgs(env)...)
 

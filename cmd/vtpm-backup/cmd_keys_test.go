@@ -5,10 +5,11 @@ import (
 	"testing"
 
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 func TestKeysProvidersCommand(t *testing.T) {
-	env := vspheretest.Start(t, vspheretest.EnvOptions{NativeProviderID: "nkp-prod", NativeHasBackup: false})
+	env := simtest.Start(t, vspheretest.EnvOptions{NativeProviderID: "nkp-prod", NativeHasBackup: false})
 	stdout, stderr, code := cli(t, append(vcArgs(env), "keys", "providers")...)
 	if code != exitOK {
 		t.Fatalf("keys providers: exit %d: %s", code, stderr)

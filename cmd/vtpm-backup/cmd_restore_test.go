@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // restoreFixture is a simulated vCenter with one vTPM VM backed up into a
@@ -21,8 +22,8 @@ type restoreFixture struct {
 
 func newRestoreFixture(t *testing.T, name string) *restoreFixture {
 	t.Helper()
-	env := vspheretest.Start(t)
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: name, Seed: 11, DiskSize: 8 << 20})
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: name, Seed: 11, DiskSize: 8 << 20})
 	dir := t.TempDir()
 	f := &restoreFixture{env: env, vm: vm, repo: filepath.Join(dir, "repo"), identity: filepath.Join(dir, "id.key")}
 	if _, stderr, code := cli(t, "init", "--repo", f.repo, "--generate-identity", f.identity, "--chunk-size", "1MiB"); code != exitOK {
@@ -149,7 +150,7 @@ func TestRestoreCommand(t *testing.T) {
 
 func TestRestoreCommandKeyMissing(t *testing.T) {
 	f := newRestoreFixture(t, "cli-dr")
-	other := vspheretest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
+	other := simtest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
 	stdout, stderr, code := cli(t, append(f.args(other), "restore", "cli-dr", "--identity", f.identity)...)
 	if code != exitNotReady {
 		t.Fatalf("exit %d, want %d: %s", code, exitNotReady, stderr)

@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // openPTY returns a pseudo-terminal pair: what the command writes to the
@@ -48,8 +49,8 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 // pseudo-terminal: a progress bar is drawn there (VM name, byte counters,
 // "done"), and none when stderr is not a terminal or --no-progress is given.
 func TestBackupProgressOnTerminal(t *testing.T) {
-	env := vspheretest.Start(t)
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "tty-vm", Seed: 7, DiskSize: 16 << 20})
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "tty-vm", Seed: 7, DiskSize: 16 << 20})
 	repoDir := initLocalRepo(t)
 	args := append(append([]string{"--repo", repoDir}, vcArgs(env)...), "backup", vm.Name)
 

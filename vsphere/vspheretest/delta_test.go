@@ -8,14 +8,15 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // AddDeltaDisk must leave the VM as ESXi leaves it after a user snapshot:
 // layoutEx reports a two-link chain (delta first, base last) and the .vmx
 // names the delta.
 func TestAddDeltaDisk(t *testing.T) {
-	env := vspheretest.Start(t)
-	vm := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "delta", Seed: 1, DiskSize: 8 << 20})
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "delta", Seed: 1, DiskSize: 8 << 20})
 	data := bytes.Repeat([]byte("changed block "), 1<<16)
 	d, err := env.AddDeltaDisk(t.Context(), vm, data)
 	if err != nil {

@@ -1,7 +1,10 @@
 // Package vspheretest runs a realistic vTPM VM inside govmomi's in-process
 // vCenter simulator (vcsim), for the tests of every package and for
 // `vtpm-backup demo`. It is a normal package, not a _test one: functions take
-// a context and return errors; Start and the *T helpers wrap them for tests.
+// a context and return errors, and nothing here imports testing, so the
+// demo does not link it into the release binary. Tests use the thin
+// wrappers of vspheretest/simtest (Start, CreateVTPMVM, Tag), which fail the
+// test on error and clean up with t.Cleanup.
 //
 // The simulator is faithful in inventory, tasks and faults, but not in VM
 // files and encryption. The gaps this package works around, and how:

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
-	"testing"
 	"unsafe"
 
 	"github.com/vmware/govmomi/crypto"
@@ -226,22 +225,6 @@ func keyAvailable(ctx *simulator.Context, key types.CryptoKeyId) bool {
 		}
 	})
 	return ok
-}
-
-// Start is NewEnv for tests: it fails the test on error and closes the env
-// in t.Cleanup.
-func Start(t testing.TB, opts ...EnvOptions) *Env {
-	t.Helper()
-	var o EnvOptions
-	if len(opts) > 0 {
-		o = opts[0]
-	}
-	env, err := NewEnv(context.Background(), o)
-	if err != nil {
-		t.Fatalf("start simulated vCenter: %v", err)
-	}
-	t.Cleanup(env.Close)
-	return env
 }
 
 var _ mo.Reference = (*simulator.CryptoManagerKmip)(nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"testing"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
@@ -74,13 +73,3 @@ func (e *Env) InjectFault(f Fault) {
 
 // ClearFaults removes every injected fault.
 func (e *Env) ClearFaults() { e.Model.Service.ClearFaultRules() }
-
-// MustCreateVTPMVM is CreateVTPMVM failing the test on error.
-func (e *Env) MustCreateVTPMVM(t testing.TB, o VMOptions) *VTPMVM {
-	t.Helper()
-	v, err := e.CreateVTPMVM(context.Background(), o)
-	if err != nil {
-		t.Fatalf("create vTPM VM %s: %v", o.Name, err)
-	}
-	return v
-}

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"testing"
 
 	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/vapi/tags"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	// Registers the vAPI endpoints (tagging, sessions) of a VPX simulator.
@@ -65,18 +63,4 @@ func (e *Env) TagObjects(ctx context.Context, category, tag string, refs ...type
 		}
 	}
 	return id, nil
-}
-
-// MustTag is TagObjects failing the test on error.
-func (e *Env) MustTag(t testing.TB, category, tag string, refs ...mo.Reference) string {
-	t.Helper()
-	rs := make([]types.ManagedObjectReference, 0, len(refs))
-	for _, r := range refs {
-		rs = append(rs, r.Reference())
-	}
-	id, err := e.TagObjects(context.Background(), category, tag, rs...)
-	if err != nil {
-		t.Fatalf("tag %s/%s: %v", category, tag, err)
-	}
-	return id
 }

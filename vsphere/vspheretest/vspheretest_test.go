@@ -15,10 +15,11 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 func TestCreateVTPMVM(t *testing.T) {
-	env := vspheretest.Start(t)
+	env := simtest.Start(t)
 	ctx := t.Context()
 	v, err := env.CreateVTPMVM(ctx, vspheretest.VMOptions{Name: "web01", DiskSize: 16 << 20, Seed: 7})
 	if err != nil {
@@ -86,7 +87,7 @@ func register(t *testing.T, env *vspheretest.Env, vmx, name string) (*object.Vir
 }
 
 func TestRegisterParsesVMX(t *testing.T) {
-	env := vspheretest.Start(t)
+	env := simtest.Start(t)
 	ctx := t.Context()
 	v, err := env.CreateVTPMVM(ctx, vspheretest.VMOptions{Name: "app01", DiskSize: 8 << 20, Seed: 3})
 	if err != nil {
@@ -121,8 +122,8 @@ func TestRegisterParsesVMX(t *testing.T) {
 }
 
 func TestRegisterRefusedWithoutKey(t *testing.T) {
-	src := vspheretest.Start(t)
-	dst := vspheretest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
+	src := simtest.Start(t)
+	dst := simtest.Start(t, vspheretest.EnvOptions{NoKeyProvider: true})
 	ctx := t.Context()
 	v, err := src.CreateVTPMVM(ctx, vspheretest.VMOptions{Name: "dc01", DiskSize: 4 << 20, Seed: 4})
 	if err != nil {
@@ -179,9 +180,9 @@ func TestDiskContent(t *testing.T) {
 }
 
 func TestHelpers(t *testing.T) {
-	env := vspheretest.Start(t)
+	env := simtest.Start(t)
 	ctx := t.Context()
-	v := env.MustCreateVTPMVM(t, vspheretest.VMOptions{Name: "h01", DiskSize: 1 << 20, NvramSize: 8 << 10})
+	v := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "h01", DiskSize: 1 << 20, NvramSize: 8 << 10})
 	got, err := env.ReadFile(ctx, v.Datastore, v.NvramPath)
 	if err != nil || !bytes.Equal(got, v.Nvram) {
 		t.Fatalf("ReadFile: %d bytes, %v", len(got), err)
@@ -219,7 +220,7 @@ func TestHelpers(t *testing.T) {
 }
 
 func TestNativeProvider(t *testing.T) {
-	env := vspheretest.Start(t, vspheretest.EnvOptions{NativeProviderID: "nkp-prod", NativeHasBackup: false})
+	env := simtest.Start(t, vspheretest.EnvOptions{NativeProviderID: "nkp-prod", NativeHasBackup: false})
 	ctx := t.Context()
 	m, err := crypto.GetManagerKmip(env.Client.Vim25())
 	if err != nil {
@@ -237,3 +238,4 @@ func TestNativeProvider(t *testing.T) {
 		t.Errorf("key %s/%s", v.ProviderID, v.KeyID)
 	}
 }
+
