@@ -51,6 +51,9 @@
 //     backing as parent (the simulator's layoutEx then reports the chain)
 //     and points the .vmx at the delta. Our own backup snapshot still
 //     creates no delta.
+//   - Destroy_Task deletes the home folder in a second task it does not
+//     wait for; DeleteVM waits for it, so it returns, as vCenter's
+//     Destroy_Task does, only once the folder is gone.
 //   - Fault rules (InjectFault) cover SOAP methods only, not the datastore
 //     HTTP file service.
 package vspheretest

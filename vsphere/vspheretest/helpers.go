@@ -29,9 +29,34 @@ func (e *Env) RemoveNvram(ctx context.Context, v *VTPMVM) error {
 	return e.Client.DeleteFile(ctx, v.Datastore, v.NvramPath)
 }
 
-// DeleteVM destroys the VM and its files (the "site burned" case).
+// DeleteVM destroys the VM and its files (the "site burned" case) and
+// returns once its home folder is gone, as vCenter's Destroy_Task does. The
+// simulator's Destroy_Task deletes the folder in a second task it does not
+// wait for, so a restore into the same folder right after could find it
+// still there.
 func (e *Env) DeleteVM(ctx context.Context, v *VTPMVM) error {
-	return e.Client.Destroy(ctx, v.VM)
+	if err := e.Client.Destroy(ctx, v.VM); err != nil {
+		return err
+	}
+	e.waitFileTasks()
+	switch ok, err := e.Client.Exists(ctx, v.Datastore, v.Dir); {
+	case err != nil:
+		return fmt.Errorf("delete VM %s: %w", v.Name, err)
+	case ok:
+		return fmt.Errorf("delete VM %s: its home folder [%s] %s/ is still there", v.Name, v.Datastore, v.Dir)
+	}
+	return nil
+}
+
+// waitFileTasks waits for every datastore file deletion the simulator has
+// started, finished or not (a finished task returns at once).
+func (e *Env) waitFileTasks() {
+	for _, obj := range e.Model.Map().AllReference("Task") {
+		// DescriptionId is set when the task is created and never changes.
+		if t, ok := obj.(*simulator.Task); ok && t.Info.DescriptionId == "FileManager.deleteDatastoreFile" {
+			t.Wait()
+		}
+	}
 }
 
 // Fault names a SOAP method to fail, for InjectFault.

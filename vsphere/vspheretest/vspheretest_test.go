@@ -11,6 +11,7 @@ import (
 	"github.com/vmware/govmomi/crypto"
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
@@ -239,3 +240,19 @@ func TestNativeProvider(t *testing.T) {
 	}
 }
 
+// DeleteVM returns once the home folder is gone, as vCenter's Destroy_Task
+// does; the simulator deletes it in a task of its own, delayed here so that
+// returning early would be seen.
+func TestDeleteVMWaitsForTheFolder(t *testing.T) {
+	simulator.TaskDelay.MethodDelay = map[string]int{"DeleteDatastoreFile": 300}
+	t.Cleanup(func() { simulator.TaskDelay.MethodDelay = nil })
+	env := simtest.Start(t)
+	ctx := t.Context()
+	v := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "gone01", DiskSize: 1 << 20})
+	if err := env.DeleteVM(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := env.Client.Exists(ctx, v.Datastore, v.Dir); err != nil || ok {
+		t.Fatalf("home folder after DeleteVM: exists %v, %v", ok, err)
+	}
+}
