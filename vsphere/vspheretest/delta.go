@@ -29,18 +29,9 @@ type DeltaDisk struct {
 // where ESXi writes "-delta.vmdk" or "-sesparse.vmdk": the chain is what
 // matters to backup and restore.)
 func (e *Env) AddDeltaDisk(ctx context.Context, v *VTPMVM, data []byte) (*DeltaDisk, error) {
-	devs, err := v.VM.Device(ctx)
+	disk, parent, err := onlyDisk(ctx, v)
 	if err != nil {
 		return nil, fmt.Errorf("add delta disk to %s: %w", v.Name, err)
-	}
-	disks := devs.SelectByType((*types.VirtualDisk)(nil))
-	if len(disks) != 1 {
-		return nil, fmt.Errorf("add delta disk to %s: %d disks, want 1", v.Name, len(disks))
-	}
-	disk := disks[0].(*types.VirtualDisk)
-	parent, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
-	if !ok {
-		return nil, fmt.Errorf("add delta disk to %s: backing %T", v.Name, disk.Backing)
 	}
 	var dp object.DatastorePath
 	if !dp.FromString(parent.FileName) {
@@ -56,7 +47,50 @@ func (e *Env) AddDeltaDisk(ctx context.Context, v *VTPMVM, data []byte) (*DeltaD
 		ExtentPath:     path.Join(v.Dir, name+"-flat.vmdk"),
 		Data:           data,
 	}
-	desc := fmt.Sprintf(`# Disk DescriptorFile
+	desc := deltaDescriptor(path.Base(dp.Path), path.Base(d.ExtentPath), len(data))
+	c := e.Client
+	if err := c.Upload(ctx, v.Datastore, d.DescriptorPath, strings.NewReader(desc), int64(len(desc))); err != nil {
+		return nil, err
+	}
+	if err := c.Upload(ctx, v.Datastore, d.ExtentPath, bytes.NewReader(data), int64(len(data))); err != nil {
+		return nil, err
+	}
+	if err := setDeltaBacking(ctx, v, disk, parent, d.DescriptorPath); err != nil {
+		return nil, fmt.Errorf("add delta disk to %s: %w", v.Name, err)
+	}
+	// ESXi points the .vmx at the new top of the chain; so does the
+	// fixture, so a restore registers the VM on the delta.
+	if err := e.replaceVMXDisk(ctx, v, path.Base(dp.Path), path.Base(d.DescriptorPath)); err != nil {
+		return nil, err
+	}
+	if err := c.RefreshStorageInfo(ctx, v.VM); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// onlyDisk returns the fixture VM's one disk and its flat backing.
+func onlyDisk(ctx context.Context, v *VTPMVM) (*types.VirtualDisk, *types.VirtualDiskFlatVer2BackingInfo, error) {
+	devs, err := v.VM.Device(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	disks := devs.SelectByType((*types.VirtualDisk)(nil))
+	if len(disks) != 1 {
+		return nil, nil, fmt.Errorf("%d disks, want 1", len(disks))
+	}
+	disk := disks[0].(*types.VirtualDisk)
+	backing, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+	if !ok {
+		return nil, nil, fmt.Errorf("backing %T", disk.Backing)
+	}
+	return disk, backing, nil
+}
+
+// deltaDescriptor is the descriptor ESXi writes for a delta link of size
+// bytes on top of the parent descriptor.
+func deltaDescriptor(parent, extent string, size int) string {
+	return fmt.Sprintf(`# Disk DescriptorFile
 version=1
 encoding="UTF-8"
 CID=fffffffe
@@ -71,16 +105,14 @@ RW %d VMFSSPARSE "%s"
 #DDB
 
 ddb.longContentID = "%x"
-`, path.Base(dp.Path), len(data)/512, path.Base(d.ExtentPath), len(data))
-	c := e.Client
-	if err := c.Upload(ctx, v.Datastore, d.DescriptorPath, strings.NewReader(desc), int64(len(desc))); err != nil {
-		return nil, err
-	}
-	if err := c.Upload(ctx, v.Datastore, d.ExtentPath, bytes.NewReader(data), int64(len(data))); err != nil {
-		return nil, err
-	}
+`, parent, size/512, extent, size)
+}
+
+// setDeltaBacking reconfigures disk onto the delta descriptor (relative to
+// the datastore), with the current backing as its parent.
+func setDeltaBacking(ctx context.Context, v *VTPMVM, disk *types.VirtualDisk, parent *types.VirtualDiskFlatVer2BackingInfo, descriptor string) error {
 	delta := *parent
-	delta.FileName = fmt.Sprintf("[%s] %s", v.Datastore, d.DescriptorPath)
+	delta.FileName = fmt.Sprintf("[%s] %s", v.Datastore, descriptor)
 	delta.Parent = parent
 	delta.Uuid = ""
 	disk.Backing = &delta
@@ -89,28 +121,26 @@ ddb.longContentID = "%x"
 	}}
 	task, err := v.VM.Reconfigure(ctx, spec)
 	if err != nil {
-		return nil, fmt.Errorf("add delta disk to %s: %w", v.Name, err)
+		return err
 	}
-	if err := task.Wait(ctx); err != nil {
-		return nil, fmt.Errorf("add delta disk to %s: %w", v.Name, err)
-	}
-	// ESXi points the .vmx at the new top of the chain; so does the
-	// fixture, so a restore registers the VM on the delta.
+	return task.Wait(ctx)
+}
+
+// replaceVMXDisk points scsi0:0 of the VM's .vmx from the descriptor file
+// from to the descriptor file to (names in the home folder) and uploads it.
+func (e *Env) replaceVMXDisk(ctx context.Context, v *VTPMVM, from, to string) error {
 	vmx, err := e.ReadFile(ctx, v.Datastore, v.VMXPath)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	old := fmt.Sprintf("scsi0:0.fileName = %q", path.Base(dp.Path))
-	if !bytes.Contains(vmx, []byte(old)) {
-		return nil, fmt.Errorf("add delta disk to %s: the .vmx has no %s", v.Name, old)
+	entry := fmt.Sprintf("scsi0:0.fileName = %q", from)
+	if !bytes.Contains(vmx, []byte(entry)) {
+		return fmt.Errorf("add delta disk to %s: the .vmx has no %s", v.Name, entry)
 	}
-	vmx = bytes.Replace(vmx, []byte(old), []byte(fmt.Sprintf("scsi0:0.fileName = %q", path.Base(d.DescriptorPath))), 1)
-	if err := c.Upload(ctx, v.Datastore, v.VMXPath, bytes.NewReader(vmx), int64(len(vmx))); err != nil {
-		return nil, err
+	vmx = bytes.Replace(vmx, []byte(entry), []byte(fmt.Sprintf("scsi0:0.fileName = %q", to)), 1)
+	if err := e.Client.Upload(ctx, v.Datastore, v.VMXPath, bytes.NewReader(vmx), int64(len(vmx))); err != nil {
+		return err
 	}
 	v.VMX = vmx
-	if err := c.RefreshStorageInfo(ctx, v.VM); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return nil
 }

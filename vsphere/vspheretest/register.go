@@ -247,6 +247,23 @@ var scsiDisk = regexp.MustCompile(`^scsi(\d+):(\d+)\.filename$`)
 // configSpec turns vmx entries into the reconfiguration ESXi effectively
 // applies when it loads the vmx.
 func (v vmxFile) configSpec(ctx *simulator.Context, vmxPath object.DatastorePath, key *types.CryptoKeyId) (types.VirtualMachineConfigSpec, types.BaseMethodFault) {
+	spec, fault := v.baseSpec(vmxPath, key)
+	if fault != nil {
+		return spec, fault
+	}
+	disks := v.disks(vmxPath)
+	spec.DeviceChange = append(spec.DeviceChange, v.controllers(disks)...)
+	devs, fault := diskDevices(ctx, disks)
+	if fault != nil {
+		return spec, fault
+	}
+	spec.DeviceChange = append(spec.DeviceChange, devs...)
+	return spec, nil
+}
+
+// baseSpec is everything but the SCSI devices: firmware, hardware version,
+// secure boot, nvram, the encryption key and the vTPM.
+func (v vmxFile) baseSpec(vmxPath object.DatastorePath, key *types.CryptoKeyId) (types.VirtualMachineConfigSpec, types.BaseMethodFault) {
 	spec := types.VirtualMachineConfigSpec{Firmware: v["firmware"]}
 	if spec.Firmware == "" {
 		spec.Firmware = string(types.GuestOsDescriptorFirmwareTypeBios)
@@ -270,13 +287,19 @@ func (v vmxFile) configSpec(ctx *simulator.Context, vmxPath object.DatastorePath
 			Device:    &types.VirtualTPM{VirtualDevice: types.VirtualDevice{Key: -50}},
 		})
 	}
+	return spec, nil
+}
 
-	type disk struct {
-		bus, unit int32
-		file      string
-	}
-	var disks []disk
-	buses := map[int32]bool{}
+// vmxDisk is one present scsiX:Y disk of a vmx.
+type vmxDisk struct {
+	bus, unit int32
+	file      string // "[ds] dir/name.vmdk"
+}
+
+// disks lists the present SCSI disks by bus and unit, their file names
+// made absolute against the vmx's folder.
+func (v vmxFile) disks(vmxPath object.DatastorePath) []vmxDisk {
+	var disks []vmxDisk
 	for k, file := range v {
 		m := scsiDisk.FindStringSubmatch(k)
 		if m == nil || !strings.EqualFold(v[fmt.Sprintf("scsi%s:%s.present", m[1], m[2])], "TRUE") {
@@ -287,23 +310,33 @@ func (v vmxFile) configSpec(ctx *simulator.Context, vmxPath object.DatastorePath
 		if !strings.HasPrefix(file, "[") {
 			file = fmt.Sprintf("[%s] %s", vmxPath.Datastore, path.Join(path.Dir(vmxPath.Path), file))
 		}
-		disks = append(disks, disk{int32(bus), int32(unit), file})
-		buses[int32(bus)] = true
+		disks = append(disks, vmxDisk{int32(bus), int32(unit), file})
 	}
 	sort.Slice(disks, func(i, j int) bool {
 		return disks[i].bus < disks[j].bus || disks[i].bus == disks[j].bus && disks[i].unit < disks[j].unit
 	})
-	dc := ctx.Map.Any("Datacenter").(*simulator.Datacenter)
-	for bus := range buses {
+	return disks
+}
+
+// controllers adds one SCSI controller (of the vmx's scsiN.virtualDev type)
+// per bus the disks use; controller keys are -100-bus.
+func (v vmxFile) controllers(disks []vmxDisk) []types.BaseVirtualDeviceConfigSpec {
+	var out []types.BaseVirtualDeviceConfigSpec
+	buses := map[int32]bool{}
+	for _, d := range disks {
+		if buses[d.bus] {
+			continue
+		}
+		buses[d.bus] = true
 		ctrl := types.VirtualSCSIController{
 			SharedBus: types.VirtualSCSISharingNoSharing,
 			VirtualController: types.VirtualController{
-				BusNumber:     bus,
-				VirtualDevice: types.VirtualDevice{Key: -100 - bus},
+				BusNumber:     d.bus,
+				VirtualDevice: types.VirtualDevice{Key: -100 - d.bus},
 			},
 		}
 		var dev types.BaseVirtualDevice
-		switch v[fmt.Sprintf("scsi%d.virtualdev", bus)] {
+		switch v[fmt.Sprintf("scsi%d.virtualdev", d.bus)] {
 		case "lsilogic":
 			dev = &types.VirtualLsiLogicController{VirtualSCSIController: ctrl}
 		case "lsisas1068":
@@ -311,18 +344,24 @@ func (v vmxFile) configSpec(ctx *simulator.Context, vmxPath object.DatastorePath
 		default:
 			dev = &types.ParaVirtualSCSIController{VirtualSCSIController: ctrl}
 		}
-		spec.DeviceChange = append(spec.DeviceChange, &types.VirtualDeviceConfigSpec{
-			Operation: types.VirtualDeviceConfigSpecOperationAdd, Device: dev,
-		})
+		out = append(out, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationAdd, Device: dev})
 	}
+	return out
+}
+
+// diskDevices adds each disk on its controller, with the capacity its
+// descriptor states.
+func diskDevices(ctx *simulator.Context, disks []vmxDisk) ([]types.BaseVirtualDeviceConfigSpec, types.BaseMethodFault) {
+	dc := ctx.Map.Any("Datacenter").(*simulator.Datacenter)
+	var out []types.BaseVirtualDeviceConfigSpec
 	for i, d := range disks {
 		desc, _, fault := ctx.Map.FileManager().DiskDescriptor(ctx, &dc.Self, d.file)
 		if fault != nil {
-			return spec, fault
+			return nil, fault
 		}
 		unit := d.unit
 		capacity := int64(desc.Capacity())
-		spec.DeviceChange = append(spec.DeviceChange, &types.VirtualDeviceConfigSpec{
+		out = append(out, &types.VirtualDeviceConfigSpec{
 			Operation: types.VirtualDeviceConfigSpecOperationAdd,
 			Device: &types.VirtualDisk{
 				VirtualDevice: types.VirtualDevice{
@@ -340,7 +379,7 @@ func (v vmxFile) configSpec(ctx *simulator.Context, vmxPath object.DatastorePath
 			},
 		})
 	}
-	return spec, nil
+	return out, nil
 }
 
 var _ mo.Reference = (*registeringFolder)(nil)

@@ -69,40 +69,103 @@ func (v *VTPMVM) DatastorePath(p string) string { return fmt.Sprintf("[%s] %s", 
 // realistic home contents over the datastore file service: a .vmx text, a
 // random .nvram and disk data with zero, repeated and random regions.
 func (e *Env) CreateVTPMVM(ctx context.Context, o VMOptions) (*VTPMVM, error) {
+	if err := o.setDefaults(e.ProviderID); err != nil {
+		return nil, err
+	}
+	vm, err := e.createVM(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if !o.NoEncrypt {
+		if err := encrypt(ctx, vm, o.ProviderID); err != nil {
+			return nil, fmt.Errorf("encrypt VM %s with provider %s: %w", o.Name, o.ProviderID, err)
+		}
+	}
+	out, err := e.describe(ctx, vm, o)
+	if err != nil {
+		return nil, err
+	}
+	out.generateHome(o)
+	if err := e.uploadHome(ctx, out, o.Seed); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// setDefaults fills the blank options and refuses impossible ones.
+func (o *VMOptions) setDefaults(envProvider string) error {
 	if o.Name == "" {
-		return nil, fmt.Errorf("create vTPM VM: a name is required")
+		return fmt.Errorf("create vTPM VM: a name is required")
 	}
 	if o.DiskSize == 0 {
 		o.DiskSize = DefaultDiskSize
 	}
 	if o.DiskSize%(1<<20) != 0 {
-		return nil, fmt.Errorf("create vTPM VM %s: disk size %d is not a multiple of 1 MiB", o.Name, o.DiskSize)
+		return fmt.Errorf("create vTPM VM %s: disk size %d is not a multiple of 1 MiB", o.Name, o.DiskSize)
 	}
 	if o.NvramSize == 0 {
 		o.NvramSize = DefaultNvramSize
 	}
 	if o.ProviderID == "" {
-		o.ProviderID = e.ProviderID
+		o.ProviderID = envProvider
 	}
 	if !o.NoEncrypt && o.ProviderID == "" {
-		return nil, fmt.Errorf("create vTPM VM %s: no key provider on this vCenter", o.Name)
+		return fmt.Errorf("create vTPM VM %s: no key provider on this vCenter", o.Name)
 	}
 	if o.Folder == "" {
 		o.Folder = VMFolder
 	}
-	c := e.Client
-	folder, err := c.FindFolder(ctx, o.Folder)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := c.FindResourcePool(ctx, ResourcePool)
-	if err != nil {
-		return nil, err
-	}
+	return nil
+}
 
+// createVM creates the (still plain) VM in o.Folder and the fixture's pool.
+func (e *Env) createVM(ctx context.Context, o VMOptions) (*object.VirtualMachine, error) {
+	folder, err := e.Client.FindFolder(ctx, o.Folder)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := e.Client.FindResourcePool(ctx, ResourcePool)
+	if err != nil {
+		return nil, err
+	}
+	task, err := folder.CreateVM(ctx, vTPMConfigSpec(o), pool, nil)
+	if err != nil {
+		return nil, fmt.Errorf("create VM %s: %w", o.Name, err)
+	}
+	info, err := task.WaitForResult(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("create VM %s: %w", o.Name, err)
+	}
+	return object.NewVirtualMachine(e.Client.Vim25(), info.Result.(types.ManagedObjectReference)), nil
+}
+
+// vTPMConfigSpec is the creation spec of a vTPM VM as the vSphere Client
+// makes it: EFI with secure boot, vmx-19, a PVSCSI controller with one thin
+// disk, and a VirtualTPM.
+func vTPMConfigSpec(o VMOptions) types.VirtualMachineConfigSpec {
 	ctrlKey := int32(-100)
 	unit := int32(0)
-	spec := types.VirtualMachineConfigSpec{
+	add := func(d types.BaseVirtualDevice) *types.VirtualDeviceConfigSpec {
+		return &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationAdd, Device: d}
+	}
+	disk := add(&types.VirtualDisk{
+		VirtualDevice: types.VirtualDevice{
+			Key:           -101,
+			ControllerKey: ctrlKey,
+			UnitNumber:    &unit,
+			Backing: &types.VirtualDiskFlatVer2BackingInfo{
+				DiskMode:        string(types.VirtualDiskModePersistent),
+				ThinProvisioned: types.NewBool(true),
+				VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{
+					FileName: fmt.Sprintf("[%s] %s/%s.vmdk", Datastore, o.Name, o.Name),
+				},
+			},
+		},
+		CapacityInBytes: o.DiskSize,
+		CapacityInKB:    o.DiskSize / 1024,
+	})
+	disk.FileOperation = types.VirtualDeviceConfigSpecFileOperationCreate
+	return types.VirtualMachineConfigSpec{
 		Name:     o.Name,
 		GuestId:  "windows2019srvNext_64Guest",
 		NumCPUs:  2,
@@ -114,74 +177,45 @@ func (e *Env) CreateVTPMVM(ctx context.Context, o VMOptions) (*VTPMVM, error) {
 		},
 		Files: &types.VirtualMachineFileInfo{VmPathName: fmt.Sprintf("[%s]", Datastore)},
 		DeviceChange: []types.BaseVirtualDeviceConfigSpec{
-			&types.VirtualDeviceConfigSpec{
-				Operation: types.VirtualDeviceConfigSpecOperationAdd,
-				Device: &types.ParaVirtualSCSIController{VirtualSCSIController: types.VirtualSCSIController{
-					SharedBus: types.VirtualSCSISharingNoSharing,
-					VirtualController: types.VirtualController{
-						BusNumber:     0,
-						VirtualDevice: types.VirtualDevice{Key: ctrlKey},
-					},
-				}},
-			},
-			&types.VirtualDeviceConfigSpec{
-				Operation:     types.VirtualDeviceConfigSpecOperationAdd,
-				FileOperation: types.VirtualDeviceConfigSpecFileOperationCreate,
-				Device: &types.VirtualDisk{
-					VirtualDevice: types.VirtualDevice{
-						Key:           -101,
-						ControllerKey: ctrlKey,
-						UnitNumber:    &unit,
-						Backing: &types.VirtualDiskFlatVer2BackingInfo{
-							DiskMode:        string(types.VirtualDiskModePersistent),
-							ThinProvisioned: types.NewBool(true),
-							VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{
-								FileName: fmt.Sprintf("[%s] %s/%s.vmdk", Datastore, o.Name, o.Name),
-							},
-						},
-					},
-					CapacityInBytes: o.DiskSize,
-					CapacityInKB:    o.DiskSize / 1024,
+			add(&types.ParaVirtualSCSIController{VirtualSCSIController: types.VirtualSCSIController{
+				SharedBus: types.VirtualSCSISharingNoSharing,
+				VirtualController: types.VirtualController{
+					BusNumber:     0,
+					VirtualDevice: types.VirtualDevice{Key: ctrlKey},
 				},
-			},
-			&types.VirtualDeviceConfigSpec{
-				Operation: types.VirtualDeviceConfigSpecOperationAdd,
-				Device:    &types.VirtualTPM{VirtualDevice: types.VirtualDevice{Key: -102}},
-			},
+			}}),
+			disk,
+			add(&types.VirtualTPM{VirtualDevice: types.VirtualDevice{Key: -102}}),
 		},
 	}
-	task, err := folder.CreateVM(ctx, spec, pool, nil)
-	if err != nil {
-		return nil, fmt.Errorf("create VM %s: %w", o.Name, err)
-	}
-	info, err := task.WaitForResult(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("create VM %s: %w", o.Name, err)
-	}
-	ref := info.Result.(types.ManagedObjectReference)
-	vm := object.NewVirtualMachine(c.Vim25(), ref)
+}
 
-	if !o.NoEncrypt {
-		task, err := vm.Reconfigure(ctx, types.VirtualMachineConfigSpec{
-			Crypto: &types.CryptoSpecEncrypt{CryptoKeyId: types.CryptoKeyId{
-				ProviderId: &types.KeyProviderId{Id: o.ProviderID},
-			}},
-		})
-		if err == nil {
-			err = task.Wait(ctx)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("encrypt VM %s with provider %s: %w", o.Name, o.ProviderID, err)
-		}
+// encrypt encrypts the VM home with a new key of providerID.
+func encrypt(ctx context.Context, vm *object.VirtualMachine, providerID string) error {
+	task, err := vm.Reconfigure(ctx, types.VirtualMachineConfigSpec{
+		Crypto: &types.CryptoSpecEncrypt{CryptoKeyId: types.CryptoKeyId{
+			ProviderId: &types.KeyProviderId{Id: providerID},
+		}},
+	})
+	if err != nil {
+		return err
 	}
+	return task.Wait(ctx)
+}
 
-	vi, err := c.VMInfo(ctx, vm)
+// describe reads back what vCenter made of the VM: home folder, key and
+// file paths.
+func (e *Env) describe(ctx context.Context, vm *object.VirtualMachine, o VMOptions) (*VTPMVM, error) {
+	vi, err := e.Client.VMInfo(ctx, vm)
 	if err != nil {
 		return nil, err
 	}
+	if len(vi.Disks) != 1 {
+		return nil, fmt.Errorf("create VM %s: expected 1 disk, got %d", o.Name, len(vi.Disks))
+	}
 	out := &VTPMVM{
 		VM:        vm,
-		Ref:       ref,
+		Ref:       vm.Reference(),
 		Name:      o.Name,
 		Datastore: vi.HomeDatastore,
 		Dir:       vi.HomeDir,
@@ -193,43 +227,47 @@ func (e *Env) CreateVTPMVM(ctx context.Context, o VMOptions) (*VTPMVM, error) {
 			out.ProviderID = vi.KeyID.ProviderId.Id
 		}
 	}
-	if len(vi.Disks) != 1 {
-		return nil, fmt.Errorf("create VM %s: expected 1 disk, got %d", o.Name, len(vi.Disks))
-	}
 	var desc object.DatastorePath
 	desc.FromString(vi.Disks[0].FileName)
 	out.DescriptorPath = desc.Path
 	out.FlatPath = strings.TrimSuffix(desc.Path, ".vmdk") + "-flat.vmdk"
 	out.VMXPath = path.Join(out.Dir, o.Name+".vmx")
 	out.NvramPath = path.Join(out.Dir, o.Name+".nvram")
+	return out, nil
+}
 
+// generateHome makes the .nvram (random bytes of o.Seed) and the .vmx text.
+func (v *VTPMVM) generateHome(o VMOptions) {
 	rng := rand.New(rand.NewChaCha8(seedBytes(o.Seed, "nvram")))
-	out.Nvram = make([]byte, o.NvramSize)
-	for i := range out.Nvram {
-		out.Nvram[i] = byte(rng.Uint32())
+	v.Nvram = make([]byte, o.NvramSize)
+	for i := range v.Nvram {
+		v.Nvram[i] = byte(rng.Uint32())
 	}
-	out.NvramSHA256 = sha256.Sum256(out.Nvram)
-	out.VMX = VMXText(VMXParams{
-		Name: o.Name, Nvram: path.Base(out.NvramPath), Disk: path.Base(out.DescriptorPath),
-		KeyID: out.KeyID, ProviderID: out.ProviderID, Seed: o.Seed,
+	v.NvramSHA256 = sha256.Sum256(v.Nvram)
+	v.VMX = VMXText(VMXParams{
+		Name: o.Name, Nvram: path.Base(v.NvramPath), Disk: path.Base(v.DescriptorPath),
+		KeyID: v.KeyID, ProviderID: v.ProviderID, Seed: o.Seed,
 	})
+}
 
-	if err := c.Upload(ctx, out.Datastore, out.VMXPath, bytes.NewReader(out.VMX), int64(len(out.VMX))); err != nil {
-		return nil, err
+// uploadHome writes the .vmx, the .nvram and the disk content of seed over
+// the datastore file service, then has vCenter rescan the files (layoutEx
+// sizes change only then in the simulator).
+func (e *Env) uploadHome(ctx context.Context, v *VTPMVM, seed uint64) error {
+	c := e.Client
+	if err := c.Upload(ctx, v.Datastore, v.VMXPath, bytes.NewReader(v.VMX), int64(len(v.VMX))); err != nil {
+		return err
 	}
-	if err := c.Upload(ctx, out.Datastore, out.NvramPath, bytes.NewReader(out.Nvram), int64(len(out.Nvram))); err != nil {
-		return nil, err
+	if err := c.Upload(ctx, v.Datastore, v.NvramPath, bytes.NewReader(v.Nvram), int64(len(v.Nvram))); err != nil {
+		return err
 	}
 	h := sha256.New()
-	disk := io.TeeReader(NewDiskContent(o.Seed, o.DiskSize), h)
-	if err := c.Upload(ctx, out.Datastore, out.FlatPath, disk, o.DiskSize); err != nil {
-		return nil, err
+	disk := io.TeeReader(NewDiskContent(seed, v.DiskSize), h)
+	if err := c.Upload(ctx, v.Datastore, v.FlatPath, disk, v.DiskSize); err != nil {
+		return err
 	}
-	copy(out.DiskSHA256[:], h.Sum(nil))
-	if err := c.RefreshStorageInfo(ctx, vm); err != nil {
-		return nil, err
-	}
-	return out, nil
+	copy(v.DiskSHA256[:], h.Sum(nil))
+	return c.RefreshStorageInfo(ctx, v.VM)
 }
 
 func seedBytes(seed uint64, purpose string) [32]byte {
