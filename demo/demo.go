@@ -12,13 +12,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/vtpm-backup/vtpm-backup/audit"
 	"github.com/vtpm-backup/vtpm-backup/backup"
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/restore"
@@ -46,6 +46,9 @@ type Options struct {
 	Ready func(env map[string]string)
 	// ToolVersion goes into the manifest.
 	ToolVersion string
+	// Clock seeds the VM's content and dates the identity; default the
+	// system clock.
+	Clock clock.Clock
 }
 
 // Reporter receives the demo's narration.
@@ -69,12 +72,16 @@ func (e *StepError) Error() string {
 func (e *StepError) Unwrap() error { return e.Err }
 
 // Run runs the demo. It returns nil only when every check passed.
-func Run(ctx context.Context, opts Options, r Reporter) (err error) {
+func Run(ctx context.Context, opts Options, r Reporter) error {
 	if opts.DiskSize == 0 {
 		opts.DiskSize = 64 << 20
 	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real()
+	}
 	dir := opts.Dir
 	if dir == "" {
+		var err error
 		if dir, err = os.MkdirTemp("", "vtpm-backup-demo-"); err != nil {
 			return err
 		}
@@ -82,275 +89,284 @@ func Run(ctx context.Context, opts Options, r Reporter) (err error) {
 			defer os.RemoveAll(dir)
 		}
 	}
-	n := 0
-	step := func(title, why string, f func() error) error {
-		n++
-		r.Step(n, title, why)
-		if err := f(); err != nil {
-			return &StepError{Step: n, Title: title, Err: err}
+	d := &run{
+		opts:    opts,
+		r:       r,
+		idPath:  filepath.Join(dir, "identity.txt"),
+		repoDir: filepath.Join(dir, "repo"),
+	}
+	defer d.close()
+	for i, s := range steps {
+		r.Step(i+1, s.title, s.why)
+		if err := s.run(d, ctx); err != nil {
+			return &StepError{Step: i + 1, Title: s.title, Err: err}
 		}
-		return nil
 	}
-
-	var (
-		env  *vspheretest.Env
-		vm   *vspheretest.VTPMVM
-		repo *repository.Repository
-		res  *backup.Result
-		m    *repository.Manifest
-	)
-	defer func() {
-		if env != nil {
-			env.Close()
-		}
-	}()
-
-	if err := step("start a simulated vCenter with a key provider and a vTPM VM",
-		"a vTPM VM needs EFI firmware, hardware version 14+, and a key provider whose key encrypts its home files (.vmx, .nvram)",
-		func() error {
-			var err error
-			if env, err = vspheretest.NewEnv(ctx, vspheretest.EnvOptions{}); err != nil {
-				return err
-			}
-			if vm, err = env.CreateVTPMVM(ctx, vspheretest.VMOptions{Name: VMName, Seed: uint64(time.Now().UnixNano()), DiskSize: opts.DiskSize}); err != nil {
-				return err
-			}
-			r.Detail("vCenter %s, VM %s (%s): firmware efi, vTPM present, key %s of provider %s", env.URL.Host, vm.Name, vm.Ref.Value, vm.KeyID, vm.ProviderID)
-			r.Detail("its .nvram (the TPM state) is %d bytes, SHA-256 %x", len(vm.Nvram), vm.NvramSHA256[:8])
-			return nil
-		}); err != nil {
-		return err
-	}
-
-	idPath := filepath.Join(dir, "identity.txt")
-	repoDir := filepath.Join(dir, "repo")
-	if err := step("create an encrypted repository",
-		"backups are encrypted with age to a public key: the backup host cannot read them; only the offline identity can",
-		func() error {
-			pub, err := repository.GenerateIdentityFile(idPath, time.Now())
-			if err != nil {
-				return err
-			}
-			be, err := local.New(repoDir)
-			if err != nil {
-				return err
-			}
-			if repo, err = repository.Init(ctx, be, repository.InitOptions{Recipients: []string{pub}}); err != nil {
-				return err
-			}
-			r.Detail("repository %s, recipient %s", repoDir, pub)
-			r.Detail("identity (private key) %s: keep it offline in real life", idPath)
-			return nil
-		}); err != nil {
-		return err
-	}
-
-	if err := step("back up the VM",
-		"home files (the .nvram above all) are copied before a temporary snapshot, the disk is streamed in deduplicated chunks, and the key IDs are recorded",
-		func() error {
-			var err error
-			if res, err = backupOnce(ctx, env, repo, opts.ToolVersion); err != nil {
-				return err
-			}
-			m = res.Manifest
-			nv := m.FileByType(repository.FileNvram)
-			if len(nv) != 1 || nv[0].SHA256 != fmt.Sprintf("%x", vm.NvramSHA256) {
-				return fmt.Errorf("the manifest does not record the .nvram with its SHA-256")
-			}
-			r.Detail("backup %s: %d files, %d bytes read, %d bytes stored (%d new, %d zero chunks)", res.BackupID, len(m.Files), res.BytesRead, res.BytesUploaded, res.ChunksNew, res.ChunksZero)
-			for _, k := range m.Keys {
-				r.Detail("recorded key %s of provider %s (%s) for %s", k.KeyID, k.ProviderID, k.ProviderType, k.Use)
-			}
-			snaps, err := env.Client.FindSnapshots(ctx, vm.VM, backup.SnapshotPrefix)
-			if err != nil || len(snaps) != 0 {
-				return fmt.Errorf("the temporary snapshot was not removed (%d left, %v)", len(snaps), err)
-			}
-			r.Detail("temporary snapshot removed")
-			return nil
-		}); err != nil {
-		return err
-	}
-
-	if err := step("back up again",
-		"the nightly run uploads only what changed: chunks the previous backup stored are skipped",
-		func() error {
-			again, err := backupOnce(ctx, env, repo, opts.ToolVersion)
-			if err != nil {
-				return err
-			}
-			r.Detail("backup %s: %d chunks known, %d new, %d bytes uploaded", again.BackupID, again.ChunksKnown, again.ChunksNew, again.BytesUploaded)
-			return nil
-		}); err != nil {
-		return err
-	}
-
-	if err := step("list the backups", "each backup is one manifest; IDs sort by time", func() error {
-		cat, err := repository.LoadCatalog(ctx, repo)
-		if err != nil {
-			return err
-		}
-		for _, b := range cat.Backups(VMName) {
-			r.Detail("%s  %s", b.ID, b.Time.Format(time.RFC3339))
-		}
-		if len(cat.Backups(VMName)) != 2 {
-			return fmt.Errorf("want 2 backups of %s, found %d", VMName, len(cat.Backups(VMName)))
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-
-	ids, err := repository.LoadIdentityFile(idPath)
-	if err != nil {
-		return err
-	}
-	repo.SetIdentities(ids)
-
-	if err := step("audit restore readiness",
-		"every morning: are all chunks there and intact, is the .nvram in the backup, are the keys available on the vCenter we would restore to?",
-		func() error {
-			rep, err := audit.Run(ctx, repo, env.Client, audit.Options{ReadData: true})
-			if err != nil {
-				return err
-			}
-			for _, row := range rep.VMs {
-				verdict := "READY"
-				if !row.Ready {
-					verdict = "NOT READY"
-				}
-				r.Detail("%s: %s (backup %s, %d objects decrypted and verified, keys available: %v)", row.VM, verdict, row.BackupID, row.ObjectsRead, row.KeysOK)
-				for _, why := range row.Reasons {
-					r.Detail("  %s", why)
-				}
-			}
-			if !rep.Ready() {
-				return errors.New("the audit found the backup not ready")
-			}
-			return nil
-		}); err != nil {
-		return err
-	}
-
-	var restored *restore.Result
-	if err := step("restore under a new name beside the original",
-		"the key is checked on the vCenter first; the files keep their names in a new folder (the encrypted .vmx cannot be rewritten) and the VM is registered under the new name",
-		func() error {
-			sel, err := restore.Select(ctx, repo, VMName+"@latest")
-			if err != nil {
-				return err
-			}
-			plan, err := restore.Preflight(ctx, env.Client, repo, sel, restore.Options{Name: RestoredName})
-			if err != nil {
-				return err
-			}
-			if restored, err = restore.Run(ctx, env.Client, repo, plan); err != nil {
-				return err
-			}
-			r.Detail("registered %s as %s from %s", restored.Name, restored.MoRef, restored.VMXPath)
-			return nil
-		}); err != nil {
-		return err
-	}
-
-	if err := step("verify the restored VM",
-		"the restored .nvram must equal the original byte for byte, and the VM must carry the same key and a vTPM",
-		func() error {
-			ds := vm.Datastore
-			got, err := download(ctx, env, ds, RestoredName+"/"+filepath.Base(vm.NvramPath))
-			if err != nil {
-				return err
-			}
-			if !bytes.Equal(got, vm.Nvram) {
-				return fmt.Errorf("restored .nvram differs from the original (SHA-256 %x, want %x)", sha256.Sum256(got), vm.NvramSHA256)
-			}
-			r.Detail("restored .nvram: %d bytes, identical to the original", len(got))
-			rvm, err := env.Client.FindVM(ctx, RestoredName)
-			if err != nil {
-				return err
-			}
-			info, err := env.Client.VMInfo(ctx, rvm)
-			if err != nil {
-				return err
-			}
-			if info.KeyID == nil || info.KeyID.KeyId != vm.KeyID || !info.VTPM || info.Firmware != "efi" {
-				return fmt.Errorf("restored VM: key %v, vTPM %v, firmware %s; want key %s, vTPM, efi", info.KeyID, info.VTPM, info.Firmware, vm.KeyID)
-			}
-			r.Detail("restored VM %s: key %s, vTPM present, firmware %s", info.Name, info.KeyID.KeyId, info.Firmware)
-			if _, err := env.Client.FindVM(ctx, VMName); err != nil {
-				return fmt.Errorf("the original VM is gone: %w", err)
-			}
-			return nil
-		}); err != nil {
-		return err
-	}
-
-	if err := step("try to restore on another vCenter that lacks the key provider",
-		"without its key an encrypted VM is locked: vtpm-backup refuses before writing anything, and says what to restore first",
-		func() error {
-			other, err := vspheretest.NewSecondEnv(ctx)
-			if err != nil {
-				return err
-			}
-			defer other.Close()
-			before, err := other.Client.ListFolder(ctx, vm.Datastore, "")
-			if err != nil {
-				return err
-			}
-			sel, err := restore.Select(ctx, repo, VMName+"@latest")
-			if err != nil {
-				return err
-			}
-			_, err = restore.Preflight(ctx, other.Client, repo, sel, restore.Options{})
-			if !errors.Is(err, keys.ErrKeyNotAvailable) {
-				return fmt.Errorf("restore on a vCenter without the key was not refused (%v)", err)
-			}
-			r.Detail("refused, as it must be:")
-			r.Detail("  %v", err)
-			after, err := other.Client.ListFolder(ctx, vm.Datastore, "")
-			if err != nil {
-				return err
-			}
-			if len(after) != len(before) {
-				return fmt.Errorf("the refused restore changed the target datastore")
-			}
-			r.Detail("the target datastore is unchanged")
-			return nil
-		}); err != nil {
-		return err
-	}
-
 	if opts.Keep {
-		env2 := map[string]string{
-			"GOVC_URL":             env.URL.String(),
-			"GOVC_USERNAME":        env.Username,
-			"GOVC_PASSWORD":        env.Password,
-			"GOVC_INSECURE":        "1",
-			"VTPM_BACKUP_REPO":     repoDir,
-			"VTPM_BACKUP_IDENTITY": idPath,
-		}
-		if opts.Ready != nil {
-			opts.Ready(env2)
-		}
-		<-ctx.Done()
+		d.handOver(ctx)
 	}
 	return nil
 }
 
+// step is one narrated step of the demo: what it does, why it matters for
+// a vTPM VM, and the code that does and checks it.
+type step struct {
+	title, why string
+	run        func(d *run, ctx context.Context) error
+}
+
+// steps is the demo, in order; each step builds on the state the ones
+// before it left in run.
+var steps = []step{
+	{"start a simulated vCenter with a key provider and a vTPM VM",
+		"a vTPM VM needs EFI firmware, hardware version 14+, and a key provider whose key encrypts its home files (.vmx, .nvram)",
+		(*run).startVCenter},
+	{"create an encrypted repository",
+		"backups are encrypted with age to a public key: the backup host cannot read them; only the offline identity can",
+		(*run).createRepository},
+	{"back up the VM",
+		"home files (the .nvram above all) are copied before a temporary snapshot, the disk is streamed in deduplicated chunks, and the key IDs are recorded",
+		(*run).backUp},
+	{"back up again",
+		"the nightly run uploads only what changed: chunks the previous backup stored are skipped",
+		(*run).backUpAgain},
+	{"list the backups", "each backup is one manifest; IDs sort by time",
+		(*run).listBackups},
+	{"audit restore readiness",
+		"every morning: are all chunks there and intact, is the .nvram in the backup, are the keys available on the vCenter we would restore to?",
+		(*run).audit},
+	{"restore under a new name beside the original",
+		"the key is checked on the vCenter first; the files keep their names in a new folder (the encrypted .vmx cannot be rewritten) and the VM is registered under the new name",
+		(*run).restoreBeside},
+	{"verify the restored VM",
+		"the restored .nvram must equal the original byte for byte, and the VM must carry the same key and a vTPM",
+		(*run).verifyRestored},
+	{"try to restore on another vCenter that lacks the key provider",
+		"without its key an encrypted VM is locked: vtpm-backup refuses before writing anything, and says what to restore first",
+		(*run).refuseWithoutKey},
+}
+
+// run is the state the steps share.
+type run struct {
+	opts            Options
+	r               Reporter
+	idPath, repoDir string
+
+	env  *vspheretest.Env
+	vm   *vspheretest.VTPMVM
+	repo *repository.Repository
+}
+
+func (d *run) close() {
+	if d.env != nil {
+		d.env.Close()
+	}
+}
+
+func (d *run) startVCenter(ctx context.Context) error {
+	var err error
+	if d.env, err = vspheretest.NewEnv(ctx, vspheretest.EnvOptions{}); err != nil {
+		return err
+	}
+	seed := uint64(d.opts.Clock.Now().UnixNano())
+	if d.vm, err = d.env.CreateVTPMVM(ctx, vspheretest.VMOptions{Name: VMName, Seed: seed, DiskSize: d.opts.DiskSize}); err != nil {
+		return err
+	}
+	vm := d.vm
+	d.r.Detail("vCenter %s, VM %s (%s): firmware efi, vTPM present, key %s of provider %s", d.env.URL.Host, vm.Name, vm.Ref.Value, vm.KeyID, vm.ProviderID)
+	d.r.Detail("its .nvram (the TPM state) is %d bytes, SHA-256 %x", len(vm.Nvram), vm.NvramSHA256[:8])
+	return nil
+}
+
+func (d *run) createRepository(ctx context.Context) error {
+	pub, err := repository.GenerateIdentityFile(d.idPath, d.opts.Clock.Now())
+	if err != nil {
+		return err
+	}
+	be, err := local.New(d.repoDir)
+	if err != nil {
+		return err
+	}
+	if d.repo, err = repository.Init(ctx, be, repository.InitOptions{Recipients: []string{pub}}); err != nil {
+		return err
+	}
+	d.r.Detail("repository %s, recipient %s", d.repoDir, pub)
+	d.r.Detail("identity (private key) %s: keep it offline in real life", d.idPath)
+	return nil
+}
+
+func (d *run) backUp(ctx context.Context) error {
+	res, err := d.backupOnce(ctx)
+	if err != nil {
+		return err
+	}
+	m := res.Manifest
+	nv := m.FileByType(repository.FileNvram)
+	if len(nv) != 1 || nv[0].SHA256 != fmt.Sprintf("%x", d.vm.NvramSHA256) {
+		return fmt.Errorf("the manifest does not record the .nvram with its SHA-256")
+	}
+	d.r.Detail("backup %s: %d files, %d bytes read, %d bytes stored (%d new, %d zero chunks)", res.BackupID, len(m.Files), res.BytesRead, res.BytesUploaded, res.ChunksNew, res.ChunksZero)
+	for _, k := range m.Keys {
+		d.r.Detail("recorded key %s of provider %s (%s) for %s", k.KeyID, k.ProviderID, k.ProviderType, k.Use)
+	}
+	snaps, err := d.env.Client.FindSnapshots(ctx, d.vm.VM, backup.SnapshotPrefix)
+	if err != nil || len(snaps) != 0 {
+		return fmt.Errorf("the temporary snapshot was not removed (%d left, %v)", len(snaps), err)
+	}
+	d.r.Detail("temporary snapshot removed")
+	return nil
+}
+
+func (d *run) backUpAgain(ctx context.Context) error {
+	again, err := d.backupOnce(ctx)
+	if err != nil {
+		return err
+	}
+	d.r.Detail("backup %s: %d chunks known, %d new, %d bytes uploaded", again.BackupID, again.ChunksKnown, again.ChunksNew, again.BytesUploaded)
+	return nil
+}
+
+func (d *run) listBackups(ctx context.Context) error {
+	cat, err := repository.LoadCatalog(ctx, d.repo)
+	if err != nil {
+		return err
+	}
+	for _, b := range cat.Backups(VMName) {
+		d.r.Detail("%s  %s", b.ID, b.Time.Format(time.RFC3339))
+	}
+	if len(cat.Backups(VMName)) != 2 {
+		return fmt.Errorf("want 2 backups of %s, found %d", VMName, len(cat.Backups(VMName)))
+	}
+	return nil
+}
+
+// audit reads every object back, so it is the first step that needs the
+// identity: the backups before it were made with the public key only.
+func (d *run) audit(ctx context.Context) error {
+	ids, err := repository.LoadIdentityFile(d.idPath)
+	if err != nil {
+		return err
+	}
+	d.repo.SetIdentities(ids)
+	rep, err := audit.Run(ctx, d.repo, d.env.Client, audit.Options{ReadData: true})
+	if err != nil {
+		return err
+	}
+	for _, row := range rep.VMs {
+		verdict := "READY"
+		if !row.Ready {
+			verdict = "NOT READY"
+		}
+		d.r.Detail("%s: %s (backup %s, %d objects decrypted and verified, keys available: %v)", row.VM, verdict, row.BackupID, row.ObjectsRead, row.KeysOK)
+		for _, why := range row.Reasons {
+			d.r.Detail("  %s", why)
+		}
+	}
+	if !rep.Ready() {
+		return errors.New("the audit found the backup not ready")
+	}
+	return nil
+}
+
+func (d *run) restoreBeside(ctx context.Context) error {
+	sel, err := restore.Select(ctx, d.repo, VMName+"@latest")
+	if err != nil {
+		return err
+	}
+	plan, err := restore.Preflight(ctx, d.env.Client, d.repo, sel, restore.Options{Name: RestoredName})
+	if err != nil {
+		return err
+	}
+	restored, err := restore.Run(ctx, d.env.Client, d.repo, plan)
+	if err != nil {
+		return err
+	}
+	d.r.Detail("registered %s as %s from %s", restored.Name, restored.MoRef, restored.VMXPath)
+	return nil
+}
+
+func (d *run) verifyRestored(ctx context.Context) error {
+	vm := d.vm
+	got, err := d.env.ReadFile(ctx, vm.Datastore, RestoredName+"/"+filepath.Base(vm.NvramPath))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, vm.Nvram) {
+		return fmt.Errorf("restored .nvram differs from the original (SHA-256 %x, want %x)", sha256.Sum256(got), vm.NvramSHA256)
+	}
+	d.r.Detail("restored .nvram: %d bytes, identical to the original", len(got))
+	rvm, err := d.env.Client.FindVM(ctx, RestoredName)
+	if err != nil {
+		return err
+	}
+	info, err := d.env.Client.VMInfo(ctx, rvm)
+	if err != nil {
+		return err
+	}
+	if info.KeyID == nil || info.KeyID.KeyId != vm.KeyID || !info.VTPM || info.Firmware != "efi" {
+		return fmt.Errorf("restored VM: key %v, vTPM %v, firmware %s; want key %s, vTPM, efi", info.KeyID, info.VTPM, info.Firmware, vm.KeyID)
+	}
+	d.r.Detail("restored VM %s: key %s, vTPM present, firmware %s", info.Name, info.KeyID.KeyId, info.Firmware)
+	if _, err := d.env.Client.FindVM(ctx, VMName); err != nil {
+		return fmt.Errorf("the original VM is gone: %w", err)
+	}
+	return nil
+}
+
+func (d *run) refuseWithoutKey(ctx context.Context) error {
+	other, err := vspheretest.NewSecondEnv(ctx)
+	if err != nil {
+		return err
+	}
+	defer other.Close()
+	before, err := other.Client.ListFolder(ctx, d.vm.Datastore, "")
+	if err != nil {
+		return err
+	}
+	sel, err := restore.Select(ctx, d.repo, VMName+"@latest")
+	if err != nil {
+		return err
+	}
+	_, err = restore.Preflight(ctx, other.Client, d.repo, sel, restore.Options{})
+	if !errors.Is(err, keys.ErrKeyNotAvailable) {
+		return fmt.Errorf("restore on a vCenter without the key was not refused (%v)", err)
+	}
+	d.r.Detail("refused, as it must be:")
+	d.r.Detail("  %v", err)
+	after, err := other.Client.ListFolder(ctx, d.vm.Datastore, "")
+	if err != nil {
+		return err
+	}
+	if len(after) != len(before) {
+		return fmt.Errorf("the refused restore changed the target datastore")
+	}
+	d.r.Detail("the target datastore is unchanged")
+	return nil
+}
+
+// handOver gives the user the running simulator and repository until ctx
+// ends.
+func (d *run) handOver(ctx context.Context) {
+	env := map[string]string{
+		"GOVC_URL":             d.env.URL.String(),
+		"GOVC_USERNAME":        d.env.Username,
+		"GOVC_PASSWORD":        d.env.Password,
+		"GOVC_INSECURE":        "1",
+		"VTPM_BACKUP_REPO":     d.repoDir,
+		"VTPM_BACKUP_IDENTITY": d.idPath,
+	}
+	if d.opts.Ready != nil {
+		d.opts.Ready(env)
+	}
+	<-ctx.Done()
+}
+
 // backupOnce backs up the demo VM the way "vtpm-backup backup" does: a run
 // under the repository's shared lock.
-func backupOnce(ctx context.Context, env *vspheretest.Env, repo *repository.Repository, toolVersion string) (*backup.Result, error) {
-	results, err := backup.New(env.Client, repo, backup.Options{ToolVersion: toolVersion}, nil).Run(ctx, backup.Selection{Names: []string{VMName}})
+func (d *run) backupOnce(ctx context.Context) (*backup.Result, error) {
+	results, err := backup.New(d.env.Client, d.repo, backup.Options{ToolVersion: d.opts.ToolVersion}, nil).Run(ctx, backup.Selection{Names: []string{VMName}})
 	if err != nil {
 		return nil, err
 	}
 	return results[0], results[0].Err
-}
-
-func download(ctx context.Context, env *vspheretest.Env, ds, p string) ([]byte, error) {
-	rc, _, err := env.Client.Download(ctx, ds, p, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(rc)
 }
