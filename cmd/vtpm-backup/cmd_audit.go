@@ -155,7 +155,7 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 	if err != nil {
 		return fmt.Errorf("audit %s: %w", repo.Location(), err)
 	}
-	printAudit(g, rep, opts.MetricsFile)
+	printAudit(g.printer(), rep, opts.MetricsFile)
 	if opts.MetricsFile != "" {
 		if err := audit.WriteMetricsFile(opts.MetricsFile, rep); err != nil {
 			return err
@@ -173,50 +173,15 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 
 // printAudit prints the table and reasons (text) or the audit_vm and
 // audit_summary messages (--json).
-func printAudit(g *globalOptions, rep *audit.Report, metricsFile string) {
-	p := g.printer()
+func printAudit(p ui.Printer, rep *audit.Report, metricsFile string) {
 	for _, v := range rep.VMs {
 		p.JSON(auditVMMessage(v))
 	}
-	ready := len(rep.VMs) - rep.NotReady()
-	p.JSON(ui.AuditSummaryMessage{
-		MessageType: ui.TypeAuditSummary, Ready: rep.Ready(),
-		VMs: len(rep.VMs), ReadyVMs: ready, NotReadyVMs: rep.NotReady(), Problems: rep.Problems,
-		VCenter: rep.VCenter, Mode: rep.Mode, Subset: rep.Subset,
-		MaxAgeSeconds: int64(rep.MaxAge.Seconds()), Time: rep.Time.UTC().Format(time.RFC3339),
-		MetricsFile: metricsFile,
-	})
-	if g.JSON {
-		return
-	}
+	p.JSON(auditSummaryMessage(rep, metricsFile))
 	if len(rep.VMs) > 0 {
-		t := ui.NewTable(g.stdout, "VM", "Backup", "Age", "Size", "Stored", "vTPM", "Objects", "Nvram", "Keys", "Verdict")
+		t := p.Table("VM", "Backup", "Age", "Size", "Stored", "vTPM", "Objects", "Nvram", "Keys", "Verdict")
 		for _, v := range rep.VMs {
-			if v.BackupID == "" {
-				t.Row(v.VM, "-", "-", "-", "-", yesNo(v.VTPM), "-", "-", "-", verdict(v.Ready))
-				continue
-			}
-			objects := fmt.Sprintf("%d ok", v.Objects)
-			if v.ObjectsBad > 0 {
-				objects = fmt.Sprintf("%d/%d bad", v.ObjectsBad, v.Objects)
-			} else if !v.ManifestOK {
-				objects = "-"
-			}
-			if v.ObjectsRead > 0 {
-				objects += fmt.Sprintf(" (%d read)", v.ObjectsRead)
-			}
-			nvram := "-"
-			if v.VTPM && v.ManifestOK {
-				nvram = okBad(v.NvramOK)
-			}
-			keysCol := okBad(v.KeysOK)
-			if !v.KeysChecked && !v.KeysOK {
-				keysCol = "not checked"
-			}
-			if !v.ManifestOK {
-				keysCol = "-"
-			}
-			t.Row(v.VM, v.BackupID, humanAge(v.Age), humanBytes(v.Size), humanBytes(v.StoredSize), yesNo(v.VTPM), objects, nvram, keysCol, verdict(v.Ready))
+			t.Row(auditRow(v)...)
 		}
 		_ = t.Flush()
 	}
@@ -239,30 +204,38 @@ func printAudit(g *globalOptions, rep *audit.Report, metricsFile string) {
 	if rep.VCenter != "" {
 		where = "keys checked on " + rep.VCenter
 	}
-	p.P("\n%d VM(s): %d ready, %d not ready; %s; objects: %s", len(rep.VMs), ready, rep.NotReady(), where, modeText(rep))
+	p.P("\n%d VM(s): %d ready, %d not ready; %s; objects: %s", len(rep.VMs), len(rep.VMs)-rep.NotReady(), rep.NotReady(), where, modeText(rep))
 	if metricsFile != "" {
 		p.P("metrics written to %s", metricsFile)
 	}
 }
 
-func auditVMMessage(v audit.VMReport) ui.AuditVMMessage {
-	m := ui.AuditVMMessage{
-		MessageType: ui.TypeAuditVM, VM: v.VM, BackupID: v.BackupID,
-		AgeSeconds: int64(v.Age.Seconds()), Size: v.Size, StoredSize: v.StoredSize, VTPM: v.VTPM,
-		ManifestOK: v.ManifestOK, Objects: v.Objects, ObjectsRead: v.ObjectsRead, ObjectsBad: v.ObjectsBad,
-		ObjectsOK: v.ObjectsOK, NvramOK: v.NvramOK, KeysChecked: v.KeysChecked, KeysOK: v.KeysOK, AgeOK: v.AgeOK,
-		Ready: v.Ready, Verdict: verdict(v.Ready), Reasons: v.Reasons, Warnings: v.Warnings,
+// auditRow is the table row of one VM's verdict.
+func auditRow(v audit.VMReport) []any {
+	if v.BackupID == "" {
+		return []any{v.VM, "-", "-", "-", "-", yesNo(v.VTPM), "-", "-", "-", verdict(v.Ready)}
 	}
-	if !v.BackupTime.IsZero() {
-		m.BackupTime = v.BackupTime.UTC().Format(time.RFC3339)
+	objects := fmt.Sprintf("%d ok", v.Objects)
+	if v.ObjectsBad > 0 {
+		objects = fmt.Sprintf("%d/%d bad", v.ObjectsBad, v.Objects)
+	} else if !v.ManifestOK {
+		objects = "-"
 	}
-	if r := v.Retention; r != nil {
-		m.Retention = &ui.AuditRetention{Checked: r.Checked, Retained: r.Retained}
-		if !r.Until.IsZero() {
-			m.Retention.Until = r.Until.UTC().Format(time.RFC3339)
-		}
+	if v.ObjectsRead > 0 {
+		objects += fmt.Sprintf(" (%d read)", v.ObjectsRead)
 	}
-	return m
+	nvram := "-"
+	if v.VTPM && v.ManifestOK {
+		nvram = okBad(v.NvramOK)
+	}
+	keysCol := okBad(v.KeysOK)
+	if !v.KeysChecked && !v.KeysOK {
+		keysCol = "not checked"
+	}
+	if !v.ManifestOK {
+		keysCol = "-"
+	}
+	return []any{v.VM, v.BackupID, humanAge(v.Age), humanBytes(v.Size), humanBytes(v.StoredSize), yesNo(v.VTPM), objects, nvram, keysCol, verdict(v.Ready)}
 }
 
 func modeText(rep *audit.Report) string {

@@ -153,11 +153,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		printBackupSummary(p, results)
 	}
 	failed := backup.Failed(results)
-	p.JSON(ui.SummaryMessage{
-		MessageType: ui.TypeSummary, Command: "backup",
-		Succeeded: len(results) - failed, Failed: failed,
-		DurationSeconds: time.Since(start).Seconds(),
-	})
+	p.JSON(summaryMessage("backup", len(results)-failed, failed, time.Since(start)))
 	if failed > 0 {
 		var names []string
 		for _, r := range results {
@@ -189,7 +185,7 @@ func (e *backupEvents) VMStarted(vm string, total int64) {
 }
 
 func (e *backupEvents) Status(vm, step string) {
-	e.p.JSON(ui.StatusMessage{MessageType: ui.TypeStatus, Message: vm + ": " + step})
+	e.p.JSON(statusMessage(vm + ": " + step))
 }
 
 func (e *backupEvents) Progress(vm string, n int64) {
@@ -211,21 +207,11 @@ func (e *backupEvents) VMDone(r *backup.Result) {
 	if r.BackupID == "" && r.Err == nil {
 		return // dry run: reported by printPlan
 	}
-	msg := ui.VMDoneMessage{
-		MessageType: ui.TypeVMDone, VM: r.VM, MoRef: r.MoRef, Success: r.Err == nil, BackupID: r.BackupID,
-		BytesRead: r.BytesRead, BytesUploaded: r.BytesUploaded,
-		ChunksNew: r.ChunksNew, ChunksKnown: r.ChunksKnown, ChunksZero: r.ChunksZero,
-		Seconds: r.Finished.Sub(r.Started).Seconds(), Warnings: r.Warnings,
-	}
-	if r.Err != nil {
-		msg.Error = r.Err.Error()
-	}
-	e.p.JSON(msg)
+	e.p.JSON(vmDoneMessage(r))
 }
 
 func printBackupSummary(p ui.Printer, results []*backup.Result) {
-	var sb strings.Builder
-	t := ui.NewTable(&sb, "VM", "RESULT", "BACKUP ID", "READ", "UPLOADED", "CHUNKS NEW/KNOWN/ZERO", "TIME")
+	t := p.Table("VM", "RESULT", "BACKUP ID", "READ", "UPLOADED", "CHUNKS NEW/KNOWN/ZERO", "TIME")
 	for _, r := range results {
 		status := "ok"
 		if r.Err != nil {
@@ -235,7 +221,6 @@ func printBackupSummary(p ui.Printer, results []*backup.Result) {
 			fmt.Sprintf("%d/%d/%d", r.ChunksNew, r.ChunksKnown, r.ChunksZero), r.Finished.Sub(r.Started).Round(100*time.Millisecond))
 	}
 	_ = t.Flush()
-	p.P("%s", sb.String())
 	for _, r := range results {
 		for _, w := range r.Warnings {
 			p.P("warning: %s: %s", r.VM, w)
@@ -248,25 +233,20 @@ func printBackupSummary(p ui.Printer, results []*backup.Result) {
 
 func printPlan(p ui.Printer, results []*backup.Result) {
 	for _, r := range results {
-		msg := ui.BackupPlanMessage{MessageType: ui.TypeBackupPlan, VM: r.VM, Files: []ui.PlannedFile{}, Keys: []ui.PlannedKey{}}
 		if r.Err != nil {
-			msg.Error = r.Err.Error()
 			p.P("%s: cannot back up: %v", r.VM, r.Err)
 		} else {
 			p.P("%s:", r.VM)
 		}
 		for _, f := range r.Files {
-			msg.Files = append(msg.Files, ui.PlannedFile{Path: f.Path, Type: f.Type, Size: f.Size})
-			msg.TotalBytes += f.Size
 			p.P("  %-16s %10s  %s", f.Type, humanize.IBytes(uint64(f.Size)), f.Path)
 		}
 		for _, k := range r.Keys {
-			msg.Keys = append(msg.Keys, ui.PlannedKey{KeyID: k.KeyID, ProviderID: k.ProviderID, ProviderType: k.ProviderType, Use: k.Use})
 			p.P("  key %s of provider %s (%s), protects %s", k.KeyID, k.ProviderID, k.ProviderType, k.Use)
 		}
 		if r.Err == nil && len(r.Keys) == 0 {
 			p.P("  no encryption keys (VM not encrypted)")
 		}
-		p.JSON(msg)
+		p.JSON(backupPlanMessage(r))
 	}
 }

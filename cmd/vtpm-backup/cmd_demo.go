@@ -66,13 +66,13 @@ type demoReporter struct{ p ui.Printer }
 
 func (r demoReporter) Step(n int, title, why string) {
 	r.p.P("\n%d. %s\n   why: %s", n, title, why)
-	r.p.JSON(ui.StatusMessage{MessageType: ui.TypeStatus, Message: fmt.Sprintf("step %d: %s", n, title)})
+	r.p.JSON(statusMessage(fmt.Sprintf("step %d: %s", n, title)))
 }
 
 func (r demoReporter) Detail(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	r.p.P("   %s", msg)
-	r.p.JSON(ui.StatusMessage{MessageType: ui.TypeStatus, Message: msg})
+	r.p.JSON(statusMessage(msg))
 }
 
 func runDemo(ctx context.Context, opts demoOptions, g *globalOptions, _ []string) error {
@@ -104,6 +104,6 @@ func runDemo(ctx context.Context, opts demoOptions, g *globalOptions, _ []string
 		return err
 	}
 	p.P("\ndemo passed")
-	p.JSON(ui.SummaryMessage{MessageType: ui.TypeSummary, Command: "demo", Succeeded: 1})
+	p.JSON(summaryMessage("demo", 1, 0, 0))
 	return nil
 }

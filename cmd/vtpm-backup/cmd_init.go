@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
@@ -150,17 +149,7 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 	g.logger().Debug("repository created", "location", repo.Location(), "id", cfg.ID)
 
 	p := g.printer()
-	p.JSON(ui.InitMessage{
-		MessageType:    ui.TypeInit,
-		Repository:     repo.Location(),
-		ID:             cfg.ID,
-		Version:        cfg.Version,
-		ChunkSize:      cfg.ChunkSize,
-		Compression:    cfg.Compression,
-		Recipients:     cfg.Recipients,
-		ObjectLockDays: cfg.ObjectLockDays,
-		IdentityFile:   identityPath,
-	})
+	p.JSON(initMessage(repo.Location(), cfg, identityPath))
 	p.P("created repository %s at %s", cfg.ID, repo.Location())
 	p.P("  format version %d, chunk size %s, %s compression, %d age recipient(s)",
 		cfg.Version, formatByteSize(cfg.ChunkSize), cfg.Compression, len(cfg.Recipients))

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/restore"
 )
@@ -90,19 +89,13 @@ func runKeysProviders(ctx context.Context, _ keysProvidersOptions, g *globalOpti
 	}
 	p := g.printer()
 	for _, kp := range providers {
-		p.JSON(ui.KeyProviderMessage{
-			MessageType: ui.TypeKeyProvider, ID: kp.ID, Type: string(kp.Type), Default: kp.Default,
-			NKPBackedUp: kp.BackedUp, Health: kp.Health, Servers: kp.Servers,
-		})
-	}
-	if g.JSON {
-		return nil
+		p.JSON(keyProviderMessage(kp))
 	}
 	if len(providers) == 0 {
 		p.P("no key providers on %s: encrypted and vTPM VMs cannot be restored there", vc.Host())
 		return nil
 	}
-	t := ui.NewTable(g.stdout, "ID", "Type", "Default", "NKP backed up", "Health", "Servers")
+	t := p.Table("ID", "Type", "Default", "NKP backed up", "Health", "Servers")
 	for _, kp := range providers {
 		backed := "-"
 		switch {
@@ -191,21 +184,15 @@ func runKeysStatus(ctx context.Context, _ keysStatusOptions, g *globalOptions, a
 		return fmt.Errorf("keys of backup %s on %s: %w", m.BackupID, vc.Host(), err)
 	}
 	for _, st := range statuses {
-		p.JSON(ui.KeyStatusMessage{
-			MessageType: ui.TypeKeyStatus, BackupID: m.BackupID, VM: m.VM.Name, VCenter: vc.Host(),
-			KeyID: st.Ref.KeyID, Use: st.Ref.Use, ProviderID: st.Ref.ProviderID, ProviderType: string(st.ProviderType),
-			ProviderRegistered: st.ProviderRegistered, Available: st.Available, Reasons: st.Reasons, Remedy: st.Remedy,
-		})
+		p.JSON(keyStatusMessage(m, vc.Host(), st))
 	}
-	if !g.JSON {
-		p.P("keys of backup %s (VM %s) on %s:", m.BackupID, m.VM.Name, vc.Host())
-		t := ui.NewTable(g.stdout, "Key ID", "Use", "Provider", "Type", "Registered", "Available", "Reason")
-		for _, st := range statuses {
-			t.Row(st.Ref.KeyID, st.Ref.Use, orDash(st.Ref.ProviderID), st.ProviderType, yesNo(st.ProviderRegistered), yesNo(st.Available), orDash(strings.Join(st.Reasons, ", ")))
-		}
-		if err := t.Flush(); err != nil {
-			return err
-		}
+	p.P("keys of backup %s (VM %s) on %s:", m.BackupID, m.VM.Name, vc.Host())
+	t := p.Table("Key ID", "Use", "Provider", "Type", "Registered", "Available", "Reason")
+	for _, st := range statuses {
+		t.Row(st.Ref.KeyID, st.Ref.Use, orDash(st.Ref.ProviderID), st.ProviderType, yesNo(st.ProviderRegistered), yesNo(st.Available), orDash(strings.Join(st.Reasons, ", ")))
+	}
+	if err := t.Flush(); err != nil {
+		return err
 	}
 	if err := keys.AvailabilityError(vc.Host(), statuses); err != nil {
 		return fmt.Errorf("backup %s of VM %s cannot be restored on %s:\n%w", m.BackupID, m.VM.Name, vc.Host(), err)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"strings"
-	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -70,21 +69,18 @@ func runList(ctx context.Context, _ listOptions, g *globalOptions, args []string
 	var entries []ui.BackupEntryMessage
 	for _, vm := range vms {
 		for _, b := range cat.Backups(vm) {
-			entries = append(entries, backupEntry(b))
+			entries = append(entries, backupEntryMessage(b))
 		}
 	}
 	if len(args) == 0 {
 		for _, b := range cat.Unattributed {
-			entries = append(entries, backupEntry(b))
+			entries = append(entries, backupEntryMessage(b))
 		}
 	}
 
 	p := g.printer()
 	for _, e := range entries {
 		p.JSON(e)
-	}
-	if g.JSON {
-		return nil
 	}
 	if len(entries) == 0 {
 		if len(args) > 0 {
@@ -94,7 +90,7 @@ func runList(ctx context.Context, _ listOptions, g *globalOptions, args []string
 		}
 		return nil
 	}
-	t := ui.NewTable(g.stdout, "ID", "VM", "Time", "Size", "Stored", "vTPM", "Key provider")
+	t := p.Table("ID", "VM", "Time", "Size", "Stored", "vTPM", "Key provider")
 	for _, e := range entries {
 		if e.Error != "" {
 			vm := e.VM
@@ -107,36 +103,6 @@ func runList(ctx context.Context, _ listOptions, g *globalOptions, args []string
 		t.Row(e.BackupID, e.VM, e.Time, humanBytes(e.Size), humanBytes(e.StoredSize), yesNo(e.VTPM), orDash(strings.Join(e.KeyProviders, ",")))
 	}
 	return t.Flush()
-}
-
-// backupEntry turns a catalog entry into its list message.
-func backupEntry(b repository.Backup) ui.BackupEntryMessage {
-	e := ui.BackupEntryMessage{MessageType: ui.TypeBackupEntry, BackupID: b.ID, VM: b.VM}
-	if !b.Time.IsZero() {
-		e.Time = b.Time.UTC().Format(time.RFC3339)
-	}
-	if b.Err != nil {
-		e.Error = b.Err.Error()
-		return e
-	}
-	m := b.Header
-	e.Size, e.StoredSize = m.Summary.Size, m.Summary.StoredSize
-	e.VTPM, e.Encrypted = m.VM.VTPM, m.VM.Encrypted
-	seen := map[string]bool{}
-	for _, k := range m.Keys {
-		name := k.ProviderID
-		if name == "" {
-			name = "(default)"
-		}
-		if k.ProviderType != "" {
-			name += " (" + k.ProviderType + ")"
-		}
-		if !seen[name] {
-			seen[name] = true
-			e.KeyProviders = append(e.KeyProviders, name)
-		}
-	}
-	return e
 }
 
 // humanBytes writes n in binary units with one decimal: 1.5 GiB, 312 B.

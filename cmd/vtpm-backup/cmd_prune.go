@@ -128,28 +128,16 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 		DryRun: opts.DryRun,
 		Grace:  grace,
 		Lock:   repository.LockOptions{RetryFor: opts.RetryLock},
-		OnPlan: func(r *repository.PruneReport) { printPrunePlan(g, p, r) },
+		OnPlan: func(r *repository.PruneReport) { printPrunePlan(p, r) },
 	})
 	if rep != nil {
-		printPruneDone(g, p, rep, time.Since(start))
+		printPruneDone(p, rep, time.Since(start))
 	}
 	return err // ErrLocked and ErrUnreadableManifest: exit 3 (exitRules)
 }
 
-func printPrunePlan(g *globalOptions, p ui.Printer, r *repository.PruneReport) {
-	msg := ui.PrunePlanMessage{MessageType: ui.TypePrunePlan, DryRun: r.DryRun, Policy: r.Policy.String(), Keep: r.Kept, Remove: r.Forgotten}
-	for _, d := range r.Decisions {
-		action := "remove"
-		if d.Keep {
-			action = "keep"
-		}
-		msg.Backups = append(msg.Backups, ui.PrunePlanEntry{BackupID: d.BackupID, VM: d.VMName, VMKey: d.VMKey,
-			Time: d.Time.UTC(), Action: action, Reasons: d.Reasons})
-	}
-	p.JSON(msg)
-	if g.JSON {
-		return
-	}
+func printPrunePlan(p ui.Printer, r *repository.PruneReport) {
+	p.JSON(prunePlanMessage(r))
 	for _, s := range r.StaleLocks {
 		p.P("warning: took over stale %s", s.Describe(r.Started))
 	}
@@ -157,36 +145,15 @@ func printPrunePlan(g *globalOptions, p ui.Printer, r *repository.PruneReport) {
 	if len(r.Decisions) == 0 {
 		return
 	}
-	t := ui.NewTable(g.stdout, "VM", "Backup", "Time", "Action", "Reasons")
-	for _, b := range msg.Backups {
-		t.Row(b.VM, b.BackupID, b.Time.Local().Format("2006-01-02 15:04 MST"), b.Action, orDash(strings.Join(b.Reasons, ", ")))
+	t := p.Table("VM", "Backup", "Time", "Action", "Reasons")
+	for _, d := range r.Decisions {
+		t.Row(d.VMName, d.BackupID, d.Time.Local().Format("2006-01-02 15:04 MST"), pruneAction(d), orDash(strings.Join(d.Reasons, ", ")))
 	}
 	_ = t.Flush()
 }
 
-func printPruneDone(g *globalOptions, p ui.Printer, r *repository.PruneReport, took time.Duration) {
-	msg := ui.PruneDoneMessage{
-		MessageType: ui.TypePruneDone, DryRun: r.DryRun, Kept: r.Kept, Removed: r.Forgotten,
-		ManifestsDeleted: r.ManifestsDeleted,
-		ChunksTotal:      r.ChunksTotal, ChunksReferenced: r.ChunksReferenced, ChunksDeleted: r.ChunksDeleted,
-		ChunksYoung: r.ChunksYoung, ChunksRetained: r.ChunksRetained, ChunksMissing: r.ChunksMissing,
-		BytesFreed: r.BytesFreed(), BytesRetained: r.ChunkBytesRetained, Cutoff: r.Cutoff,
-		DebrisRemoved: r.DebrisRemoved, Warnings: r.Warnings, DurationSeconds: took.Seconds(),
-	}
-	if !r.RetainedUntil.IsZero() {
-		u := r.RetainedUntil
-		msg.RetainedUntil = &u
-	}
-	for _, o := range r.RetainedManifests {
-		msg.RetainedManifests = append(msg.RetainedManifests, ui.RetainedObject{Name: o.Name, Until: o.Until})
-	}
-	for _, s := range r.StaleLocks {
-		msg.StaleLocksRemoved = append(msg.StaleLocksRemoved, s.Describe(r.Started))
-	}
-	p.JSON(msg)
-	if g.JSON {
-		return
-	}
+func printPruneDone(p ui.Printer, r *repository.PruneReport, took time.Duration) {
+	p.JSON(pruneDoneMessage(r, took))
 	verb, deleted := "deleted", "freed"
 	if r.DryRun {
 		verb, deleted = "would delete", "would free"

@@ -196,14 +196,9 @@ func runRestoreToDir(ctx context.Context, opts restoreOptions, g *globalOptions,
 	if err != nil {
 		return err
 	}
-	msg := ui.RestorePlanMessage{
-		MessageType: ui.TypeRestorePlan, DryRun: opts.DryRun, BackupID: m.BackupID, SourceVM: m.VM.Name,
-		Dir: opts.ToDir, Files: []ui.RestoreFile{}, Keys: []ui.RestoreKey{},
-	}
+	msg := restoreDirPlanMessage(m, opts.ToDir, plan.Files, opts.DryRun)
 	p.P("restore of backup %s of VM %s to %s:", m.BackupID, m.VM.Name, opts.ToDir)
 	for _, f := range plan.Files {
-		msg.Files = append(msg.Files, ui.RestoreFile{Name: f.Name, Type: f.Type, Size: f.Size, Target: f.Target})
-		msg.TotalBytes += f.Size
 		p.P("  %-16s %10s  %s", f.Type, humanize.IBytes(uint64(f.Size)), f.Target)
 	}
 	p.JSON(msg)
@@ -261,7 +256,7 @@ type restoreEvents struct {
 
 func (e *restoreEvents) Status(step string) {
 	e.log.Info(step)
-	e.p.JSON(ui.StatusMessage{MessageType: ui.TypeStatus, Message: step})
+	e.p.JSON(statusMessage(step))
 }
 
 func (e *restoreEvents) Progress(n int64) {
@@ -271,13 +266,6 @@ func (e *restoreEvents) Progress(n int64) {
 }
 
 func printRestorePlan(p ui.Printer, plan *restore.Plan, dryRun bool) {
-	msg := ui.RestorePlanMessage{
-		MessageType: ui.TypeRestorePlan, DryRun: dryRun, BackupID: plan.BackupID, SourceVM: plan.SourceVM,
-		Name: plan.Name, Datastore: plan.Datastore, HomeFolder: plan.HomeFolder, VMXPath: plan.VMXPath,
-		Folder: plan.Folder, Pool: plan.Pool, Host: plan.Host, PowerOn: plan.PowerOn, UUID: string(plan.UUID),
-		Files: []ui.RestoreFile{}, Keys: []ui.RestoreKey{},
-		TotalBytes: plan.TotalSize, FreeBytes: plan.FreeSpace, Warnings: plan.Warnings,
-	}
 	p.P("restore of backup %s of VM %s:", plan.BackupID, plan.SourceVM)
 	where := plan.Pool
 	if plan.Host != "" {
@@ -287,17 +275,12 @@ func printRestorePlan(p ui.Printer, plan *restore.Plan, dryRun bool) {
 	p.P("  home   %s (%s to write, %s free)", plan.HomeFolder, humanize.IBytes(uint64(plan.TotalSize)), humanize.IBytes(uint64(plan.FreeSpace)))
 	p.P("  vmx    %s", plan.VMXPath)
 	for _, k := range plan.Keys {
-		msg.Keys = append(msg.Keys, ui.RestoreKey{
-			KeyID: k.Ref.KeyID, ProviderID: k.Ref.ProviderID, ProviderType: string(k.ProviderType),
-			Use: k.Ref.Use, Available: k.Available, Reasons: k.Reasons,
-		})
 		p.P("  key    %s (%s) of provider %s (%s): available", k.Ref.KeyID, k.Ref.Use, k.Ref.ProviderID, k.ProviderType)
 	}
 	if len(plan.Keys) == 0 {
 		p.P("  key    none (the VM is not encrypted)")
 	}
 	for _, f := range plan.Files {
-		msg.Files = append(msg.Files, ui.RestoreFile{Name: f.Name, Type: f.Type, Size: f.Size, Target: f.Target})
 		p.P("  file   %-16s %10s  %s", f.Type, humanize.IBytes(uint64(f.Size)), f.Target)
 	}
 	if plan.PowerOn {
@@ -306,19 +289,10 @@ func printRestorePlan(p ui.Printer, plan *restore.Plan, dryRun bool) {
 	for _, w := range plan.Warnings {
 		p.P("warning: %s", w)
 	}
-	p.JSON(msg)
+	p.JSON(restorePlanMessage(plan, dryRun))
 }
 
 func printRestoreDone(p ui.Printer, res *restore.Result, err error) {
-	msg := ui.RestoreDoneMessage{
-		MessageType: ui.TypeRestoreDone, BackupID: res.BackupID, SourceVM: res.SourceVM,
-		Name: res.Name, MoRef: res.MoRef, VMXPath: res.VMXPath, Dir: res.Dir,
-		Files: len(res.Files), Bytes: res.Bytes, DurationSeconds: res.Duration().Seconds(),
-		MBPerSecond: res.MBPerSecond(), PoweredOn: res.PoweredOn,
-	}
-	if err != nil {
-		msg.Error = err.Error()
-	}
 	rate := fmt.Sprintf("%d files, %s in %s (%.0f MB/s)", len(res.Files), humanize.IBytes(uint64(res.Bytes)),
 		res.Duration().Round(10*time.Millisecond), res.MBPerSecond())
 	switch {
@@ -330,15 +304,12 @@ func printRestoreDone(p ui.Printer, res *restore.Result, err error) {
 			p.P("VM %s is powered on", res.Name)
 		}
 	}
-	p.JSON(msg)
+	p.JSON(restoreDoneMessage(res, err))
 }
 
 func restoreSummary(res *restore.Result, err error, start time.Time) ui.SummaryMessage {
-	s := ui.SummaryMessage{MessageType: ui.TypeSummary, Command: "restore", DurationSeconds: time.Since(start).Seconds()}
 	if res != nil && err == nil {
-		s.Succeeded = 1
-	} else {
-		s.Failed = 1
+		return summaryMessage("restore", 1, 0, time.Since(start))
 	}
-	return s
+	return summaryMessage("restore", 0, 1, time.Since(start))
 }

@@ -6,8 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-
-	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 )
 
 // unlockOptions are the flags of "vtpm-backup unlock".
@@ -77,8 +75,7 @@ func runUnlock(ctx context.Context, opts unlockOptions, g *globalOptions, _ []st
 	}
 	p := g.printer()
 	for _, l := range locks {
-		p.JSON(ui.LockMessage{MessageType: ui.TypeLock, ID: l.ID, Hostname: l.Hostname, PID: l.PID, Exclusive: l.Exclusive,
-			Purpose: l.Purpose, Created: l.Created.UTC(), Expires: l.Expires.UTC(), Stale: l.Stale(now), Removed: gone[l.ID]})
+		p.JSON(lockMessage(l, now, gone[l.ID]))
 		verb := "kept   "
 		if gone[l.ID] {
 			verb = "removed"

@@ -77,12 +77,11 @@ func runVersion(_ context.Context, opts versionOptions, g *globalOptions, _ []st
 // info of the binary; bi may be nil.
 func buildVersion(ldVersion, ldCommit string, bi *debug.BuildInfo) ui.VersionMessage {
 	v := ui.VersionMessage{
-		MessageType: ui.TypeVersion,
-		Version:     ldVersion,
-		Commit:      ldCommit,
-		GoVersion:   runtime.Version(),
-		OS:          runtime.GOOS,
-		Arch:        runtime.GOARCH,
+		Version:   ldVersion,
+		Commit:    ldCommit,
+		GoVersion: runtime.Version(),
+		OS:        runtime.GOOS,
+		Arch:      runtime.GOARCH,
 	}
 	if bi != nil {
 		if bi.GoVersion != "" {

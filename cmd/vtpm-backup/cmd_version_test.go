@@ -6,8 +6,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
-
-	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 )
 
 func TestBuildVersion(t *testing.T) {
@@ -37,7 +35,7 @@ func TestBuildVersion(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := buildVersion(tc.ldVersion, tc.ldCommt, tc.bi)
-			if v.Version != tc.version || v.Commit != tc.commit || v.MessageType != ui.TypeVersion {
+			if v.Version != tc.version || v.Commit != tc.commit {
 				t.Errorf("got %+v, want version %q commit %q", v, tc.version, tc.commit)
 			}
 			if got := formatVersion(v); !strings.HasPrefix(got, tc.line) {

@@ -5,10 +5,15 @@
 //
 // Commands never write to os.Stdout directly. They get a Printer (text or
 // JSON, chosen once from --json) and a Progress (mpb bars on a terminal, a
-// no-op otherwise) and describe what happened; this package decides how it
-// looks. Every JSON line carries a message_type and snake_case fields, and
-// each message type is one Go struct in messages.go, so field names are a
-// stable interface that tests pin with golden files.
+// no-op otherwise) and describe what happened: P and Table for people, JSON
+// for scripts; the printer of the other mode drops what is not for it.
+// Every JSON line carries a message_type and snake_case fields. Each
+// message type is one Go struct in the messages*.go files whose
+// MessageType method names it, and the printer writes message_type first
+// from that method, so field names are a stable interface that tests pin
+// with golden files and docs/json-messages.md documents. Commands build
+// the messages from their domain results in one place
+// (cmd/vtpm-backup/messages.go).
 //
 // The package knows nothing about cobra, repositories or vSphere.
 package ui

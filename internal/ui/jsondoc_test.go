@@ -52,6 +52,9 @@ type messageSource struct {
 	structs map[string]*ast.TypeSpec // every struct type
 	decls   map[string]*ast.GenDecl  // the declaration of each struct
 	docs    map[string]string        // each struct's doc comment, one line
+	// methodType is, for each type with a MessageType method, the name
+	// of the constant it returns ("" when it returns something else).
+	methodType map[string]string
 }
 
 // parseMessages reads the package's non-test source once for the JSON
@@ -64,7 +67,8 @@ func parseMessages(t *testing.T) messageSource {
 		t.Fatal(err)
 	}
 	sort.Strings(files)
-	src := messageSource{structs: map[string]*ast.TypeSpec{}, decls: map[string]*ast.GenDecl{}, docs: map[string]string{}}
+	src := messageSource{structs: map[string]*ast.TypeSpec{}, decls: map[string]*ast.GenDecl{}, docs: map[string]string{},
+		methodType: map[string]string{}}
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
@@ -74,6 +78,12 @@ func parseMessages(t *testing.T) messageSource {
 			t.Fatal(err)
 		}
 		for _, d := range f.Decls {
+			if fd, ok := d.(*ast.FuncDecl); ok {
+				if recv, typ, ok := messageTypeMethod(fd); ok {
+					src.methodType[recv] = typ
+				}
+				continue
+			}
 			gd, ok := d.(*ast.GenDecl)
 			if !ok {
 				continue
@@ -109,11 +119,38 @@ func parseMessages(t *testing.T) messageSource {
 	return src
 }
 
+// messageTypeMethod recognises "func (XxxMessage) MessageType() string {
+// return TypeXxx }" and returns the receiver's type name and the constant
+// (typ is "" when the body is anything else).
+func messageTypeMethod(fd *ast.FuncDecl) (recv, typ string, ok bool) {
+	if fd.Name.Name != "MessageType" || fd.Recv == nil || len(fd.Recv.List) != 1 {
+		return "", "", false
+	}
+	rt := fd.Recv.List[0].Type
+	if star, isStar := rt.(*ast.StarExpr); isStar {
+		rt = star.X
+	}
+	id, isIdent := rt.(*ast.Ident)
+	if !isIdent {
+		return "", "", false
+	}
+	if fd.Body != nil && len(fd.Body.List) == 1 {
+		if ret, isRet := fd.Body.List[0].(*ast.ReturnStmt); isRet && len(ret.Results) == 1 {
+			if c, isIdent := ret.Results[0].(*ast.Ident); isIdent {
+				typ = c.Name
+			}
+		}
+	}
+	return id.Name, typ, true
+}
+
 var snakeCase = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
 
 // TestJSONMessageConventions holds the message structs to the scripting
-// contract: one documented struct per message type, message_type first,
-// every field with a snake_case JSON name, unique snake_case type values.
+// contract: one documented struct per message type whose MessageType
+// method returns its TypeXxx constant (the printer writes message_type
+// first; no struct carries it), every field with a snake_case JSON name,
+// unique snake_case type values.
 func TestJSONMessageConventions(t *testing.T) {
 	src := parseMessages(t)
 	seen := map[string]string{}
@@ -135,7 +172,11 @@ func TestJSONMessageConventions(t *testing.T) {
 		if ts.Doc == nil && src.decls[name].Doc == nil {
 			t.Errorf("%s has no doc comment", name)
 		}
-		for i, field := range ts.Type.(*ast.StructType).Fields.List {
+		want := "Type" + strings.TrimSuffix(name, "Message")
+		if got, ok := src.methodType[name]; !ok || got != want {
+			t.Errorf("%s: want func (%s) MessageType() string { return %s }", name, name, want)
+		}
+		for _, field := range ts.Type.(*ast.StructType).Fields.List {
 			if len(field.Names) == 0 {
 				t.Errorf("%s embeds a type: spell out its fields", name)
 				continue
@@ -149,8 +190,8 @@ func TestJSONMessageConventions(t *testing.T) {
 				if !n.IsExported() {
 					continue
 				}
-				if i == 0 && (n.Name != "MessageType" || tag != "message_type") {
-					t.Errorf("%s: first field is %s %q, want MessageType `json:\"message_type\"`", name, n.Name, tag)
+				if tag == "message_type" {
+					t.Errorf("%s.%s: message_type is written by the printer from the MessageType method", name, n.Name)
 				}
 				if tag != "-" && !snakeCase.MatchString(tag) {
 					t.Errorf("%s.%s: JSON name %q is not snake_case", name, n.Name, tag)
@@ -183,9 +224,12 @@ func generateJSONDoc(t *testing.T) []byte {
 		}
 		fmt.Fprintf(&b, "| `%s` | [%s](#%s) | %s |\n", mt.value, name, strings.ToLower(name), firstSentence(docs[name], name))
 	}
-	writeStruct := func(name string) {
+	writeStruct := func(name, msgType string) {
 		ts := structs[name]
 		fmt.Fprintf(&b, "\n## %s\n\n%s\n\n| field | type | notes |\n| --- | --- | --- |\n", name, docs[name])
+		if msgType != "" {
+			fmt.Fprintf(&b, "| `message_type` | `string` | %q |\n", msgType)
+		}
 		for _, fld := range ts.Type.(*ast.StructType).Fields.List {
 			if fld.Tag == nil || len(fld.Names) == 0 {
 				continue
@@ -209,7 +253,7 @@ func generateJSONDoc(t *testing.T) []byte {
 		}
 	}
 	for _, mt := range types {
-		writeStruct(strings.TrimPrefix(mt.constName, "Type") + "Message")
+		writeStruct(strings.TrimPrefix(mt.constName, "Type")+"Message", mt.value)
 	}
 	var names []string
 	for n := range nested {
@@ -219,7 +263,7 @@ func generateJSONDoc(t *testing.T) []byte {
 	if len(names) > 0 {
 		b.WriteString("\n# Nested objects\n")
 		for _, n := range names {
-			writeStruct(n)
+			writeStruct(n, "")
 		}
 	}
 	return b.Bytes()

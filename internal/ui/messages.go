@@ -13,45 +13,52 @@ const (
 // StatusMessage is a progress or informational line meant for logs, the JSON
 // counterpart of a human status line.
 type StatusMessage struct {
-	MessageType string `json:"message_type"` // "status"
-	Message     string `json:"message"`
+	Message string `json:"message"`
 }
+
+// MessageType implements Message.
+func (StatusMessage) MessageType() string { return TypeStatus }
 
 // ErrorMessage reports why a command failed. It is written to stderr as the
 // last line of a failed run; Code is the process exit status.
 type ErrorMessage struct {
-	MessageType string `json:"message_type"` // "error"
-	Error       string `json:"error"`
-	Code        int    `json:"code"`
-	Hint        string `json:"hint,omitempty"`
+	Error string `json:"error"`
+	Code  int    `json:"code"`
+	Hint  string `json:"hint,omitempty"`
 }
+
+// MessageType implements Message.
+func (ErrorMessage) MessageType() string { return TypeError }
 
 // SummaryMessage closes a run of a command that processes several items
 // (backup of many VMs, audit, prune).
 type SummaryMessage struct {
-	MessageType     string  `json:"message_type"` // "summary"
 	Command         string  `json:"command"`
 	Succeeded       int     `json:"succeeded"`
 	Failed          int     `json:"failed"`
 	DurationSeconds float64 `json:"duration_seconds"`
 }
 
+// MessageType implements Message.
+func (SummaryMessage) MessageType() string { return TypeSummary }
+
 // VersionMessage is the output of "vtpm-backup version --json".
 type VersionMessage struct {
-	MessageType string `json:"message_type"` // "version"
-	Version     string `json:"version"`
-	Commit      string `json:"commit,omitempty"`
-	CommitTime  string `json:"commit_time,omitempty"`
-	Modified    bool   `json:"modified,omitempty"`
-	GoVersion   string `json:"go_version"`
-	OS          string `json:"os"`
-	Arch        string `json:"arch"`
+	Version    string `json:"version"`
+	Commit     string `json:"commit,omitempty"`
+	CommitTime string `json:"commit_time,omitempty"`
+	Modified   bool   `json:"modified,omitempty"`
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
 }
+
+// MessageType implements Message.
+func (VersionMessage) MessageType() string { return TypeVersion }
 
 // InitMessage is the output of "vtpm-backup init --json": the repository
 // that was created. It holds public keys only.
 type InitMessage struct {
-	MessageType    string   `json:"message_type"` // "init"
 	Repository     string   `json:"repository"`
 	ID             string   `json:"id"`
 	Version        int      `json:"version"`
@@ -63,3 +70,6 @@ type InitMessage struct {
 	// --generate-identity, if any. The identity itself is never printed.
 	IdentityFile string `json:"identity_file,omitempty"`
 }
+
+// MessageType implements Message.
+func (InitMessage) MessageType() string { return TypeInit }

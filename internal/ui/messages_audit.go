@@ -12,11 +12,10 @@ const (
 // BackupEntryMessage is one backup of "vtpm-backup list --json". Sizes are
 // bytes; Time is RFC 3339 UTC.
 type BackupEntryMessage struct {
-	MessageType string `json:"message_type"` // "backup_entry"
-	BackupID    string `json:"backup_id"`
-	VM          string `json:"vm"`
-	Time        string `json:"time"`
-	Size        int64  `json:"size"`
+	BackupID string `json:"backup_id"`
+	VM       string `json:"vm"`
+	Time     string `json:"time"`
+	Size     int64  `json:"size"`
 	// StoredSize counts every stored object the backup references,
 	// including those shared with other backups.
 	StoredSize   int64    `json:"stored_size"`
@@ -28,9 +27,11 @@ type BackupEntryMessage struct {
 	Error string `json:"error,omitempty"`
 }
 
+// MessageType implements Message.
+func (BackupEntryMessage) MessageType() string { return TypeBackupEntry }
+
 // AuditVMMessage is the verdict on one VM of "vtpm-backup audit --json".
 type AuditVMMessage struct {
-	MessageType string `json:"message_type"` // "audit_vm"
 	VM          string `json:"vm"`
 	BackupID    string `json:"backup_id,omitempty"`
 	BackupTime  string `json:"backup_time,omitempty"`
@@ -56,6 +57,9 @@ type AuditVMMessage struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+// MessageType implements Message.
+func (AuditVMMessage) MessageType() string { return TypeAuditVM }
+
 // AuditRetention is the Object Lock state of a backup's manifest and a
 // sample of its chunk objects.
 type AuditRetention struct {
@@ -66,7 +70,6 @@ type AuditRetention struct {
 
 // AuditSummaryMessage closes "vtpm-backup audit --json".
 type AuditSummaryMessage struct {
-	MessageType   string   `json:"message_type"` // "audit_summary"
 	Ready         bool     `json:"ready"`
 	VMs           int      `json:"vms"`
 	ReadyVMs      int      `json:"ready_vms"`
@@ -80,12 +83,14 @@ type AuditSummaryMessage struct {
 	MetricsFile   string   `json:"metrics_file,omitempty"`
 }
 
+// MessageType implements Message.
+func (AuditSummaryMessage) MessageType() string { return TypeAuditSummary }
+
 // KeyProviderMessage is one provider of "vtpm-backup keys providers --json".
 type KeyProviderMessage struct {
-	MessageType string `json:"message_type"` // "key_provider"
-	ID          string `json:"id"`
-	Type        string `json:"type"`
-	Default     bool   `json:"default"`
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	Default bool   `json:"default"`
 	// NKPBackedUp is set for Native Key Providers whose backup state the
 	// vCenter reported.
 	NKPBackedUp *bool    `json:"nkp_backed_up,omitempty"`
@@ -93,9 +98,11 @@ type KeyProviderMessage struct {
 	Servers     []string `json:"servers,omitempty"`
 }
 
+// MessageType implements Message.
+func (KeyProviderMessage) MessageType() string { return TypeKeyProvider }
+
 // KeyStatusMessage is one key of "vtpm-backup keys status --json".
 type KeyStatusMessage struct {
-	MessageType        string   `json:"message_type"` // "key_status"
 	BackupID           string   `json:"backup_id"`
 	VM                 string   `json:"vm"`
 	VCenter            string   `json:"vcenter"`
@@ -108,3 +115,6 @@ type KeyStatusMessage struct {
 	Reasons            []string `json:"reasons,omitempty"`
 	Remedy             string   `json:"remedy,omitempty"`
 }
+
+// MessageType implements Message.
+func (KeyStatusMessage) MessageType() string { return TypeKeyStatus }

@@ -8,7 +8,6 @@ const (
 
 // VMDoneMessage reports one VM of a backup run, successful or not.
 type VMDoneMessage struct {
-	MessageType   string   `json:"message_type"` // "vm_done"
 	VM            string   `json:"vm"`
 	MoRef         string   `json:"moref,omitempty"`
 	Success       bool     `json:"success"`
@@ -23,16 +22,21 @@ type VMDoneMessage struct {
 	Warnings      []string `json:"warnings,omitempty"`
 }
 
+// MessageType implements Message.
+func (VMDoneMessage) MessageType() string { return TypeVMDone }
+
 // BackupPlanMessage is one VM of "backup --dry-run": what would be copied
 // and which keys the VM depends on.
 type BackupPlanMessage struct {
-	MessageType string        `json:"message_type"` // "backup_plan"
-	VM          string        `json:"vm"`
-	Error       string        `json:"error,omitempty"`
-	Files       []PlannedFile `json:"files"`
-	Keys        []PlannedKey  `json:"keys"`
-	TotalBytes  int64         `json:"total_bytes"`
+	VM         string        `json:"vm"`
+	Error      string        `json:"error,omitempty"`
+	Files      []PlannedFile `json:"files"`
+	Keys       []PlannedKey  `json:"keys"`
+	TotalBytes int64         `json:"total_bytes"`
 }
+
+// MessageType implements Message.
+func (BackupPlanMessage) MessageType() string { return TypeBackupPlan }
 
 // PlannedFile is a file a backup would copy.
 type PlannedFile struct {

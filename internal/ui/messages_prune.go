@@ -11,13 +11,15 @@ const (
 // PrunePlanMessage is the "prune_plan" line: the policy's verdict on every
 // backup, printed before anything is deleted.
 type PrunePlanMessage struct {
-	MessageType string           `json:"message_type"` // "prune_plan"
-	DryRun      bool             `json:"dry_run"`
-	Policy      string           `json:"policy"`
-	Keep        int              `json:"keep"`
-	Remove      int              `json:"remove"`
-	Backups     []PrunePlanEntry `json:"backups"`
+	DryRun  bool             `json:"dry_run"`
+	Policy  string           `json:"policy"`
+	Keep    int              `json:"keep"`
+	Remove  int              `json:"remove"`
+	Backups []PrunePlanEntry `json:"backups"`
 }
+
+// MessageType implements Message.
+func (PrunePlanMessage) MessageType() string { return TypePrunePlan }
 
 // PrunePlanEntry is one backup in a prune plan.
 type PrunePlanEntry struct {
@@ -32,7 +34,6 @@ type PrunePlanEntry struct {
 // PruneDoneMessage is the "prune_done" line: what prune deleted (or with
 // --dry-run would delete) and what it skipped.
 type PruneDoneMessage struct {
-	MessageType       string           `json:"message_type"` // "prune_done"
 	DryRun            bool             `json:"dry_run"`
 	Kept              int              `json:"kept"`
 	Removed           int              `json:"removed"`
@@ -55,6 +56,9 @@ type PruneDoneMessage struct {
 	Warnings          []string `json:"warnings,omitempty"`
 	DurationSeconds   float64  `json:"duration_seconds"`
 }
+
+// MessageType implements Message.
+func (PruneDoneMessage) MessageType() string { return TypePruneDone }
 
 // RetainedObject is an object prune skipped because S3 Object Lock still
 // retains it.

@@ -10,26 +10,28 @@ const (
 // passed; with --dry-run it is the whole output. For --to-dir, Dir is set
 // and the vCenter fields are empty.
 type RestorePlanMessage struct {
-	MessageType string        `json:"message_type"` // "restore_plan"
-	DryRun      bool          `json:"dry_run"`
-	BackupID    string        `json:"backup_id"`
-	SourceVM    string        `json:"source_vm"`
-	Name        string        `json:"name,omitempty"`
-	Datastore   string        `json:"datastore,omitempty"`
-	HomeFolder  string        `json:"home_folder,omitempty"`
-	VMXPath     string        `json:"vmx_path,omitempty"`
-	Folder      string        `json:"folder,omitempty"`
-	Pool        string        `json:"pool,omitempty"`
-	Host        string        `json:"host,omitempty"`
-	Dir         string        `json:"dir,omitempty"`
-	PowerOn     bool          `json:"power_on"`
-	UUID        string        `json:"uuid,omitempty"`
-	Files       []RestoreFile `json:"files"`
-	Keys        []RestoreKey  `json:"keys"`
-	TotalBytes  int64         `json:"total_bytes"`
-	FreeBytes   int64         `json:"free_bytes,omitempty"`
-	Warnings    []string      `json:"warnings,omitempty"`
+	DryRun     bool          `json:"dry_run"`
+	BackupID   string        `json:"backup_id"`
+	SourceVM   string        `json:"source_vm"`
+	Name       string        `json:"name,omitempty"`
+	Datastore  string        `json:"datastore,omitempty"`
+	HomeFolder string        `json:"home_folder,omitempty"`
+	VMXPath    string        `json:"vmx_path,omitempty"`
+	Folder     string        `json:"folder,omitempty"`
+	Pool       string        `json:"pool,omitempty"`
+	Host       string        `json:"host,omitempty"`
+	Dir        string        `json:"dir,omitempty"`
+	PowerOn    bool          `json:"power_on"`
+	UUID       string        `json:"uuid,omitempty"`
+	Files      []RestoreFile `json:"files"`
+	Keys       []RestoreKey  `json:"keys"`
+	TotalBytes int64         `json:"total_bytes"`
+	FreeBytes  int64         `json:"free_bytes,omitempty"`
+	Warnings   []string      `json:"warnings,omitempty"`
 }
+
+// MessageType implements Message.
+func (RestorePlanMessage) MessageType() string { return TypeRestorePlan }
 
 // RestoreFile is one file a restore writes, under its original name.
 type RestoreFile struct {
@@ -54,7 +56,6 @@ type RestoreKey struct {
 // the local folder, and the throughput. Error is set when the VM was
 // restored but did not power on.
 type RestoreDoneMessage struct {
-	MessageType     string  `json:"message_type"` // "restore_done"
 	BackupID        string  `json:"backup_id"`
 	SourceVM        string  `json:"source_vm"`
 	Name            string  `json:"name,omitempty"`
@@ -68,3 +69,6 @@ type RestoreDoneMessage struct {
 	PoweredOn       bool    `json:"powered_on"`
 	Error           string  `json:"error,omitempty"`
 }
+
+// MessageType implements Message.
+func (RestoreDoneMessage) MessageType() string { return TypeRestoreDone }

@@ -10,16 +10,18 @@ const (
 // LockMessage is one repository lock that "unlock" found: removed, or
 // kept because it is alive.
 type LockMessage struct {
-	MessageType string    `json:"message_type"` // "lock"
-	ID          string    `json:"id"`
-	Hostname    string    `json:"hostname"`
-	PID         int       `json:"pid"`
-	Exclusive   bool      `json:"exclusive"`
-	Purpose     string    `json:"purpose,omitempty"`
-	Created     time.Time `json:"created"`
-	Expires     time.Time `json:"expires"`
+	ID        string    `json:"id"`
+	Hostname  string    `json:"hostname"`
+	PID       int       `json:"pid"`
+	Exclusive bool      `json:"exclusive"`
+	Purpose   string    `json:"purpose,omitempty"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
 	// Stale is true when the lock expired (its holder stopped refreshing it).
 	Stale bool `json:"stale"`
 	// Removed is true when this run removed the lock.
 	Removed bool `json:"removed"`
 }
+
+// MessageType implements Message.
+func (LockMessage) MessageType() string { return TypeLock }

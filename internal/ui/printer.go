@@ -9,16 +9,27 @@ import (
 	"sync"
 )
 
-// Printer is where a command reports what it did. Exactly one of P and JSON
-// produces output, depending on --json, so a command calls both: P for the
-// human line, JSON for the message a script reads.
+// Message is one line of --json output: one of the XxxMessage structs of
+// this package. MessageType names it; the printer writes it as the first
+// field, message_type, so no message sets it by hand.
+type Message interface {
+	MessageType() string
+}
+
+// Printer is where a command reports what it did, and the only way it
+// writes to stdout. Exactly one of the human output (P, Table) and JSON
+// produces output, depending on --json, so a command calls both: P or
+// Table for people, JSON for the message a script reads.
 type Printer interface {
 	// P prints a human line (a newline is added when missing) to stdout in
 	// text mode; it prints nothing in JSON mode.
 	P(format string, args ...any)
-	// JSON writes v as one line of JSON to stdout in JSON mode; it prints
-	// nothing in text mode. v is one of the message structs of this package.
-	JSON(v any)
+	// Table starts a table for people with the given column headers; its
+	// Flush writes it to stdout in text mode and nothing in JSON mode.
+	Table(headers ...string) *Table
+	// JSON writes m as one line of JSON to stdout in JSON mode, with
+	// message_type first; it prints nothing in text mode.
+	JSON(m Message)
 	// Error reports a failed run on stderr: "error: ..." in text mode, an
 	// ErrorMessage in JSON mode. The exit code and hint come from the error
 	// (see WithExitCode and Hinter).
@@ -98,7 +109,11 @@ func (p *textPrinter) P(format string, args ...any) {
 	_, _ = io.WriteString(p.stdout, s)
 }
 
-func (p *textPrinter) JSON(any) {}
+func (p *textPrinter) Table(headers ...string) *Table {
+	return NewTable(lockedWriter{mu: &p.mu, w: p.stdout}, headers...)
+}
+
+func (p *textPrinter) JSON(Message) {}
 
 func (p *textPrinter) Error(err error) {
 	if err == nil {
@@ -120,8 +135,12 @@ type jsonPrinter struct {
 
 func (p *jsonPrinter) P(string, ...any) {}
 
-func (p *jsonPrinter) JSON(v any) {
-	p.encode(p.stdout, v)
+func (p *jsonPrinter) Table(headers ...string) *Table {
+	return NewTable(io.Discard, headers...)
+}
+
+func (p *jsonPrinter) JSON(m Message) {
+	p.encode(p.stdout, m)
 }
 
 func (p *jsonPrinter) Error(err error) {
@@ -129,21 +148,55 @@ func (p *jsonPrinter) Error(err error) {
 		return
 	}
 	p.encode(p.stderr, ErrorMessage{
-		MessageType: TypeError,
-		Error:       err.Error(),
-		Code:        ErrorCode(err),
-		Hint:        ErrorHint(err),
+		Error: err.Error(),
+		Code:  ErrorCode(err),
+		Hint:  ErrorHint(err),
 	})
 }
 
-func (p *jsonPrinter) encode(w io.Writer, v any) {
-	data, err := json.Marshal(v)
+func (p *jsonPrinter) encode(w io.Writer, m Message) {
+	data, err := encodeMessage(m)
 	if err != nil {
 		// Only a programming error (an unsupported type) gets here; say so
 		// in a line that is still valid JSON.
-		data, _ = json.Marshal(ErrorMessage{MessageType: TypeError, Error: "encode JSON output: " + err.Error(), Code: 1})
+		data, _ = encodeMessage(ErrorMessage{Error: "encode JSON output: " + err.Error(), Code: 1})
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, _ = w.Write(append(data, '\n'))
+}
+
+// encodeMessage marshals m as a JSON object whose first field is
+// message_type, then m's own fields in declaration order.
+func encodeMessage(m Message) ([]byte, error) {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) < 2 || body[0] != '{' {
+		return nil, fmt.Errorf("message %T is not a JSON object", m)
+	}
+	typ, err := json.Marshal(m.MessageType())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(`{"message_type":,`)+len(typ)+len(body))
+	out = append(out, `{"message_type":`...)
+	out = append(out, typ...)
+	if len(body) > 2 { // not {}
+		out = append(out, ',')
+	}
+	return append(out, body[1:]...), nil
+}
+
+// lockedWriter serialises a table's output with the printer's other lines.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

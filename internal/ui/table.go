@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
@@ -8,15 +9,19 @@ import (
 )
 
 // Table lays out human-readable rows in aligned columns. Rows are buffered
-// until Flush.
+// until Flush, which writes the whole table at once. Commands get one from
+// Printer.Table, which discards it under --json.
 type Table struct {
-	tw *tabwriter.Writer
+	out io.Writer
+	buf bytes.Buffer
+	tw  *tabwriter.Writer
 }
 
 // NewTable starts a table on w with the given column headers (printed in
 // upper case, like govc and kubectl do).
 func NewTable(w io.Writer, headers ...string) *Table {
-	t := &Table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	t := &Table{out: w}
+	t.tw = tabwriter.NewWriter(&t.buf, 0, 0, 2, ' ', 0)
 	if len(headers) > 0 {
 		up := make([]any, len(headers))
 		for i, h := range headers {
@@ -37,7 +42,12 @@ func (t *Table) Row(cols ...any) {
 	_, _ = io.WriteString(t.tw, strings.Join(cells, "\t")+"\n")
 }
 
-// Flush writes the table.
+// Flush writes the rows added so far, aligned, in one write.
 func (t *Table) Flush() error {
-	return t.tw.Flush()
+	if err := t.tw.Flush(); err != nil {
+		return err
+	}
+	_, err := t.out.Write(t.buf.Bytes())
+	t.buf.Reset()
+	return err
 }

@@ -39,13 +39,13 @@ func (e hintErr) Hint() string  { return e.hint }
 func script(p Printer) {
 	p.P("created repository %s at %s", "1f2e3d", "/srv/repo")
 	p.P("line with its own newline\n")
-	p.JSON(StatusMessage{MessageType: TypeStatus, Message: "hello"})
+	p.JSON(StatusMessage{Message: "hello"})
 	p.JSON(InitMessage{
-		MessageType: TypeInit, Repository: "/srv/repo", ID: "1f2e3d", Version: 1,
+		Repository: "/srv/repo", ID: "1f2e3d", Version: 1,
 		ChunkSize: 4 << 20, Compression: "zstd", Recipients: []string{"age1xyz"},
 	})
-	p.JSON(VersionMessage{MessageType: TypeVersion, Version: "v0.1.0", Commit: "abc", GoVersion: "go1.26.0", OS: "linux", Arch: "amd64"})
-	p.JSON(SummaryMessage{MessageType: TypeSummary, Command: "backup", Succeeded: 3, Failed: 1, DurationSeconds: 12.5})
+	p.JSON(VersionMessage{Version: "v0.1.0", Commit: "abc", GoVersion: "go1.26.0", OS: "linux", Arch: "amd64"})
+	p.JSON(SummaryMessage{Command: "backup", Succeeded: 3, Failed: 1, DurationSeconds: 12.5})
 	p.Error(WithExitCode(fmt.Errorf("init /srv/repo: %w", hintErr{"repository already initialized", "pass another --repo"}), 2))
 	p.Error(errors.New("plain failure"))
 	p.Error(nil)
@@ -98,16 +98,67 @@ func TestErrorCodeAndHint(t *testing.T) {
 	}
 }
 
+// TestTableGolden prints the same table through NewTable and through the
+// printers: the text printer writes it to stdout, the JSON printer
+// nowhere.
 func TestTableGolden(t *testing.T) {
-	var buf bytes.Buffer
-	tb := NewTable(&buf, "vm", "backup id", "size")
-	tb.Row("web-01", "20260101T000000Z-ab12", 1234)
-	tb.Row("db\twith tab", "x", "multi\nline")
-	if err := tb.Flush(); err != nil {
-		t.Fatal(err)
+	fill := func(tb *Table) {
+		t.Helper()
+		tb.Row("web-01", "20260101T000000Z-ab12", 1234)
+		tb.Row("db\twith tab", "x", "multi\nline")
+		if err := tb.Flush(); err != nil {
+			t.Fatal(err)
+		}
 	}
+	var buf bytes.Buffer
+	fill(NewTable(&buf, "vm", "backup id", "size"))
 	golden(t, "table.txt", buf.String())
+
+	for _, jsonMode := range []bool{false, true} {
+		var stdout, stderr bytes.Buffer
+		fill(NewPrinter(&stdout, &stderr, jsonMode).Table("vm", "backup id", "size"))
+		want := buf.String()
+		if jsonMode {
+			want = ""
+		}
+		if stdout.String() != want || stderr.Len() != 0 {
+			t.Errorf("json=%v: printer table wrote stdout %q, stderr %q; want stdout %q", jsonMode, stdout.String(), stderr.String(), want)
+		}
+	}
 }
+
+// TestEncodeMessage: message_type comes first, also for a message without
+// fields of its own, and only JSON objects are messages.
+func TestEncodeMessage(t *testing.T) {
+	for _, tc := range []struct {
+		m       Message
+		want    string
+		wantErr bool
+	}{
+		{StatusMessage{Message: "x"}, `{"message_type":"status","message":"x"}`, false},
+		{emptyMessage{}, `{"message_type":"empty"}`, false},
+		{&StatusMessage{}, `{"message_type":"status","message":""}`, false},
+		{notAnObject("x"), "", true},
+	} {
+		got, err := encodeMessage(tc.m)
+		if (err != nil) != tc.wantErr || string(got) != tc.want {
+			t.Errorf("encodeMessage(%#v) = %s, %v; want %s, error %v", tc.m, got, err, tc.want, tc.wantErr)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	NewPrinter(&stdout, &stderr, true).JSON(notAnObject("x"))
+	if want := `{"message_type":"error","error":"encode JSON output: message ui.notAnObject is not a JSON object","code":1}` + "\n"; stdout.String() != want {
+		t.Errorf("printer wrote %q for a bad message, want %q", stdout.String(), want)
+	}
+}
+
+type emptyMessage struct{}
+
+func (emptyMessage) MessageType() string { return "empty" }
+
+type notAnObject string
+
+func (notAnObject) MessageType() string { return "bad" }
 
 func TestParseLogLevel(t *testing.T) {
 	for _, s := range []string{"debug", "INFO", "warn", "error", ""} {

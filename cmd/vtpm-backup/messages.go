@@ -1,0 +1,241 @@
+package main
+
+import (
+	"time"
+
+	"github.com/vtpm-backup/vtpm-backup/audit"
+	"github.com/vtpm-backup/vtpm-backup/backup"
+	"github.com/vtpm-backup/vtpm-backup/internal/ui"
+	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/restore"
+)
+
+// This file is the one place where the results of the domain packages
+// become --json messages. The domain types carry no JSON tags (only the
+// repository's on-disk formats do): the message structs of internal/ui are
+// the scripting interface, and a change of a domain type shows up here, at
+// compile time, instead of silently in the output.
+
+// rfc3339 formats t in UTC for a message, "" for the zero time.
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func statusMessage(msg string) ui.StatusMessage {
+	return ui.StatusMessage{Message: msg}
+}
+
+func summaryMessage(command string, succeeded, failed int, took time.Duration) ui.SummaryMessage {
+	return ui.SummaryMessage{Command: command, Succeeded: succeeded, Failed: failed, DurationSeconds: took.Seconds()}
+}
+
+// initMessage describes the repository init created at location.
+func initMessage(location string, cfg repository.Config, identityFile string) ui.InitMessage {
+	return ui.InitMessage{
+		Repository:     location,
+		ID:             cfg.ID,
+		Version:        cfg.Version,
+		ChunkSize:      cfg.ChunkSize,
+		Compression:    cfg.Compression,
+		Recipients:     cfg.Recipients,
+		ObjectLockDays: cfg.ObjectLockDays,
+		IdentityFile:   identityFile,
+	}
+}
+
+// backupEntryMessage is one catalog entry of "list".
+func backupEntryMessage(b repository.Backup) ui.BackupEntryMessage {
+	e := ui.BackupEntryMessage{BackupID: b.ID, VM: b.VM, Time: rfc3339(b.Time)}
+	if b.Err != nil {
+		e.Error = b.Err.Error()
+		return e
+	}
+	m := b.Header
+	e.Size, e.StoredSize = m.Summary.Size, m.Summary.StoredSize
+	e.VTPM, e.Encrypted = m.VM.VTPM, m.VM.Encrypted
+	seen := map[string]bool{}
+	for _, k := range m.Keys {
+		name := k.ProviderID
+		if name == "" {
+			name = "(default)"
+		}
+		if k.ProviderType != "" {
+			name += " (" + k.ProviderType + ")"
+		}
+		if !seen[name] {
+			seen[name] = true
+			e.KeyProviders = append(e.KeyProviders, name)
+		}
+	}
+	return e
+}
+
+func auditVMMessage(v audit.VMReport) ui.AuditVMMessage {
+	m := ui.AuditVMMessage{
+		VM: v.VM, BackupID: v.BackupID, BackupTime: rfc3339(v.BackupTime),
+		AgeSeconds: int64(v.Age.Seconds()), Size: v.Size, StoredSize: v.StoredSize, VTPM: v.VTPM,
+		ManifestOK: v.ManifestOK, Objects: v.Objects, ObjectsRead: v.ObjectsRead, ObjectsBad: v.ObjectsBad,
+		ObjectsOK: v.ObjectsOK, NvramOK: v.NvramOK, KeysChecked: v.KeysChecked, KeysOK: v.KeysOK, AgeOK: v.AgeOK,
+		Ready: v.Ready, Verdict: verdict(v.Ready), Reasons: v.Reasons, Warnings: v.Warnings,
+	}
+	if r := v.Retention; r != nil {
+		m.Retention = &ui.AuditRetention{Checked: r.Checked, Retained: r.Retained, Until: rfc3339(r.Until)}
+	}
+	return m
+}
+
+func auditSummaryMessage(rep *audit.Report, metricsFile string) ui.AuditSummaryMessage {
+	return ui.AuditSummaryMessage{
+		Ready: rep.Ready(), VMs: len(rep.VMs), ReadyVMs: len(rep.VMs) - rep.NotReady(), NotReadyVMs: rep.NotReady(),
+		Problems: rep.Problems, VCenter: rep.VCenter, Mode: rep.Mode, Subset: rep.Subset,
+		MaxAgeSeconds: int64(rep.MaxAge.Seconds()), Time: rep.Time.UTC().Format(time.RFC3339),
+		MetricsFile: metricsFile,
+	}
+}
+
+func keyProviderMessage(kp keys.Provider) ui.KeyProviderMessage {
+	return ui.KeyProviderMessage{
+		ID: kp.ID, Type: string(kp.Type), Default: kp.Default,
+		NKPBackedUp: kp.BackedUp, Health: kp.Health, Servers: kp.Servers,
+	}
+}
+
+// keyStatusMessage is the verdict on one key of backup m on vcenter.
+func keyStatusMessage(m *repository.Manifest, vcenter string, st keys.KeyStatus) ui.KeyStatusMessage {
+	return ui.KeyStatusMessage{
+		BackupID: m.BackupID, VM: m.VM.Name, VCenter: vcenter,
+		KeyID: st.Ref.KeyID, Use: st.Ref.Use, ProviderID: st.Ref.ProviderID, ProviderType: string(st.ProviderType),
+		ProviderRegistered: st.ProviderRegistered, Available: st.Available, Reasons: st.Reasons, Remedy: st.Remedy,
+	}
+}
+
+// vmDoneMessage reports one VM of a backup run.
+func vmDoneMessage(r *backup.Result) ui.VMDoneMessage {
+	return ui.VMDoneMessage{
+		VM: r.VM, MoRef: r.MoRef, Success: r.Err == nil, BackupID: r.BackupID, Error: errorText(r.Err),
+		BytesRead: r.BytesRead, BytesUploaded: r.BytesUploaded,
+		ChunksNew: r.ChunksNew, ChunksKnown: r.ChunksKnown, ChunksZero: r.ChunksZero,
+		Seconds: r.Finished.Sub(r.Started).Seconds(), Warnings: r.Warnings,
+	}
+}
+
+// backupPlanMessage is one VM of "backup --dry-run".
+func backupPlanMessage(r *backup.Result) ui.BackupPlanMessage {
+	msg := ui.BackupPlanMessage{VM: r.VM, Error: errorText(r.Err), Files: []ui.PlannedFile{}, Keys: []ui.PlannedKey{}}
+	for _, f := range r.Files {
+		msg.Files = append(msg.Files, ui.PlannedFile{Path: f.Path, Type: f.Type, Size: f.Size})
+		msg.TotalBytes += f.Size
+	}
+	for _, k := range r.Keys {
+		msg.Keys = append(msg.Keys, ui.PlannedKey{KeyID: k.KeyID, ProviderID: k.ProviderID, ProviderType: k.ProviderType, Use: k.Use})
+	}
+	return msg
+}
+
+// pruneAction is a prune decision as the plan names it.
+func pruneAction(d repository.Decision) string {
+	if d.Keep {
+		return "keep"
+	}
+	return "remove"
+}
+
+func prunePlanMessage(r *repository.PruneReport) ui.PrunePlanMessage {
+	msg := ui.PrunePlanMessage{DryRun: r.DryRun, Policy: r.Policy.String(), Keep: r.Kept, Remove: r.Forgotten}
+	for _, d := range r.Decisions {
+		msg.Backups = append(msg.Backups, ui.PrunePlanEntry{BackupID: d.BackupID, VM: d.VMName, VMKey: d.VMKey,
+			Time: d.Time.UTC(), Action: pruneAction(d), Reasons: d.Reasons})
+	}
+	return msg
+}
+
+func pruneDoneMessage(r *repository.PruneReport, took time.Duration) ui.PruneDoneMessage {
+	msg := ui.PruneDoneMessage{
+		DryRun: r.DryRun, Kept: r.Kept, Removed: r.Forgotten,
+		ManifestsDeleted: r.ManifestsDeleted,
+		ChunksTotal:      r.ChunksTotal, ChunksReferenced: r.ChunksReferenced, ChunksDeleted: r.ChunksDeleted,
+		ChunksYoung: r.ChunksYoung, ChunksRetained: r.ChunksRetained, ChunksMissing: r.ChunksMissing,
+		BytesFreed: r.BytesFreed(), BytesRetained: r.ChunkBytesRetained, Cutoff: r.Cutoff,
+		DebrisRemoved: r.DebrisRemoved, Warnings: r.Warnings, DurationSeconds: took.Seconds(),
+	}
+	if !r.RetainedUntil.IsZero() {
+		u := r.RetainedUntil
+		msg.RetainedUntil = &u
+	}
+	for _, o := range r.RetainedManifests {
+		msg.RetainedManifests = append(msg.RetainedManifests, ui.RetainedObject{Name: o.Name, Until: o.Until})
+	}
+	for _, s := range r.StaleLocks {
+		msg.StaleLocksRemoved = append(msg.StaleLocksRemoved, s.Describe(r.Started))
+	}
+	return msg
+}
+
+func restoreFiles(files []restore.PlannedFile) []ui.RestoreFile {
+	out := []ui.RestoreFile{}
+	for _, f := range files {
+		out = append(out, ui.RestoreFile{Name: f.Name, Type: f.Type, Size: f.Size, Target: f.Target})
+	}
+	return out
+}
+
+// restorePlanMessage is the plan of a restore to vCenter.
+func restorePlanMessage(plan *restore.Plan, dryRun bool) ui.RestorePlanMessage {
+	msg := ui.RestorePlanMessage{
+		DryRun: dryRun, BackupID: plan.BackupID, SourceVM: plan.SourceVM,
+		Name: plan.Name, Datastore: plan.Datastore, HomeFolder: plan.HomeFolder, VMXPath: plan.VMXPath,
+		Folder: plan.Folder, Pool: plan.Pool, Host: plan.Host, PowerOn: plan.PowerOn, UUID: string(plan.UUID),
+		Files: restoreFiles(plan.Files), Keys: []ui.RestoreKey{},
+		TotalBytes: plan.TotalSize, FreeBytes: plan.FreeSpace, Warnings: plan.Warnings,
+	}
+	for _, k := range plan.Keys {
+		msg.Keys = append(msg.Keys, ui.RestoreKey{
+			KeyID: k.Ref.KeyID, ProviderID: k.Ref.ProviderID, ProviderType: string(k.ProviderType),
+			Use: k.Ref.Use, Available: k.Available, Reasons: k.Reasons,
+		})
+	}
+	return msg
+}
+
+// restoreDirPlanMessage is the plan of a restore --to-dir of backup m:
+// the files it writes into dir.
+func restoreDirPlanMessage(m *repository.Manifest, dir string, files []restore.PlannedFile, dryRun bool) ui.RestorePlanMessage {
+	msg := ui.RestorePlanMessage{
+		DryRun: dryRun, BackupID: m.BackupID, SourceVM: m.VM.Name, Dir: dir,
+		Files: restoreFiles(files), Keys: []ui.RestoreKey{},
+	}
+	for _, f := range files {
+		msg.TotalBytes += f.Size
+	}
+	return msg
+}
+
+// restoreDoneMessage reports a finished restore; err is set when the VM
+// was restored but did not power on.
+func restoreDoneMessage(res *restore.Result, err error) ui.RestoreDoneMessage {
+	return ui.RestoreDoneMessage{
+		BackupID: res.BackupID, SourceVM: res.SourceVM,
+		Name: res.Name, MoRef: res.MoRef, VMXPath: res.VMXPath, Dir: res.Dir,
+		Files: len(res.Files), Bytes: res.Bytes, DurationSeconds: res.Duration().Seconds(),
+		MBPerSecond: res.MBPerSecond(), PoweredOn: res.PoweredOn, Error: errorText(err),
+	}
+}
+
+// lockMessage is one lock "unlock" found at now; removed when it removed it.
+func lockMessage(l repository.LockInfo, now time.Time, removed bool) ui.LockMessage {
+	return ui.LockMessage{
+		ID: l.ID, Hostname: l.Hostname, PID: l.PID, Exclusive: l.Exclusive, Purpose: l.Purpose,
+		Created: l.Created.UTC(), Expires: l.Expires.UTC(), Stale: l.Stale(now), Removed: removed,
+	}
+}
