@@ -60,27 +60,27 @@ func (o Options) now() time.Time {
 
 // PlannedFile is one file a backup copies (dry run output and results).
 type PlannedFile struct {
-	Path string `json:"path"`
-	Type string `json:"type"`
-	Size int64  `json:"size"`
+	Path string
+	Type string
+	Size int64
 }
 
 // Result is the outcome of one VM's backup.
 type Result struct {
-	VM       string    `json:"vm"`
-	MoRef    string    `json:"moref,omitempty"`
-	BackupID string    `json:"backup_id,omitempty"`
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
+	VM       string
+	MoRef    string
+	BackupID string
+	Started  time.Time
+	Finished time.Time
 	Stats
 	// Files and Keys are filled for dry runs and successful backups.
-	Files    []PlannedFile        `json:"files,omitempty"`
-	Keys     []repository.KeyInfo `json:"keys,omitempty"`
-	Warnings []string             `json:"warnings,omitempty"`
+	Files    []PlannedFile
+	Keys     []repository.KeyInfo
+	Warnings []string
 	// SweptSnapshots names stale snapshots of ours that were removed.
-	SweptSnapshots []string             `json:"swept_snapshots,omitempty"`
-	Manifest       *repository.Manifest `json:"-"`
-	Err            error                `json:"-"`
+	SweptSnapshots []string
+	Manifest       *repository.Manifest
+	Err            error
 }
 
 // Backuper backs up VMs of one vCenter into one repository.

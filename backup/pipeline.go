@@ -14,11 +14,11 @@ import (
 
 // Stats counts what a backup read and wrote.
 type Stats struct {
-	BytesRead     int64 `json:"bytes_read"`
-	BytesUploaded int64 `json:"bytes_uploaded"` // stored (compressed, encrypted) bytes put
-	ChunksNew     int64 `json:"chunks_new"`
-	ChunksKnown   int64 `json:"chunks_known"`
-	ChunksZero    int64 `json:"chunks_zero"`
+	BytesRead     int64
+	BytesUploaded int64 // stored (compressed, encrypted) bytes put
+	ChunksNew     int64
+	ChunksKnown   int64
+	ChunksZero    int64
 }
 
 // pipeline cuts files into fixed, aligned chunks and stores the new ones

@@ -38,22 +38,22 @@ const (
 // it can be restored there, and if not, why and what to do.
 type KeyStatus struct {
 	// Ref is the key asked about.
-	Ref KeyRef `json:"ref"`
+	Ref KeyRef
 	// Available is true when the vCenter can serve the key.
-	Available bool `json:"available"`
+	Available bool
 	// ProviderRegistered is true when Ref.ProviderID is registered on the
 	// vCenter (or Ref.ProviderID is empty: the default provider).
-	ProviderRegistered bool `json:"provider_registered"`
+	ProviderRegistered bool
 	// ProviderType is the provider's type on the vCenter, or as recorded
 	// at backup time when the vCenter does not know the provider.
-	ProviderType ProviderType `json:"provider_type"`
+	ProviderType ProviderType
 	// Reasons are vSphere's reasons (e.g. KeyStateMissingInKMS) and ours
 	// (ReasonProviderNotRegistered). An available key may carry a reason
 	// that explains why vCenter could not verify it further, such as
 	// KeyStateManagedByNKP.
-	Reasons []string `json:"reasons,omitempty"`
+	Reasons []string
 	// Remedy tells the user what to do; empty when Available.
-	Remedy string `json:"remedy,omitempty"`
+	Remedy string
 }
 
 // Check asks the vCenter behind c whether it can serve every key in refs, in

@@ -16,13 +16,13 @@ import (
 // keys before it writes anything.
 type KeyRef struct {
 	// KeyID is the key's ID as vSphere reports it (config.keyId.keyId).
-	KeyID string `json:"key_id"`
+	KeyID string
 	// ProviderID is the key provider (KMS cluster) ID; empty means the
 	// vCenter default provider.
-	ProviderID string `json:"provider_id"`
+	ProviderID string
 	// Use says what the key protects: UseVM for the VM home files
 	// (.vmx, .nvram, ...) or "disk:<device key>" for a virtual disk.
-	Use string `json:"use"`
+	Use string
 }
 
 // UseVM is KeyRef.Use for the key of the VM home files (config.keyId).
@@ -57,50 +57,50 @@ const (
 // secrets: server names and addresses only.
 type Provider struct {
 	// ID is the provider (KMS cluster) ID, unique per vCenter.
-	ID string `json:"id"`
+	ID string
 	// Type is the provider kind.
-	Type ProviderType `json:"type"`
+	Type ProviderType
 	// Default is true when the provider is the vCenter-wide default.
-	Default bool `json:"default"`
+	Default bool
 	// BackedUp tells whether a Native Key Provider has been exported to a
 	// .p12 backup; nil when unknown or not a native provider. An NKP that
 	// was never backed up dies with its vCenter, and so do the VMs'
 	// keys.
-	BackedUp *bool `json:"backed_up,omitempty"`
+	BackedUp *bool
 	// Health is vCenter's overall status of the provider (green, yellow,
 	// red, gray); empty when it could not be read.
-	Health string `json:"health,omitempty"`
+	Health string
 	// Servers lists the KMIP servers as "name (address:port)".
-	Servers []string `json:"servers,omitempty"`
+	Servers []string
 }
 
 // VMKeys is what a backup records about a VM's encryption: enough to check,
 // on another vCenter and years later, whether the VM can be restored.
 type VMKeys struct {
 	// VTPM is true when the VM has a virtual TPM device.
-	VTPM bool `json:"vtpm"`
+	VTPM bool
 	// Firmware is "efi" or "bios".
-	Firmware string `json:"firmware,omitempty"`
+	Firmware string
 	// SecureBoot mirrors bootOptions.efiSecureBootEnabled.
-	SecureBoot bool `json:"secure_boot"`
+	SecureBoot bool
 	// HardwareVersion is config.version, e.g. "vmx-19".
-	HardwareVersion string `json:"hardware_version,omitempty"`
+	HardwareVersion string
 	// Encrypted is true when the VM home files are encrypted
 	// (config.keyId is set).
-	Encrypted bool `json:"encrypted"`
+	Encrypted bool
 	// VMKey is config.keyId; nil when the home files are not encrypted.
-	VMKey *KeyRef `json:"vm_key,omitempty"`
+	VMKey *KeyRef
 	// DiskKeys are the keys of encrypted disks, including the parents in
 	// a snapshot chain, without duplicates.
-	DiskKeys []KeyRef `json:"disk_keys,omitempty"`
+	DiskKeys []KeyRef
 	// EncryptionExtraConfig holds the extraConfig entries starting with
 	// "encryption." that vSphere exposes (such as encryption.keySafe, a
 	// key locator naming provider and key ID), except the bulky
 	// ciphertext encryption.data.
-	EncryptionExtraConfig map[string]string `json:"encryption_extra_config,omitempty"`
+	EncryptionExtraConfig map[string]string
 	// Providers are the providers of the keys above as the source
 	// vCenter reported them at capture time.
-	Providers []Provider `json:"providers,omitempty"`
+	Providers []Provider
 }
 
 // Refs returns every key the VM depends on, VM key first, so callers can

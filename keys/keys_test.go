@@ -1,7 +1,6 @@
 package keys_test
 
 import (
-	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -82,45 +81,6 @@ func TestFromVMConfig(t *testing.T) {
 				t.Errorf("FromVMConfig =\n%+v\nwant\n%+v", got, tt.want)
 			}
 		})
-	}
-}
-
-// TestVMKeysJSON pins the manifest field names: renaming one breaks every
-// existing backup.
-func TestVMKeysJSON(t *testing.T) {
-	k := keys.VMKeys{
-		VTPM: true, Firmware: "efi", SecureBoot: true, HardwareVersion: "vmx-19", Encrypted: true,
-		VMKey:                 &keys.KeyRef{KeyID: "k", ProviderID: "nkp", Use: "vm"},
-		DiskKeys:              []keys.KeyRef{{KeyID: "d", ProviderID: "kms", Use: "disk:2000"}},
-		EncryptionExtraConfig: map[string]string{"encryption.keySafe": "x"},
-		Providers: []keys.Provider{{ID: "nkp", Type: keys.ProviderNative, Default: true, BackedUp: types.NewBool(false),
-			Health: "green", Servers: []string{"s (a:1)"}}},
-	}
-	b, err := json.Marshal(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const want = `{"vtpm":true,"firmware":"efi","secure_boot":true,"hardware_version":"vmx-19","encrypted":true,` +
-		`"vm_key":{"key_id":"k","provider_id":"nkp","use":"vm"},"disk_keys":[{"key_id":"d","provider_id":"kms","use":"disk:2000"}],` +
-		`"encryption_extra_config":{"encryption.keySafe":"x"},` +
-		`"providers":[{"id":"nkp","type":"native","default":true,"backed_up":false,"health":"green","servers":["s (a:1)"]}]}`
-	if string(b) != want {
-		t.Errorf("json =\n%s\nwant\n%s", b, want)
-	}
-	var back keys.VMKeys
-	if err := json.Unmarshal(b, &back); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(back, k) {
-		t.Errorf("round trip = %+v, want %+v", back, k)
-	}
-	st, err := json.Marshal(keys.KeyStatus{Ref: keys.KeyRef{KeyID: "k"}, ProviderType: keys.ProviderUnknown, Reasons: []string{"r"}, Remedy: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const wantStatus = `{"ref":{"key_id":"k","provider_id":"","use":""},"available":false,"provider_registered":false,"provider_type":"unknown","reasons":["r"],"remedy":"x"}`
-	if string(st) != wantStatus {
-		t.Errorf("status json =\n%s\nwant\n%s", st, wantStatus)
 	}
 }
 

@@ -74,9 +74,9 @@ type PruneOptions struct {
 
 // RetainedObject is an object prune skipped because it is retained.
 type RetainedObject struct {
-	Name string `json:"name"`
+	Name string
 	// Until is the end of the retention, zero when the storage did not say.
-	Until time.Time `json:"until,omitzero"`
+	Until time.Time
 }
 
 // PruneReport says what prune did, or with DryRun would do.

@@ -51,35 +51,35 @@ type Options struct {
 // PlannedFile is one file a restore writes.
 type PlannedFile struct {
 	// Name is the file name, kept from the backup.
-	Name string `json:"name"`
-	Type string `json:"type"`
-	Size int64  `json:"size"`
+	Name string
+	Type string
+	Size int64
 	// Target is "[ds] dir/name" on the datastore, or the local path.
-	Target string `json:"target"`
+	Target string
 }
 
 // Plan is the outcome of Preflight: every check passed, and this is what
-// Run will do. Its exported fields are for display (dry run, JSON).
+// Run will do. Its exported fields are for display (dry run, --json).
 type Plan struct {
-	BackupID string `json:"backup_id"`
-	SourceVM string `json:"source_vm"`
+	BackupID string
+	SourceVM string
 	// Name is the new VM's name and its home folder's name.
-	Name      string `json:"name"`
-	Datastore string `json:"datastore"`
+	Name      string
+	Datastore string
 	// HomeFolder is "[ds] Name/".
-	HomeFolder string `json:"home_folder"`
+	HomeFolder string
 	// VMXPath is the .vmx to register, "[ds] Name/original.vmx".
-	VMXPath   string             `json:"vmx_path"`
-	Folder    string             `json:"folder"`
-	Pool      string             `json:"pool"`
-	Host      string             `json:"host,omitempty"`
-	Files     []PlannedFile      `json:"files"`
-	TotalSize int64              `json:"total_size"`
-	FreeSpace int64              `json:"free_space"`
-	Keys      []keys.KeyStatus   `json:"keys"`
-	PowerOn   bool               `json:"power_on"`
-	UUID      vsphere.UUIDAction `json:"uuid"`
-	Warnings  []string           `json:"warnings,omitempty"`
+	VMXPath   string
+	Folder    string
+	Pool      string
+	Host      string
+	Files     []PlannedFile
+	TotalSize int64
+	FreeSpace int64
+	Keys      []keys.KeyStatus
+	PowerOn   bool
+	UUID      vsphere.UUIDAction
+	Warnings  []string
 
 	m       *repository.Manifest
 	vcenter string

@@ -26,19 +26,19 @@ var ErrPowerOn = errors.New("restored VM did not power on")
 
 // Result describes a finished restore.
 type Result struct {
-	BackupID string `json:"backup_id"`
-	SourceVM string `json:"source_vm"`
+	BackupID string
+	SourceVM string
 	// Name and MoRef identify the new VM; MoRef is empty for ToDir.
-	Name    string `json:"name,omitempty"`
-	MoRef   string `json:"moref,omitempty"`
-	VMXPath string `json:"vmx_path,omitempty"`
+	Name    string
+	MoRef   string
+	VMXPath string
 	// Dir is the local folder of a ToDir restore.
-	Dir       string        `json:"dir,omitempty"`
-	Files     []PlannedFile `json:"files"`
-	Bytes     int64         `json:"bytes"`
-	PoweredOn bool          `json:"powered_on"`
-	Started   time.Time     `json:"started"`
-	Finished  time.Time     `json:"finished"`
+	Dir       string
+	Files     []PlannedFile
+	Bytes     int64
+	PoweredOn bool
+	Started   time.Time
+	Finished  time.Time
 }
 
 // Duration is how long the restore took.
