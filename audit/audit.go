@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage"
@@ -61,8 +62,9 @@ type Options struct {
 	// retention is read when the repository uses Object Lock; 0 means
 	// DefaultRetentionSample.
 	RetentionSample int
-	// Now is the clock (tests); nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time ages are measured at; nil means the
+	// repository's clock.
+	Clock clock.Clock
 }
 
 // Report is the outcome of Run.
@@ -164,7 +166,7 @@ type Retention struct {
 // the audit itself could not run (repository unreadable, wrong identity);
 // findings are in the Report.
 func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, opts Options) (*Report, error) {
-	opts = withDefaults(opts)
+	opts = withDefaults(opts, repo)
 	if opts.Inventory && vc == nil {
 		return nil, fmt.Errorf("%w: the inventory check lists the VMs of a vCenter", ErrNoVCenter)
 	}
@@ -175,7 +177,7 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Time: opts.Now(), MaxAge: opts.MaxAge, Mode: "stat", Subset: opts.Subset}
+	rep := &Report{Time: opts.Clock.Now(), MaxAge: opts.MaxAge, Mode: "stat", Subset: opts.Subset}
 	if opts.ReadData {
 		rep.Mode = "read"
 		if repo.HasIdentities() {
@@ -259,7 +261,7 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 	return rep, nil
 }
 
-func withDefaults(o Options) Options {
+func withDefaults(o Options, repo *repository.Repository) Options {
 	if o.MaxAge <= 0 {
 		o.MaxAge = DefaultMaxAge
 	}
@@ -269,8 +271,8 @@ func withDefaults(o Options) Options {
 	if o.RetentionSample <= 0 {
 		o.RetentionSample = DefaultRetentionSample
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = repo.Clock()
 	}
 	return o
 }

@@ -12,7 +12,9 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/audit"
 	"github.com/vtpm-backup/vtpm-backup/backup"
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository/repotest"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
@@ -49,24 +51,17 @@ func newSite(t *testing.T) *site {
 // Memory).
 func (s *site) backup(t *testing.T, lockDays int, wrap func(*storagetest.Memory) storage.Backend) *fixture {
 	t.Helper()
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	mem := storagetest.NewMemory()
 	var be storage.Backend = mem
 	if wrap != nil {
 		be = wrap(mem)
 	}
-	repo, err := repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{id.Recipient().String()}, ObjectLockDays: lockDays})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := backup.New(s.env.Client, repo, backup.Options{ToolVersion: "test"}, nil).BackupVM(t.Context(), s.vm.VM)
+	r := repotest.New(t, repotest.Options{Backend: be, ObjectLockDays: lockDays})
+	res := backup.New(s.env.Client, r.Repository, backup.Options{ToolVersion: "test"}, nil).BackupVM(t.Context(), s.vm.VM)
 	if res.Err != nil {
 		t.Fatalf("backup: %v", res.Err)
 	}
-	return &fixture{env: s.env, vm: s.vm, mem: mem, repo: repo, id: id, m: res.Manifest}
+	return &fixture{env: s.env, vm: s.vm, mem: mem, repo: r.Repository, id: r.Identity, m: res.Manifest}
 }
 
 // chunkObject returns the object name of the first stored chunk of the
@@ -215,7 +210,7 @@ func TestAuditNotReady(t *testing.T) {
 		{
 			name:   "backup older than max age",
 			damage: func(t *testing.T, f *fixture) *vsphere.Client { return f.env.Client },
-			opts:   audit.Options{MaxAge: 26 * time.Hour, Now: func() time.Time { return time.Now().Add(30 * time.Hour) }},
+			opts:   audit.Options{MaxAge: 26 * time.Hour, Clock: clock.NewFake(time.Now().Add(30 * time.Hour))},
 			want:   []string{"is 30h0m0s old, older than the maximum age 26h0m0s"},
 			check: func(t *testing.T, r audit.VMReport) {
 				expect(t, !r.AgeOK && r.KeysOK && r.ObjectsOK, "only age bad", r)
@@ -389,12 +384,12 @@ func TestAuditInventoryNeedsVCenter(t *testing.T) {
 }
 
 func TestAuditEmptyRepositoryNotReady(t *testing.T) {
-	id, _ := age.GenerateX25519Identity()
-	repo, err := repository.Init(t.Context(), storagetest.NewMemory(), repository.InitOptions{Recipients: []string{id.Recipient().String()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	at := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	repo := repotest.New(t, repotest.Options{Backend: storagetest.NewMemory(), Clock: clock.NewFake(at)}).Repository
 	rep := run(t, repo, nil, audit.Options{})
+	if !rep.Time.Equal(at) {
+		t.Fatalf("audit time %v, want the repository clock's %v", rep.Time, at)
+	}
 	if rep.Ready() || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "no backups in memory") {
 		t.Fatalf("empty repository: %+v", rep)
 	}

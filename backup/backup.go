@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmware/govmomi/object"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
@@ -44,18 +45,13 @@ type Options struct {
 	DryRun bool
 	// ToolVersion goes into manifests.
 	ToolVersion string
-	// Now overrides the clock (tests).
-	Now func() time.Time
+	// Clock dates backups and judges snapshot ages; nil means the
+	// repository's clock, which also times its locks.
+	Clock clock.Clock
 	// Lock takes the repository's shared lock for a Run; nil means a
-	// shared lock with default expiry and refresh. Tests inject a clock.
+	// shared lock with default expiry and refresh. Tests hook in here to
+	// act while the lock is held.
 	Lock func(ctx context.Context, repo *repository.Repository) (*repository.Lock, error)
-}
-
-func (o Options) now() time.Time {
-	if o.Now != nil {
-		return o.Now()
-	}
-	return time.Now()
 }
 
 // PlannedFile is one file a backup copies (dry run output and results).
@@ -108,6 +104,9 @@ func New(c *vsphere.Client, repo *repository.Repository, opts Options, events Ev
 	}
 	if events == nil {
 		events = NopEvents{}
+	}
+	if opts.Clock == nil {
+		opts.Clock = repo.Clock()
 	}
 	return &Backuper{client: c, repo: repo, opts: opts, events: events, index: repository.NewIndex()}
 }
@@ -228,7 +227,7 @@ func (b *Backuper) sweepSnapshots(ctx context.Context, vm *object.VirtualMachine
 		loaded  bool
 		busy    string
 		ourRepo = b.repo.Config().ID
-		now     = b.opts.now()
+		now     = b.opts.Clock.Now()
 	)
 	// Decided on the very listing the sweep removes from, with locks read
 	// after it: a run's lock predates its snapshot, so a snapshot in the
@@ -282,9 +281,9 @@ func vmKey(instanceUUID, name string) string {
 // BackupVM backs up one VM. It always returns a Result; Result.Err tells
 // whether it failed.
 func (b *Backuper) BackupVM(ctx context.Context, vm *object.VirtualMachine) *Result {
-	res := &Result{VM: vm.Reference().Value, MoRef: vm.Reference().Value, Started: b.opts.now().UTC()}
+	res := &Result{VM: vm.Reference().Value, MoRef: vm.Reference().Value, Started: b.opts.Clock.Now().UTC()}
 	res.Err = b.backupVM(ctx, vm, res)
-	res.Finished = b.opts.now().UTC()
+	res.Finished = b.opts.Clock.Now().UTC()
 	b.events.VMDone(res)
 	return res
 }
@@ -416,7 +415,7 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 		BackupID:    backupID,
 		ToolVersion: b.opts.ToolVersion,
 		Started:     res.Started,
-		Finished:    b.opts.now().UTC(),
+		Finished:    b.opts.Clock.Now().UTC(),
 		ChunkSize:   b.repo.Config().ChunkSize,
 		VCenter:     repository.VCenterInfo{Host: info.VCenterHost, InstanceUUID: info.VCenterUUID},
 		VM: repository.VMInfo{

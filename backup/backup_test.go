@@ -8,11 +8,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository/repotest"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
@@ -26,19 +29,16 @@ type fixture struct {
 	id   *age.X25519Identity
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWithClock(t, nil) }
+
+// newFixtureWithClock: the repository (and so the backup) reads time from
+// clk (nil: the system clock).
+func newFixtureWithClock(t *testing.T, clk clock.Clock) *fixture {
 	t.Helper()
 	env := simtest.Start(t)
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	be := storagetest.NewFaulty(storagetest.NewMemory())
-	repo, err := repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{id.Recipient().String()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{env: env, be: be, repo: repo, id: id}
+	r := repotest.New(t, repotest.Options{Backend: be, Clock: clk})
+	return &fixture{env: env, be: be, repo: r.Repository, id: r.Identity}
 }
 
 func (f *fixture) vm(t *testing.T, name string, seed uint64) *vspheretest.VTPMVM {
@@ -73,7 +73,10 @@ func (f *fixture) manifests(t *testing.T) []string {
 }
 
 func TestBackupVTPMVM(t *testing.T) {
-	f := newFixture(t)
+	// The backup reads the repository's clock: one time for IDs, manifests
+	// and locks.
+	at := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	f := newFixtureWithClock(t, clock.NewFake(at))
 	vm := f.vm(t, "win11-vtpm", 1)
 	b := backup.New(f.env.Client, f.repo, backup.Options{Workers: 2, ToolVersion: "test"}, nil)
 	res := b.BackupVM(t.Context(), vm.VM)
@@ -83,6 +86,9 @@ func TestBackupVTPMVM(t *testing.T) {
 	m, err := f.repo.ReadManifest(t.Context(), res.BackupID)
 	if err != nil {
 		t.Fatalf("read manifest: %v", err)
+	}
+	if bt, _ := repository.BackupTime(res.BackupID); !bt.Equal(at) || !res.Started.Equal(at) || !m.Started.Equal(at) || !m.Finished.Equal(at) {
+		t.Fatalf("backup %s started %v, manifest %v-%v: want all at the repository clock's %v", res.BackupID, res.Started, m.Started, m.Finished, at)
 	}
 	if !m.VM.VTPM || m.VM.Firmware != "efi" || !m.VM.Encrypted || m.VM.Name != vm.Name || m.VM.InstanceUUID == "" || m.VCenter.InstanceUUID == "" {
 		t.Fatalf("manifest VM facts: %+v %+v", m.VM, m.VCenter)

@@ -5,12 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-
 	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/benchutil"
-	"github.com/vtpm-backup/vtpm-backup/repository"
-	"github.com/vtpm-backup/vtpm-backup/storage/local"
+	"github.com/vtpm-backup/vtpm-backup/repository/repotest"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
@@ -28,18 +25,10 @@ func BenchmarkBackupDisk(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	id, _ := age.GenerateX25519Identity()
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		be, err := local.New(b.TempDir())
-		if err != nil {
-			b.Fatal(err)
-		}
-		repo, err := repository.Init(b.Context(), be, repository.InitOptions{Recipients: []string{id.Recipient().String()}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		repo := repotest.New(b, repotest.Options{}).Repository
 		runtime.GC()
 		s := benchutil.StartHeapSampler()
 		b.StartTimer()

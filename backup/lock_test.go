@@ -74,13 +74,13 @@ func TestRunRefusedDuringPrune(t *testing.T) {
 // finds it gone), the run stops and says why instead of committing
 // manifests prune may have pulled chunks from under.
 func TestRunStopsWhenLockLost(t *testing.T) {
-	f := newFixture(t)
-	vm := f.vm(t, "vm-lost", 33)
 	clk := clock.NewFake(time.Now())
+	f := newFixtureWithClock(t, clk)
+	vm := f.vm(t, "vm-lost", 33)
 	var lock *repository.Lock
 	opts := backup.Options{Lock: func(ctx context.Context, repo *repository.Repository) (*repository.Lock, error) {
 		var err error
-		lock, err = repo.LockWithOptions(ctx, repository.LockOptions{Clock: clk})
+		lock, err = repo.LockWithOptions(ctx, repository.LockOptions{})
 		return lock, err
 	}}
 	events := &loseLockEvents{f: f, t: t, clk: clk, lock: &lock}

@@ -6,9 +6,8 @@ import (
 	"io"
 	"testing"
 
-	"filippo.io/age"
-
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository/repotest"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 )
 
@@ -28,15 +27,7 @@ func (c *cutReader) Read(p []byte) (int, error) {
 }
 
 func TestPipelineFileEnds(t *testing.T) {
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := repository.Init(t.Context(), storagetest.NewMemory(), repository.InitOptions{
-		Recipients: []string{id.Recipient().String()}, ChunkSize: repository.MinChunkSize})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := repotest.New(t, repotest.Options{Backend: storagetest.NewMemory(), ChunkSize: repository.MinChunkSize}).Repository
 	cs := int(repository.MinChunkSize)
 	data := storagetest.Random(1, 2*cs+100)
 	tests := []struct {

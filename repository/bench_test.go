@@ -6,13 +6,13 @@ import (
 	"strings"
 
 	"crypto/sha256"
-	"filippo.io/age"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository/repotest"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 )
@@ -49,24 +49,11 @@ func (nullBackend) PutIfAbsent(_ context.Context, name string, r io.Reader, _ in
 	return nil
 }
 
-func newKeyB(b *testing.B) string {
-	b.Helper()
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return id.Recipient().String()
-}
-
 func BenchmarkChunkWrite(b *testing.B) {
 	for _, workers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			be := nullBackend{storagetest.NewMemory()}
-			k := newKeyB(b)
-			r, err := repository.Init(b.Context(), be, repository.InitOptions{Recipients: []string{k}})
-			if err != nil {
-				b.Fatal(err)
-			}
+			r := repotest.New(b, repotest.Options{Backend: be})
 			chunks := make([][]byte, 8)
 			for i := range chunks {
 				chunks[i] = mixedChunk(uint64(i))

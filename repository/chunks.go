@@ -181,7 +181,7 @@ const retentionMargin = 24 * time.Hour
 // it would lapse first, and returns the updated description. Repositories
 // without Object Lock return so unchanged.
 func (r *Repository) EnsureRetained(ctx context.Context, id ChunkID, so StoredObject) (StoredObject, error) {
-	if r.cfg.ObjectLockDays <= 0 || so.RetainUntil.After(r.now().Add(r.lockPeriod()+retentionMargin)) {
+	if r.cfg.ObjectLockDays <= 0 || so.RetainUntil.After(r.clk.Now().Add(r.lockPeriod()+retentionMargin)) {
 		return so, nil
 	}
 	until, err := r.retain(ctx, ChunkObjectName(id), r.chunkRetention())
@@ -222,13 +222,6 @@ func (r *Repository) chunkRetention() time.Duration {
 	return max(p+p/2, p+4*retentionMargin)
 }
 
-func (r *Repository) now() time.Time {
-	if r.clock != nil {
-		return r.clock()
-	}
-	return time.Now()
-}
-
 // retain puts an Object Lock retention of d on an object and returns its
 // end; the zero time when the repository does not use Object Lock.
 func (r *Repository) retain(ctx context.Context, name string, d time.Duration) (time.Time, error) {
@@ -239,7 +232,7 @@ func (r *Repository) retain(ctx context.Context, name string, d time.Duration) (
 	if !ok {
 		return time.Time{}, fmt.Errorf("retain %s: repository requires Object Lock but %s cannot retain objects", name, r.be.Location())
 	}
-	until := r.now().Add(d).UTC().Truncate(time.Second)
+	until := r.clk.Now().Add(d).UTC().Truncate(time.Second)
 	if err := ret.SetRetention(ctx, name, until); err != nil {
 		return time.Time{}, fmt.Errorf("retain %s: %w", name, err)
 	}

@@ -1,10 +1,6 @@
 package repository
 
 import (
-	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,8 +8,6 @@ import (
 	"time"
 
 	"filippo.io/age"
-
-	"github.com/vtpm-backup/vtpm-backup/storage"
 )
 
 // FormatVersion is the repository format this package reads and writes.
@@ -70,23 +64,7 @@ type InitOptions struct {
 	// ObjectLockDays > 0 puts an S3 Object Lock retention of that many days
 	// on every chunk and manifest; the backend must support it.
 	ObjectLockDays int
-	// Now overrides the clock (tests).
-	Now func() time.Time
 }
-
-// Repository is an open repository. It is safe for concurrent use.
-type Repository struct {
-	be         storage.Backend
-	cfg        Config
-	recipients []age.Recipient
-	identities []age.Identity
-	// clock overrides time.Now for retention (tests); nil means time.Now.
-	clock func() time.Time
-}
-
-// SetClock overrides the clock used for Object Lock retention dates, for
-// tests that move time forward.
-func (r *Repository) SetClock(now func() time.Time) { r.clock = now }
 
 // ParseRecipients parses age public keys, naming the bad one in the error.
 func ParseRecipients(recipients []string) ([]age.Recipient, error) {
@@ -124,94 +102,6 @@ func ValidateChunkSize(n int64) error {
 	return nil
 }
 
-// Init creates a repository on an empty location and returns it open.
-func Init(ctx context.Context, be storage.Backend, opts InitOptions) (*Repository, error) {
-	if opts.ChunkSize == 0 {
-		opts.ChunkSize = DefaultChunkSize
-	}
-	if err := ValidateChunkSize(opts.ChunkSize); err != nil {
-		return nil, err
-	}
-	if opts.ObjectLockDays < 0 {
-		return nil, fmt.Errorf("object lock days %d: must not be negative", opts.ObjectLockDays)
-	}
-	recipients, err := ParseRecipients(opts.Recipients)
-	if err != nil {
-		return nil, err
-	}
-	if opts.ObjectLockDays > 0 {
-		if _, ok := be.(storage.Retainer); !ok {
-			return nil, fmt.Errorf("--object-lock-days needs an S3 repository on a bucket with Object Lock enabled; %s cannot retain objects", be.Location())
-		}
-	}
-	// Refuse anything already there, not only a config: a half-deleted
-	// repository's chunks must not silently join a new one.
-	found := ""
-	err = be.List(ctx, "", func(fi storage.ObjectInfo) error {
-		found = fi.Name
-		return errStop
-	})
-	if err != nil && !errors.Is(err, errStop) {
-		return nil, fmt.Errorf("init %s: %w", be.Location(), err)
-	}
-	if found != "" {
-		return nil, fmt.Errorf("%w: %s already holds %q: choose an empty location, or use the existing repository", ErrAlreadyInitialized, be.Location(), found)
-	}
-	now := time.Now
-	if opts.Now != nil {
-		now = opts.Now
-	}
-	idBytes := make([]byte, 16)
-	if _, err := rand.Read(idBytes); err != nil {
-		return nil, err
-	}
-	cfg := Config{
-		Version:        FormatVersion,
-		ID:             hex.EncodeToString(idBytes),
-		Created:        now().UTC(),
-		ChunkSize:      opts.ChunkSize,
-		ChunkHash:      "sha256",
-		Compression:    "zstd",
-		Encryption:     "age",
-		Recipients:     opts.Recipients,
-		ObjectLockDays: opts.ObjectLockDays,
-	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	data = append(data, '\n')
-	if err := be.PutIfAbsent(ctx, configName, bytes.NewReader(data), int64(len(data))); err != nil {
-		if errors.Is(err, storage.ErrExists) {
-			return nil, fmt.Errorf("%w: %s: another init won the race", ErrAlreadyInitialized, be.Location())
-		}
-		return nil, fmt.Errorf("init %s: write config: %w", be.Location(), err)
-	}
-	return &Repository{be: be, cfg: cfg, recipients: recipients}, nil
-}
-
-var errStop = errors.New("stop listing")
-
-// Open reads and validates the config of the repository at be.
-func Open(ctx context.Context, be storage.Backend) (*Repository, error) {
-	data, err := storage.ReadAll(ctx, be, configName)
-	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, fmt.Errorf("%w: no config at %s: check --repo, or run 'vtpm-backup init' there first", ErrNotARepository, be.Location())
-		}
-		return nil, fmt.Errorf("open repository %s: %w", be.Location(), err)
-	}
-	cfg, err := parseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("open repository %s: %w", be.Location(), err)
-	}
-	recipients, err := ParseRecipients(cfg.Recipients)
-	if err != nil {
-		return nil, fmt.Errorf("open repository %s: %w: %w", be.Location(), ErrCorruptConfig, err)
-	}
-	return &Repository{be: be, cfg: cfg, recipients: recipients}, nil
-}
-
 func parseConfig(data []byte) (Config, error) {
 	var cfg Config
 	if err := json.Unmarshal(data, &cfg); err != nil {
@@ -238,23 +128,3 @@ func parseConfig(data []byte) (Config, error) {
 	}
 	return cfg, nil
 }
-
-// Config returns a copy of the repository's config.
-func (r *Repository) Config() Config {
-	c := r.cfg
-	c.Recipients = append([]string(nil), r.cfg.Recipients...)
-	return c
-}
-
-// Backend returns the storage the repository lives on.
-func (r *Repository) Backend() storage.Backend { return r.be }
-
-// Location describes where the repository is, for messages.
-func (r *Repository) Location() string { return r.be.Location() }
-
-// SetIdentities gives the repository the private keys it needs to read
-// chunks (restore, audit --read-data). Without them it can only write.
-func (r *Repository) SetIdentities(ids []age.Identity) { r.identities = ids }
-
-// HasIdentities reports whether chunks can be decrypted.
-func (r *Repository) HasIdentities() bool { return len(r.identities) > 0 }

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 )
 
@@ -140,14 +139,12 @@ func (e *LockedError) Error() string {
 func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 
 // LockOptions tune Repository.LockWithOptions. The zero value is a shared
-// lock with default timing on the real clock.
+// lock with default timing. Time comes from the repository's clock.
 type LockOptions struct {
 	Exclusive bool
 	// Purpose says what the lock protects ("backup", "prune"), for whoever
 	// meets it.
 	Purpose string
-	// Clock defaults to the system clock.
-	Clock clock.Clock
 	// Expiry is how long a lock lives without refresh (DefaultLockExpiry).
 	Expiry time.Duration
 	// RefreshInterval is how often the background refresher rewrites the
@@ -167,9 +164,6 @@ type LockOptions struct {
 }
 
 func (o *LockOptions) defaults() {
-	if o.Clock == nil {
-		o.Clock = clock.Real()
-	}
 	if o.Expiry <= 0 {
 		o.Expiry = DefaultLockExpiry
 	}
@@ -228,7 +222,7 @@ func (r *Repository) Lock(ctx context.Context, exclusive bool) (*Lock, error) {
 // for so long that the lock would expire.
 func (r *Repository) LockWithOptions(ctx context.Context, opts LockOptions) (*Lock, error) {
 	opts.defaults()
-	clk := opts.Clock
+	clk := r.clk
 	deadline := clk.Now().Add(opts.RetryFor)
 	for {
 		l, err := r.tryLock(ctx, opts)
@@ -247,7 +241,7 @@ func (r *Repository) LockWithOptions(ctx context.Context, opts LockOptions) (*Lo
 }
 
 func (r *Repository) tryLock(ctx context.Context, opts LockOptions) (*Lock, error) {
-	now := opts.Clock.Now()
+	now := r.clk.Now()
 	locks, err := r.ListLocks(ctx)
 	if err != nil {
 		return nil, err
@@ -281,7 +275,7 @@ func (r *Repository) tryLock(ctx context.Context, opts LockOptions) (*Lock, erro
 
 	// Check after write: a conflicting lock written while we wrote ours
 	// is seen now, by us or by its writer (or both: then both give up).
-	now = opts.Clock.Now()
+	now = r.clk.Now()
 	locks, err = r.ListLocks(ctx)
 	if err == nil {
 		conflicts, stale := conflicting(locks, info.ID, opts.Exclusive, now)
@@ -418,7 +412,7 @@ func (l *Lock) StaleLocks() []LockInfo {
 func (l *Lock) Refresh(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.opts.Clock.Now()
+	now := l.repo.clk.Now()
 	if l.info.Stale(now) {
 		return fmt.Errorf("%w: lock %s expired at %s before it could be refreshed", ErrLockLost, l.info.ID, l.info.Expires.Format(time.RFC3339))
 	}
@@ -456,12 +450,12 @@ func (l *Lock) refresher() {
 			return
 		case <-l.ctx.Done():
 			return
-		case <-l.opts.Clock.After(l.opts.RefreshInterval):
+		case <-l.repo.clk.After(l.opts.RefreshInterval):
 		}
 		// A refresh that hangs (a storage request stuck in retries) must
 		// not outlive the lock: give up a minute before it expires, so the
 		// run stops before another process may take the lock over.
-		rctx, cancel := context.WithTimeout(l.ctx, l.Info().Expires.Sub(l.opts.Clock.Now())-refreshMargin)
+		rctx, cancel := context.WithTimeout(l.ctx, l.Info().Expires.Sub(l.repo.clk.Now())-refreshMargin)
 		err := l.Refresh(rctx)
 		cancel()
 		if err == nil {
@@ -470,7 +464,7 @@ func (l *Lock) refresher() {
 		if l.ctx.Err() != nil {
 			return
 		}
-		next := l.opts.Clock.Now().Add(l.opts.RefreshInterval)
+		next := l.repo.clk.Now().Add(l.opts.RefreshInterval)
 		if errors.Is(err, ErrLockLost) || !next.Before(l.Info().Expires) {
 			if !errors.Is(err, ErrLockLost) {
 				err = fmt.Errorf("%w: %w", ErrLockLost, err)

@@ -16,9 +16,9 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 )
 
-// lockOpts is a lock on a fake clock, for host host, refreshed by the test.
-func lockOpts(clk clock.Clock, host string, exclusive bool) repository.LockOptions {
-	return repository.LockOptions{Exclusive: exclusive, Clock: clk, Hostname: host, PID: 4242, NoRefresh: true}
+// lockOpts is a lock for host host, refreshed by the test.
+func lockOpts(host string, exclusive bool) repository.LockOptions {
+	return repository.LockOptions{Exclusive: exclusive, Hostname: host, PID: 4242, NoRefresh: true}
 }
 
 func countLocks(t *testing.T, be storage.Backend) int {
@@ -44,14 +44,14 @@ func TestLockCompatibility(t *testing.T) {
 		name := map[bool]string{false: "shared", true: "exclusive"}
 		t.Run(name[tc.held]+"-then-"+name[tc.want], func(t *testing.T) {
 			be := storagetest.NewMemory()
-			repo, _ := newRepo(t, be)
 			clk := clock.NewFake(time.Now())
-			first, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "backup01", tc.held))
+			repo := newRepo(t, be, clk).Repository
+			first, err := repo.LockWithOptions(t.Context(), lockOpts("backup01", tc.held))
 			if err != nil {
 				t.Fatal(err)
 			}
 			clk.Advance(3 * time.Minute)
-			second, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "prune01", tc.want))
+			second, err := repo.LockWithOptions(t.Context(), lockOpts("prune01", tc.want))
 			if tc.ok {
 				if err != nil {
 					t.Fatalf("second lock: %v", err)
@@ -89,19 +89,19 @@ func TestLockCompatibility(t *testing.T) {
 
 func TestLockStaleTakeover(t *testing.T) {
 	be := storagetest.NewMemory()
-	repo, _ := newRepo(t, be)
 	clk := clock.NewFake(time.Now())
-	dead, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "dead-host", false))
+	repo := newRepo(t, be, clk).Repository
+	dead, err := repo.LockWithOptions(t.Context(), lockOpts("dead-host", false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Within its expiry the lock blocks prune, even without refreshes.
 	clk.Advance(repository.DefaultLockExpiry - time.Second)
-	if _, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "prune01", true)); !errors.Is(err, repository.ErrLocked) {
+	if _, err := repo.LockWithOptions(t.Context(), lockOpts("prune01", true)); !errors.Is(err, repository.ErrLocked) {
 		t.Fatalf("exclusive before expiry = %v, want ErrLocked", err)
 	}
 	clk.Advance(time.Second)
-	ex, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "prune01", true))
+	ex, err := repo.LockWithOptions(t.Context(), lockOpts("prune01", true))
 	if err != nil {
 		t.Fatalf("exclusive after expiry: %v", err)
 	}
@@ -123,12 +123,12 @@ func TestLockStaleTakeover(t *testing.T) {
 
 	// A stale exclusive lock does not block a shared locker, which reports
 	// it and leaves it alone.
-	deadPrune, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "dead-prune", true))
+	deadPrune, err := repo.LockWithOptions(t.Context(), lockOpts("dead-prune", true))
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(repository.DefaultLockExpiry)
-	sh, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "backup01", false))
+	sh, err := repo.LockWithOptions(t.Context(), lockOpts("backup01", false))
 	if err != nil {
 		t.Fatalf("shared over a stale exclusive: %v", err)
 	}
@@ -142,17 +142,17 @@ func TestLockStaleTakeover(t *testing.T) {
 
 func TestLockUnreadableIsExclusiveUntilExpiry(t *testing.T) {
 	be := storagetest.NewMemory()
-	repo, _ := newRepo(t, be)
+	clk := clock.NewFake(time.Now())
+	repo := newRepo(t, be, clk).Repository
 	if err := be.Put(t.Context(), "locks/garbage.json", strings.NewReader("{not json"), 9); err != nil {
 		t.Fatal(err)
 	}
-	clk := clock.NewFake(time.Now())
-	_, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "backup01", false))
+	_, err := repo.LockWithOptions(t.Context(), lockOpts("backup01", false))
 	if !errors.Is(err, repository.ErrLocked) || !strings.Contains(err.Error(), "unreadable lock garbage") {
 		t.Fatalf("shared lock over an unreadable one = %v", err)
 	}
 	clk.Advance(repository.DefaultLockExpiry + time.Minute)
-	ex, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "prune01", true))
+	ex, err := repo.LockWithOptions(t.Context(), lockOpts("prune01", true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,9 +164,9 @@ func TestLockUnreadableIsExclusiveUntilExpiry(t *testing.T) {
 func TestLockCheckAfterWrite(t *testing.T) {
 	mem := storagetest.NewMemory()
 	be := storagetest.NewFaulty(mem)
-	repo, _ := newRepo(t, be)
 	clk := clock.NewFake(time.Now())
-	other, err := repository.Open(t.Context(), mem)
+	repo := newRepo(t, be, clk).Repository
+	other, err := repository.Open(t.Context(), mem, repository.WithClock(clk))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,14 +176,14 @@ func TestLockCheckAfterWrite(t *testing.T) {
 	be.AddFault(func(op storagetest.Op, name string) error {
 		if op == storagetest.OpPutIfAbsent && strings.HasPrefix(name, "locks/") && rival == nil {
 			var err error
-			rival, err = other.LockWithOptions(t.Context(), lockOpts(clk, "prune02", true))
+			rival, err = other.LockWithOptions(t.Context(), lockOpts("prune02", true))
 			if err != nil {
 				t.Errorf("rival lock: %v", err)
 			}
 		}
 		return nil
 	})
-	_, err = repo.LockWithOptions(t.Context(), lockOpts(clk, "backup01", false))
+	_, err = repo.LockWithOptions(t.Context(), lockOpts("backup01", false))
 	if !errors.Is(err, repository.ErrLocked) || !strings.Contains(err.Error(), "prune02") {
 		t.Fatalf("lock racing an exclusive one = %v, want ErrLocked naming prune02", err)
 	}
@@ -197,10 +197,10 @@ func TestLockCheckAfterWrite(t *testing.T) {
 
 func TestLockRefresher(t *testing.T) {
 	be := storagetest.NewMemory()
-	repo, _ := newRepo(t, be)
 	start := time.Now()
 	clk := clock.NewFake(start)
-	l, err := repo.LockWithOptions(t.Context(), repository.LockOptions{Clock: clk, Hostname: "backup01", Purpose: "backup"})
+	repo := newRepo(t, be, clk).Repository
+	l, err := repo.LockWithOptions(t.Context(), repository.LockOptions{Hostname: "backup01", Purpose: "backup"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestLockRefresher(t *testing.T) {
 	if len(locks) != 1 || !locks[0].Expires.Equal(clk.Now().Add(repository.DefaultLockExpiry).UTC()) || locks[0].Purpose != "backup" {
 		t.Fatalf("stored lock %+v", locks)
 	}
-	_, err = repo.LockWithOptions(t.Context(), lockOpts(clk, "prune01", true))
+	_, err = repo.LockWithOptions(t.Context(), lockOpts("prune01", true))
 	if !errors.Is(err, repository.ErrLocked) {
 		t.Fatalf("exclusive lock during a refreshed backup = %v", err)
 	}
@@ -263,9 +263,9 @@ func TestLockLost(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := storagetest.NewMemory()
 			be := storagetest.NewFaulty(mem)
-			repo, _ := newRepo(t, be)
 			clk := clock.NewFake(time.Now())
-			l, err := repo.LockWithOptions(t.Context(), repository.LockOptions{Clock: clk})
+			repo := newRepo(t, be, clk).Repository
+			l, err := repo.LockWithOptions(t.Context(), repository.LockOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -293,9 +293,9 @@ func TestLockLost(t *testing.T) {
 
 func TestLockRetry(t *testing.T) {
 	be := storagetest.NewMemory()
-	repo, _ := newRepo(t, be)
 	clk := clock.NewFake(time.Now())
-	ex, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "prune01", true))
+	repo := newRepo(t, be, clk).Repository
+	ex, err := repo.LockWithOptions(t.Context(), lockOpts("prune01", true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestLockRetry(t *testing.T) {
 	}
 	got := make(chan result)
 	go func() {
-		o := lockOpts(clk, "backup01", false)
+		o := lockOpts("backup01", false)
 		o.RetryFor, o.RetryInterval = 10*time.Minute, time.Minute
 		l, err := repo.LockWithOptions(t.Context(), o)
 		got <- result{l, err}
@@ -324,13 +324,13 @@ func TestLockRetry(t *testing.T) {
 	_ = r.l.Unlock(t.Context())
 
 	// Without release, it gives up after RetryFor with ErrLocked.
-	ex, err = repo.LockWithOptions(t.Context(), lockOpts(clk, "prune01", true))
+	ex, err = repo.LockWithOptions(t.Context(), lockOpts("prune01", true))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ex.Unlock(t.Context())
 	go func() {
-		o := lockOpts(clk, "backup01", false)
+		o := lockOpts("backup01", false)
 		o.RetryFor, o.RetryInterval = 3*time.Minute, time.Minute
 		l, err := repo.LockWithOptions(t.Context(), o)
 		got <- result{l, err}
@@ -350,7 +350,7 @@ func TestLockRetry(t *testing.T) {
 // the real clock: never more than one may hold it.
 func TestLockExclusiveRace(t *testing.T) {
 	be := storagetest.NewMemory()
-	repo, _ := newRepo(t, be)
+	repo := newRepo(t, be, nil).Repository
 	var (
 		mu           sync.Mutex
 		shared, excl int
@@ -406,13 +406,13 @@ func TestLockExclusiveRace(t *testing.T) {
 
 func TestRemoveStaleLocks(t *testing.T) {
 	be := storagetest.NewMemory()
-	repo, _ := newRepo(t, be)
 	clk := clock.NewFake(time.Now())
-	if _, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "old", false)); err != nil {
+	repo := newRepo(t, be, clk).Repository
+	if _, err := repo.LockWithOptions(t.Context(), lockOpts("old", false)); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Hour)
-	if _, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "live", false)); err != nil {
+	if _, err := repo.LockWithOptions(t.Context(), lockOpts("live", false)); err != nil {
 		t.Fatal(err)
 	}
 	removed, err := repo.RemoveStaleLocks(t.Context(), clk.Now(), false)
@@ -444,12 +444,12 @@ func (h *hangingBackend) Stat(ctx context.Context, name string) (storage.ObjectI
 // holder stops before another process may take the lock over.
 func TestLockRefreshDoesNotOutliveTheLock(t *testing.T) {
 	be := &hangingBackend{Backend: storagetest.NewMemory()}
-	repo, _ := newRepo(t, be)
 	clk := clock.NewFake(time.Now())
+	repo := newRepo(t, be, clk).Repository
 	// At the first refresh, 50ms (real time) are left before the lock's
 	// last minute.
 	l, err := repo.LockWithOptions(t.Context(), repository.LockOptions{
-		Clock: clk, Expiry: 6*time.Minute + 50*time.Millisecond, RefreshInterval: 5 * time.Minute})
+		Expiry: 6*time.Minute + 50*time.Millisecond, RefreshInterval: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,7 @@ func TestManifestValidate(t *testing.T) {
 
 func TestManifestWriteRead(t *testing.T) {
 	be := storagetest.NewMemory()
-	r, _ := newRepo(t, be)
+	r := newRepo(t, be, nil).Repository
 	m := validManifest()
 	if err := r.WriteManifest(t.Context(), m); err != nil {
 		t.Fatalf("WriteManifest: %v", err)
@@ -139,7 +139,7 @@ func TestBackupIDsSortByTime(t *testing.T) {
 
 func TestReadManifestHeader(t *testing.T) {
 	be := storagetest.NewMemory()
-	r, _ := newRepo(t, be)
+	r := newRepo(t, be, nil).Repository
 	m := validManifest()
 	if err := r.WriteManifest(t.Context(), m); err != nil {
 		t.Fatal(err)
@@ -215,7 +215,7 @@ func (c cutBackend) Get(ctx context.Context, name string, off, length int64) (io
 
 func TestReadManifestHeaderEdges(t *testing.T) {
 	be := storagetest.NewMemory()
-	r, _ := newRepo(t, be)
+	r := newRepo(t, be, nil).Repository
 	put := func(id, body string) {
 		t.Helper()
 		if err := be.Put(t.Context(), repository.ManifestObjectName(id), strings.NewReader(body), -1); err != nil {

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 )
 
@@ -53,9 +52,6 @@ type PruneOptions struct {
 	// DryRun computes and reports everything but deletes nothing and takes
 	// no lock.
 	DryRun bool
-	// Clock defaults to the system clock; it also drives the lock unless
-	// Lock.Clock is set.
-	Clock clock.Clock
 	// Location is the time zone of the policy's periods (time.Local).
 	Location *time.Location
 	// Grace keeps chunks written less than Grace before prune started; zero
@@ -132,9 +128,6 @@ type PruneReport struct {
 func (r *PruneReport) BytesFreed() int64 { return r.ManifestBytesFreed + r.ChunkBytesFreed }
 
 func (o *PruneOptions) defaults() {
-	if o.Clock == nil {
-		o.Clock = clock.Real()
-	}
 	if o.Location == nil {
 		o.Location = time.Local
 	}
@@ -146,9 +139,6 @@ func (o *PruneOptions) defaults() {
 	}
 	if o.Workers <= 0 {
 		o.Workers = 8
-	}
-	if o.Lock.Clock == nil {
-		o.Lock.Clock = o.Clock
 	}
 	o.Lock.Exclusive = true
 	o.Lock.Purpose = "prune"
@@ -163,7 +153,7 @@ func Prune(ctx context.Context, repo *Repository, p Policy, opts PruneOptions) (
 		return nil, err
 	}
 	opts.defaults()
-	clk := opts.Clock
+	clk := repo.clk
 	rep := &PruneReport{DryRun: opts.DryRun, Policy: p}
 	if !opts.DryRun {
 		l, err := repo.LockWithOptions(ctx, opts.Lock)
@@ -185,7 +175,7 @@ func Prune(ctx context.Context, repo *Repository, p Policy, opts PruneOptions) (
 }
 
 func prune(ctx context.Context, repo *Repository, p Policy, opts PruneOptions, rep *PruneReport) error {
-	clk := opts.Clock
+	clk := repo.clk
 	start := clk.Now()
 	rep.Started = start.UTC()
 	rep.Cutoff = start.Add(-opts.Grace).UTC()
@@ -337,7 +327,7 @@ func prune(ctx context.Context, repo *Repository, p Policy, opts PruneOptions, r
 func (r *Repository) sweep(ctx context.Context, candidates []storage.ObjectInfo, opts PruneOptions, rep *PruneReport) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	now := opts.Clock.Now()
+	now := r.clk.Now()
 	work := make(chan storage.ObjectInfo)
 	var (
 		mu       sync.Mutex

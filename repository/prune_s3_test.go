@@ -7,18 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-
 	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/internal/s3server"
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository/repotest"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/s3"
 )
 
 // s3Repo creates a repository in a fresh bucket of a real S3 server
-// (versitygw), with Object Lock retention of lockDays when > 0.
-func s3Repo(t *testing.T, srv *s3server.Server, bucket string, lockDays int) (*repository.Repository, *s3.Backend) {
+// (versitygw), with Object Lock retention of lockDays when > 0, on clk.
+func s3Repo(t *testing.T, srv *s3server.Server, bucket string, lockDays int, clk clock.Clock) (*repository.Repository, *s3.Backend) {
 	t.Helper()
 	if err := srv.CreateBucket(t.Context(), bucket, lockDays > 0); err != nil {
 		t.Fatal(err)
@@ -30,14 +29,8 @@ func s3Repo(t *testing.T, srv *s3server.Server, bucket string, lockDays int) (*r
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = be.Close() })
-	k := newKey(t)
-	repo, err := repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{k.recipient}, ChunkSize: chunkSize, ObjectLockDays: lockDays})
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo.SetIdentities([]age.Identity{k.id})
-	return repo, be
+	r := repotest.New(t, repotest.Options{Backend: be, ChunkSize: chunkSize, ObjectLockDays: lockDays, Clock: clk, Decrypt: true})
+	return r.Repository, be
 }
 
 // TestPruneObjectLock runs prune against a real S3 server on a bucket with
@@ -47,7 +40,8 @@ func s3Repo(t *testing.T, srv *s3server.Server, bucket string, lockDays int) (*r
 // deleting a retained object directly fails with ErrRetained.
 func TestPruneObjectLock(t *testing.T) {
 	srv := s3server.StartT(t)
-	repo, be := s3Repo(t, srv, "locked", 1)
+	clk := clock.NewFake(time.Now())
+	repo, be := s3Repo(t, srv, "locked", 1, clk)
 	var ms []*repository.Manifest
 	for n := 1; n <= 3; n++ {
 		ms = append(ms, writeBackup(t, repo, "vm-a", tenBackupTimes[n], tenBackupFiles(n)))
@@ -87,7 +81,8 @@ func TestPruneObjectLock(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{Clock: clock.NewFake(tc.now)})
+			clk.Set(tc.now)
+			rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +117,8 @@ func TestPruneObjectLock(t *testing.T) {
 	}
 	// In the second run the write-time estimate had expired, so the orphan's
 	// extended retention was read from the object.
-	rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{Clock: clock.NewFake(time.Now().Add(3 * 24 * time.Hour))})
+	clk.Set(time.Now().Add(3 * 24 * time.Hour))
+	rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,12 +134,12 @@ func TestPruneObjectLock(t *testing.T) {
 // and their chunks go, kept ones restore.
 func TestPruneS3(t *testing.T) {
 	srv := s3server.StartT(t)
-	repo, be := s3Repo(t, srv, "plain", 0)
+	repo, be := s3Repo(t, srv, "plain", 0, pruneClock())
 	var ids []string
 	for n := 1; n <= 4; n++ {
 		ids = append(ids, writeBackup(t, repo, "vm-a", tenBackupTimes[n], tenBackupFiles(n)).BackupID)
 	}
-	rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 2}, repository.PruneOptions{Clock: pruneClock()})
+	rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 2}, repository.PruneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-
 	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository/repotest"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
@@ -158,8 +157,7 @@ func TestPrunePolicies(t *testing.T) {
 	for _, tc := range policyCases {
 		t.Run(tc.name, func(t *testing.T) {
 			be := storagetest.NewMemory()
-			repo, k := newRepo(t, be)
-			repo.SetIdentities([]age.Identity{k.id})
+			repo := repotest.New(t, repotest.Options{Backend: be, ChunkSize: chunkSize, Clock: pruneClock(), Decrypt: true}).Repository
 			byNumber := map[int]*repository.Manifest{}
 			var all []*repository.Manifest
 			for n := 1; n <= 10; n++ {
@@ -199,7 +197,7 @@ func TestPrunePolicies(t *testing.T) {
 				}
 			}
 
-			opts := repository.PruneOptions{Clock: pruneClock(), Location: time.UTC, DryRun: true}
+			opts := repository.PruneOptions{Location: time.UTC, DryRun: true}
 			dry, err := repository.Prune(t.Context(), repo, tc.policy, opts)
 			if err != nil {
 				t.Fatalf("dry run: %v", err)
@@ -264,7 +262,8 @@ func contains(list []string, s string) bool {
 
 func TestPruneGracePeriod(t *testing.T) {
 	be := storagetest.NewMemory()
-	repo, _ := newRepo(t, be)
+	clk := clock.NewFake(time.Now())
+	repo := newRepo(t, be, clk).Repository
 	writeBackup(t, repo, "vm-a", tenBackupTimes[1], tenBackupFiles(1))
 	writeBackup(t, repo, "vm-a", tenBackupTimes[2], tenBackupFiles(2))
 	// A backup writing right now: its chunks are younger than an hour.
@@ -276,7 +275,8 @@ func TestPruneGracePeriod(t *testing.T) {
 	if rep.ManifestsDeleted != 1 || rep.ChunksDeleted != 0 || rep.ChunksYoung != 3 {
 		t.Fatalf("report %+v: want the backup forgotten but its 3 fresh chunks kept", rep)
 	}
-	rep, err = repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{Clock: pruneClock()})
+	clk.Advance(2 * time.Hour)
+	rep, err = repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,14 +313,14 @@ func TestPruneRefusesUnreadableManifest(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := storagetest.NewMemory()
 			be := storagetest.NewFaulty(mem)
-			repo, _ := newRepo(t, be)
+			repo := newRepo(t, be, pruneClock()).Repository
 			var ms []*repository.Manifest
 			for n := 1; n <= 3; n++ {
 				ms = append(ms, writeBackup(t, repo, "vm-a", tenBackupTimes[n], tenBackupFiles(n)))
 			}
 			tc.spoil(t, mem, be, ms[1])
 			before := mem.Count()
-			rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{Clock: pruneClock()})
+			rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{})
 			if !errors.Is(err, repository.ErrUnreadableManifest) || !strings.Contains(err.Error(), ms[1].BackupID) || !strings.Contains(err.Error(), "deleted no chunk") {
 				t.Fatalf("Prune = %v, want ErrUnreadableManifest naming %s", err, ms[1].BackupID)
 			}
@@ -336,16 +336,16 @@ func TestPruneRefusesUnreadableManifest(t *testing.T) {
 
 func TestPruneLocked(t *testing.T) {
 	be := storagetest.NewMemory()
-	repo, _ := newRepo(t, be)
 	clk := pruneClock()
+	repo := newRepo(t, be, clk).Repository
 	writeBackup(t, repo, "vm-a", tenBackupTimes[1], tenBackupFiles(1))
 	writeBackup(t, repo, "vm-a", tenBackupTimes[2], tenBackupFiles(2))
-	backup, err := repo.LockWithOptions(t.Context(), lockOpts(clk, "backup01", false))
+	backup, err := repo.LockWithOptions(t.Context(), lockOpts("backup01", false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := be.Count()
-	_, err = repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{Clock: clk})
+	_, err = repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{})
 	if !errors.Is(err, repository.ErrLocked) || !strings.Contains(err.Error(), "backup01") {
 		t.Fatalf("Prune under a backup = %v, want ErrLocked naming the backup host", err)
 	}
@@ -355,7 +355,7 @@ func TestPruneLocked(t *testing.T) {
 	// The backup host dies; after expiry prune takes its lock over, says
 	// so, and keeps every chunk written since that lock was taken.
 	clk.Advance(repository.DefaultLockExpiry)
-	rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{Clock: clk, Grace: time.Minute})
+	rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{Grace: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +378,7 @@ func TestPruneLocked(t *testing.T) {
 func TestPruneLateManifest(t *testing.T) {
 	mem := storagetest.NewMemory()
 	be := storagetest.NewFaulty(mem)
-	repo, _ := newRepo(t, be)
+	repo := newRepo(t, be, pruneClock()).Repository
 	writeBackup(t, repo, "vm-a", tenBackupTimes[1], tenBackupFiles(1))
 	old := writeBackup(t, repo, "vm-b", tenBackupTimes[1], tenBackupFiles(1)[:1])
 	// vm-b's backup is "uncommitted": its chunk is garbage...
@@ -399,7 +399,7 @@ func TestPruneLateManifest(t *testing.T) {
 		}
 		return nil
 	})
-	rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{Clock: pruneClock()})
+	rep, err := repository.Prune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +415,7 @@ func TestPruneLateManifest(t *testing.T) {
 }
 
 func TestPruneRejectsBadPolicy(t *testing.T) {
-	repo, _ := newRepo(t, storagetest.NewMemory())
+	repo := newRepo(t, storagetest.NewMemory(), nil).Repository
 	if _, err := repository.Prune(t.Context(), repo, repository.Policy{Last: -5}, repository.PruneOptions{}); !errors.Is(err, repository.ErrBadPolicy) {
 		t.Fatalf("Prune = %v", err)
 	}
@@ -543,7 +543,7 @@ func danglingChunks(t *testing.T, repo *repository.Repository) []string {
 func TestPruneWithoutLockLosesChunks(t *testing.T) {
 	for _, locked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("locked=%v", locked), func(t *testing.T) {
-			repo, _ := newRepo(t, storagetest.NewMemory())
+			repo := newRepo(t, storagetest.NewMemory(), nil).Repository
 			b := startSynthBackup(t, repo, "vm-a", 1)
 			b.store(t)
 			b.commit(t)
@@ -583,7 +583,7 @@ func TestPruneWithoutLockLosesChunks(t *testing.T) {
 // protect: no manifest may ever reference a deleted chunk. The check runs
 // under a shared lock after every prune, and once at the end.
 func TestPruneConcurrentBackups(t *testing.T) {
-	repo, _ := newRepo(t, storagetest.NewMemory())
+	repo := newRepo(t, storagetest.NewMemory(), nil).Repository
 	const (
 		backupers  = 3
 		perBackup  = 25
@@ -698,7 +698,7 @@ func TestPruneRemovesDebrisOfKilledPuts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, _ := newRepo(t, be)
+	repo := newRepo(t, be, nil).Repository
 	debris := filepath.Join(dir, ".tmp-killed-put")
 	if err := os.WriteFile(debris, []byte("partial chunk"), 0o600); err != nil {
 		t.Fatal(err)

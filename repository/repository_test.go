@@ -13,9 +13,10 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository/repotest"
 	"github.com/vtpm-backup/vtpm-backup/storage"
-	"github.com/vtpm-backup/vtpm-backup/storage/local"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 )
 
@@ -33,25 +34,23 @@ func newKey(t *testing.T) keyPair {
 	return keyPair{id: id, recipient: id.Recipient().String()}
 }
 
-func newRepo(t *testing.T, be storage.Backend) (*repository.Repository, keyPair) {
+// newRepo is a fresh repository with the tests' chunkSize on be, reading
+// time from clk (nil: the system clock).
+func newRepo(t *testing.T, be storage.Backend, clk clock.Clock) *repotest.Repo {
 	t.Helper()
-	k := newKey(t)
-	r, err := repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{k.recipient}, ChunkSize: 1 << 20})
-	if err != nil {
-		t.Fatalf("Init: %v", err)
-	}
-	return r, k
+	return repotest.New(t, repotest.Options{Backend: be, ChunkSize: chunkSize, Clock: clk})
 }
 
 func TestInitOpen(t *testing.T) {
-	be, err := local.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, k := newRepo(t, be)
-	cfg := r.Config()
-	if cfg.Version != 1 || len(cfg.ID) != 32 || cfg.ChunkSize != 1<<20 || cfg.Recipients[0] != k.recipient {
+	created := time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC)
+	f := repotest.New(t, repotest.Options{ChunkSize: chunkSize, Clock: clock.NewFake(created)})
+	be := f.Backend
+	cfg := f.Config()
+	if cfg.Version != 1 || len(cfg.ID) != 32 || cfg.ChunkSize != chunkSize || cfg.Recipients[0] != f.Recipient || !cfg.Created.Equal(created) {
 		t.Fatalf("config %+v", cfg)
+	}
+	if !strings.HasPrefix(be.Location(), "/") {
+		t.Fatalf("repotest.New without a backend is at %q, want a local directory", be.Location())
 	}
 	r2, err := repository.Open(t.Context(), be)
 	if err != nil {
@@ -60,7 +59,7 @@ func TestInitOpen(t *testing.T) {
 	if r2.Config().ID != cfg.ID {
 		t.Fatalf("reopened ID %s, want %s", r2.Config().ID, cfg.ID)
 	}
-	_, err = repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{k.recipient}})
+	_, err = repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{f.Recipient}})
 	if !errors.Is(err, repository.ErrAlreadyInitialized) || !strings.Contains(err.Error(), be.Location()) {
 		t.Fatalf("second Init = %v, want ErrAlreadyInitialized naming the location", err)
 	}
@@ -155,7 +154,8 @@ func chunkOf(b []byte) repository.ChunkID { return sha256.Sum256(b) }
 
 func TestChunkRoundTrip(t *testing.T) {
 	be := storagetest.NewMemory()
-	r, k := newRepo(t, be)
+	f := newRepo(t, be, nil)
+	r := f.Repository
 	w := r.NewChunkWriter()
 	defer w.Close()
 	data := storagetest.Random(1, 1<<20)
@@ -185,7 +185,7 @@ func TestChunkRoundTrip(t *testing.T) {
 	if _, err := rd.Read(t.Context(), id, &so, nil); !errors.Is(err, repository.ErrWrongIdentity) {
 		t.Fatalf("Read with a wrong identity = %v, want ErrWrongIdentity", err)
 	}
-	r.SetIdentities([]age.Identity{k.id})
+	r.SetIdentities(f.Identities())
 	got, err := rd.Read(t.Context(), id, &so, make([]byte, 0, 1<<20))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("Read = %d bytes, %v", len(got), err)
@@ -204,8 +204,7 @@ func TestChunkRoundTrip(t *testing.T) {
 
 func TestChunkCorruption(t *testing.T) {
 	be := storagetest.NewMemory()
-	r, k := newRepo(t, be)
-	r.SetIdentities([]age.Identity{k.id})
+	r := repotest.New(t, repotest.Options{Backend: be, ChunkSize: chunkSize, Decrypt: true}).Repository
 	w := r.NewChunkWriter()
 	defer w.Close()
 	a, b := storagetest.Random(2, 1000), storagetest.Random(3, 1000)
@@ -300,7 +299,7 @@ func TestIdentityFile(t *testing.T) {
 // then use the repository.
 func TestOpenWithCancelledContext(t *testing.T) {
 	be := storagetest.NewMemory()
-	newRepo(t, be)
+	newRepo(t, be, nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	r, err := repository.Open(ctx, be)
 	cancel()
@@ -311,5 +310,30 @@ func TestOpenWithCancelledContext(t *testing.T) {
 	defer w.Close()
 	if _, err := w.Put(t.Context(), chunkOf([]byte("x")), []byte("x")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// closeCounter counts Close calls and fails them with err.
+type closeCounter struct {
+	storage.Backend
+	closed int
+	err    error
+}
+
+func (c *closeCounter) Close() error { c.closed++; return c.err }
+
+// Close releases the storage once, however often it is called, and says
+// which repository failed to close.
+func TestClose(t *testing.T) {
+	for _, fail := range []error{nil, errors.New("connection reset")} {
+		be := &closeCounter{Backend: storagetest.NewMemory(), err: fail}
+		r := newRepo(t, be, nil)
+		err := r.Close()
+		if !errors.Is(err, fail) || (fail != nil && !strings.Contains(err.Error(), be.Location())) {
+			t.Fatalf("Close = %v, want %v naming %s", err, fail, be.Location())
+		}
+		if again := r.Close(); !errors.Is(again, fail) || be.closed != 1 {
+			t.Fatalf("second Close = %v after %d backend closes, want the first result and one close", again, be.closed)
+		}
 	}
 }

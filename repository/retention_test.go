@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/repository/repotest"
 	"github.com/vtpm-backup/vtpm-backup/storage"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
 )
@@ -49,13 +51,8 @@ var _ storage.Retainer = (*lockingMemory)(nil)
 // newest manifest that needs it, without a retention request per backup.
 func TestReusedChunkRetentionIsExtended(t *testing.T) {
 	be := &lockingMemory{Memory: storagetest.NewMemory(), until: map[string]time.Time{}}
-	k := newKey(t)
-	r, err := repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{k.recipient}, ObjectLockDays: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)
-	r.SetClock(func() time.Time { return now })
+	clk := clock.NewFake(time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC))
+	r := repotest.New(t, repotest.Options{Backend: be, ObjectLockDays: 10, Clock: clk})
 	w := r.NewChunkWriter()
 	defer w.Close()
 	data := []byte("a chunk every backup reuses")
@@ -65,18 +62,18 @@ func TestReusedChunkRetentionIsExtended(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := repository.ChunkObjectName(id)
-	if want := now.Add(15 * 24 * time.Hour); !so.RetainUntil.Equal(want) || !be.until[name].Equal(want) {
+	if want := clk.Now().Add(15 * 24 * time.Hour); !so.RetainUntil.Equal(want) || !be.until[name].Equal(want) {
 		t.Fatalf("new chunk retained until %v (recorded %v), want %v", be.until[name], so.RetainUntil, want)
 	}
 	calls := be.calls
 	for night := 1; night <= 30; night++ {
-		now = now.Add(24 * time.Hour)
+		clk.Advance(24 * time.Hour)
 		so, err = r.EnsureRetained(t.Context(), id, so)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The manifest is written up to a day after the chunk check.
-		if need := now.Add(11 * 24 * time.Hour); be.until[name].Before(need) {
+		if need := clk.Now().Add(11 * 24 * time.Hour); be.until[name].Before(need) {
 			t.Fatalf("night %d: chunk retained until %v, but tonight's manifest is retained until %v", night, be.until[name], need)
 		}
 	}
@@ -84,14 +81,9 @@ func TestReusedChunkRetentionIsExtended(t *testing.T) {
 		t.Fatalf("%d retention requests over 30 nights, want 7 (one every 4 nights)", n)
 	}
 	// A short period (1 day) is not extended every night either.
-	short, err := repository.Init(t.Context(), &lockingMemory{Memory: storagetest.NewMemory(), until: map[string]time.Time{}},
-		repository.InitOptions{Recipients: []string{k.recipient}, ObjectLockDays: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sbe := short.Backend().(*lockingMemory)
-	now = time.Date(2026, 2, 1, 2, 0, 0, 0, time.UTC)
-	short.SetClock(func() time.Time { return now })
+	sbe := &lockingMemory{Memory: storagetest.NewMemory(), until: map[string]time.Time{}}
+	sclk := clock.NewFake(time.Date(2026, 2, 1, 2, 0, 0, 0, time.UTC))
+	short := repotest.New(t, repotest.Options{Backend: sbe, ObjectLockDays: 1, Clock: sclk})
 	sw := short.NewChunkWriter()
 	defer sw.Close()
 	so, err = sw.Put(t.Context(), id, data)
@@ -100,11 +92,11 @@ func TestReusedChunkRetentionIsExtended(t *testing.T) {
 	}
 	calls = sbe.calls
 	for night := 1; night <= 30; night++ {
-		now = now.Add(24 * time.Hour)
+		sclk.Advance(24 * time.Hour)
 		if so, err = short.EnsureRetained(t.Context(), id, so); err != nil {
 			t.Fatal(err)
 		}
-		if need := now.Add(2 * 24 * time.Hour); sbe.until[name].Before(need) {
+		if need := sclk.Now().Add(2 * 24 * time.Hour); sbe.until[name].Before(need) {
 			t.Fatalf("1-day period, night %d: retained until %v, need %v", night, sbe.until[name], need)
 		}
 	}
@@ -113,7 +105,7 @@ func TestReusedChunkRetentionIsExtended(t *testing.T) {
 	}
 
 	// Without Object Lock nothing is asked of the backend.
-	plain, _ := newRepo(t, storagetest.NewMemory())
+	plain := newRepo(t, storagetest.NewMemory(), nil)
 	if got, err := plain.EnsureRetained(t.Context(), id, repository.StoredObject{Size: 1}); err != nil || !got.RetainUntil.IsZero() {
 		t.Fatalf("EnsureRetained without Object Lock = %+v, %v", got, err)
 	}
@@ -132,10 +124,7 @@ func (failingRetainer) Retention(context.Context, string) (time.Time, error) { r
 // whole instead of existing without the promised immutability.
 func TestManifestWithdrawnWhenRetentionFails(t *testing.T) {
 	be := failingRetainer{storagetest.NewMemory()}
-	r, err := repository.Init(t.Context(), be, repository.InitOptions{Recipients: []string{newKey(t).recipient}, ObjectLockDays: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := repotest.New(t, repotest.Options{Backend: be, ObjectLockDays: 1})
 	m := validManifest()
 	m.Objects = nil
 	m.VM.VTPM = false

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vtpm-backup/vtpm-backup/audit"
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
@@ -23,8 +24,8 @@ type auditOptions struct {
 	Identity    string
 	Inventory   bool
 	MetricsFile string
-	// now is the clock (tests); nil means time.Now.
-	now func() time.Time
+	// clock tells the audit's time (tests); nil means the repository's.
+	clock clock.Clock
 }
 
 // AddFlags registers the flags of the audit command.
@@ -112,7 +113,7 @@ func parseSubset(s string) (float64, error) {
 }
 
 func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []string) error {
-	aopts := audit.Options{VMs: args, MaxAge: opts.MaxAge, ReadData: opts.ReadData, Inventory: opts.Inventory, Now: opts.now}
+	aopts := audit.Options{VMs: args, MaxAge: opts.MaxAge, ReadData: opts.ReadData, Inventory: opts.Inventory, Clock: opts.clock}
 	if opts.Subset != "" {
 		f, err := parseSubset(opts.Subset)
 		if err != nil {
@@ -134,7 +135,7 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 	if err != nil {
 		return err
 	}
-	defer repo.Backend().Close()
+	defer repo.Close()
 	if aopts.ReadData {
 		if v, _ := g.lookupEnv("VTPM_BACKUP_IDENTITY"); opts.Identity != "" || v != "" {
 			if err := g.loadIdentity(repo, opts.Identity); err != nil {

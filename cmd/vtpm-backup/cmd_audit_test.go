@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
@@ -157,13 +158,13 @@ func TestRunAuditMaxAge(t *testing.T) {
 	b := newBackedUp(t)
 	g, out, _ := testGlobals(t, nil)
 	g.Repo, g.VCenter.URL, g.VCenter.Insecure = b.repo, b.env.URL.String(), true
-	late := func() time.Time { return time.Now().Add(27 * time.Hour) }
-	err := runAudit(t.Context(), auditOptions{MaxAge: 26 * time.Hour, now: late}, g, nil)
+	late := clock.NewFake(time.Now().Add(27 * time.Hour))
+	err := runAudit(t.Context(), auditOptions{MaxAge: 26 * time.Hour, clock: late}, g, nil)
 	if exitCode(err) != exitNotReady || !strings.Contains(out.String(), "older than the maximum age 26h0m0s") {
 		t.Fatalf("27h old backup: %v\n%s", err, out)
 	}
 	out.Reset()
-	if err := runAudit(t.Context(), auditOptions{MaxAge: 28 * time.Hour, now: late}, g, nil); err != nil {
+	if err := runAudit(t.Context(), auditOptions{MaxAge: 28 * time.Hour, clock: late}, g, nil); err != nil {
 		t.Fatalf("27h old backup, max age 28h: %v\n%s", err, out)
 	}
 }

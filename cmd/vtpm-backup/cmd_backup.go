@@ -124,7 +124,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	if err != nil {
 		return err
 	}
-	defer repo.Backend().Close()
+	defer repo.Close()
 	c, err := g.connectVCenter(ctx)
 	if err != nil {
 		return err

@@ -159,7 +159,7 @@ func TestBackupToS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer repo.Backend().Close()
+	defer repo.Close()
 	m, err := repo.ReadManifest(t.Context(), done[0]["backup_id"].(string))
 	if err != nil {
 		t.Fatal(err)

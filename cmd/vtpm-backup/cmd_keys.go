@@ -159,7 +159,7 @@ func runKeysStatus(ctx context.Context, _ keysStatusOptions, g *globalOptions, a
 	if err != nil {
 		return err
 	}
-	defer repo.Backend().Close()
+	defer repo.Close()
 	// The same selection as restore: what is checked here is what a
 	// restore of that argument would check.
 	m, err := restore.Select(ctx, repo, args[0])

@@ -57,7 +57,7 @@ func runList(ctx context.Context, _ listOptions, g *globalOptions, args []string
 	if err != nil {
 		return err
 	}
-	defer repo.Backend().Close()
+	defer repo.Close()
 	cat, err := repository.LoadCatalog(ctx, repo)
 	if err != nil {
 		return err

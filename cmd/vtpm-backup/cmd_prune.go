@@ -116,7 +116,7 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 	if err != nil {
 		return err
 	}
-	defer repo.Backend().Close()
+	defer repo.Close()
 
 	grace := time.Duration(opts.Grace)
 	if grace == 0 {

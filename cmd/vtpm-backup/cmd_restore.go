@@ -136,7 +136,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if err != nil {
 		return err
 	}
-	defer repo.Backend().Close()
+	defer repo.Close()
 	if err := g.loadIdentity(repo, opts.Identity); err != nil {
 		return err
 	}

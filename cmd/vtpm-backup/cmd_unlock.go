@@ -55,7 +55,7 @@ func runUnlock(ctx context.Context, opts unlockOptions, g *globalOptions, _ []st
 	if err != nil {
 		return err
 	}
-	defer repo.Backend().Close()
+	defer repo.Close()
 	now := time.Now()
 	locks, err := repo.ListLocks(ctx)
 	if err != nil {

@@ -25,8 +25,11 @@ func TestUnlockCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A lock of a host that died two hours ago: expired long since.
-	if _, err := repo.LockWithOptions(t.Context(), repository.LockOptions{Purpose: "backup", NoRefresh: true, Hostname: "dead",
-		Clock: clock.NewFake(time.Now().Add(-2 * time.Hour))}); err != nil {
+	past, err := repository.Open(t.Context(), be, repository.WithClock(clock.NewFake(time.Now().Add(-2*time.Hour))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := past.LockWithOptions(t.Context(), repository.LockOptions{Purpose: "backup", NoRefresh: true, Hostname: "dead"}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -8,8 +8,8 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
-// openRepository opens the repository at --repo. The caller closes its
-// backend (repo.Backend().Close()).
+// openRepository opens the repository at --repo. The caller closes it
+// (repo.Close()).
 func (g *globalOptions) openRepository(ctx context.Context) (*repository.Repository, error) {
 	be, err := g.openBackend(ctx)
 	if err != nil {
