@@ -8,11 +8,20 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build demo test lint s3-server bench docs
+# Development tools (versitygw, golangci-lint) are pinned in their own module,
+# tools/go.mod, so that go.mod lists only what the binary and its tests need.
+# They are built from it into .bin/ (gitignored).
+TOOLS_MOD := tools/go.mod tools/go.sum
+GOLANGCI_LINT := .bin/golangci-lint
 
-## build: the vtpm-backup binary in the repository root
+.PHONY: build demo test lint golangci-lint check-deps s3-server bench docs
+
+## build: the vtpm-backup binary in the repository root, statically linked
+# CGO_ENABLED=0 keeps libc out (os/user and net use their Go implementations),
+# so the one file runs on any Linux; -trimpath keeps the build machine's paths
+# out of it.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o ./vtpm-backup ./cmd/vtpm-backup
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o ./vtpm-backup ./cmd/vtpm-backup
 
 ## demo: build, then back up, audit and restore a vTPM VM on a built-in simulated vCenter
 demo: build
@@ -22,16 +31,35 @@ demo: build
 test: .bin/versitygw
 	$(GO) test -count=1 -timeout 25m ./...
 
-# The S3 tests exec this binary (internal/s3server); it is rebuilt when the
-# pinned version in go.mod/go.sum changes.
-.bin/versitygw: go.mod go.sum
-	$(GO) build -o $@ github.com/versity/versitygw/cmd/versitygw
+# The S3 tests exec this binary (internal/s3server, which builds it the same
+# way when it is missing); it is rebuilt when the pinned version changes.
+.bin/versitygw: $(TOOLS_MOD)
+	$(GO) build -C tools -o ../$@ github.com/versity/versitygw/cmd/versitygw
+
+$(GOLANGCI_LINT): $(TOOLS_MOD)
+	$(GO) build -C tools -o ../$@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 ## lint: gofmt must have nothing to say, go vet must pass
+# (golangci-lint and check-deps join lint once the layer split of issue 9 has
+# landed everywhere; until then run them with `make golangci-lint check-deps`.)
 lint:
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt -l: files need formatting:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+## golangci-lint: the layer rules, function lengths and clock ban of .golangci.yml
+golangci-lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run ./...
+
+## check-deps: the release binary must not link the testing package
+check-deps:
+	@testing="$$($(GO) list -deps ./cmd/vtpm-backup | grep -x testing)"; \
+	if [ -n "$$testing" ]; then \
+		echo "check-deps: ./cmd/vtpm-backup links the testing package:"; \
+		$(GO) list -deps -f '{{.ImportPath}}{{range .Imports}}{{if eq . "testing"}} imports testing{{end}}{{end}}' \
+			./cmd/vtpm-backup | grep ' imports testing$$'; \
+		exit 1; \
+	fi
 
 ## s3-server: a local S3 server with a bucket; prints the exports to use it
 s3-server:
