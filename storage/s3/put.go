@@ -110,8 +110,6 @@ func (b *Backend) putMultipart(ctx context.Context, name, key string, r io.Reade
 	if err != nil {
 		return translateError("put", name, err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	defer func() {
 		if err != nil {
 			actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
@@ -119,79 +117,10 @@ func (b *Backend) putMultipart(ctx context.Context, name, key string, r io.Reade
 			_ = b.core.AbortMultipartUpload(actx, b.bucket, key, uploadID)
 		}
 	}()
-
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		parts    []minio.CompletePart
-		sem      = make(chan struct{}, partConcurrency)
-	)
-	fail := func(e error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = e
-			cancel()
-		}
-		mu.Unlock()
+	parts, err := b.uploadParts(ctx, name, key, uploadID, r, size, partSize, first)
+	if err != nil {
+		return err
 	}
-	failed := func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		return firstErr
-	}
-	remaining := size
-	data := first
-	for num := 1; ; num++ {
-		if num > maxParts {
-			fail(fmt.Errorf("put %s: more than %d parts of %d bytes", name, maxParts, partSize))
-			break
-		}
-		if remaining >= 0 {
-			remaining -= int64(len(data))
-		}
-		sem <- struct{}{}
-		if e := failed(); e != nil {
-			<-sem
-			break
-		}
-		if e := ctx.Err(); e != nil {
-			<-sem
-			fail(fmt.Errorf("put %s: %w", name, e))
-			break
-		}
-		wg.Add(1)
-		go func(num int, data []byte) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			p, err := b.core.PutObjectPart(ctx, b.bucket, key, uploadID, num, bytes.NewReader(data), int64(len(data)),
-				minio.PutObjectPartOptions{Md5Base64: contentMD5(data)})
-			if err != nil {
-				fail(translateError(fmt.Sprintf("put part %d of", num), name, err))
-				return
-			}
-			mu.Lock()
-			parts = append(parts, minio.CompletePart{PartNumber: num, ETag: p.ETag})
-			mu.Unlock()
-		}(num, data)
-		if remaining == 0 {
-			break
-		}
-		next, rerr := readPart(r, partSize, remaining)
-		if rerr != nil {
-			fail(fmt.Errorf("put %s: read: %w", name, rerr))
-			break
-		}
-		if len(next) == 0 { // unknown size, ended on a part boundary
-			break
-		}
-		data = next
-	}
-	wg.Wait()
-	if e := failed(); e != nil {
-		return e
-	}
-	slices.SortFunc(parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
 	var opts minio.PutObjectOptions
 	if exclusive {
 		opts.SetMatchETagExcept("*")
@@ -200,4 +129,110 @@ func (b *Backend) putMultipart(ctx context.Context, name, key string, r io.Reade
 		return translateError("put", name, err)
 	}
 	return nil
+}
+
+// uploadParts reads r part by part (first is already read) and uploads the
+// parts concurrently, returning them in order for completion. Reading stops
+// at the first failure, which cancels the parts in flight.
+func (b *Backend) uploadParts(ctx context.Context, name, key, uploadID string, r io.Reader, size, partSize int64, first []byte) ([]minio.CompletePart, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	u := &partUploads{b: b, name: name, key: key, uploadID: uploadID, cancel: cancel, sem: make(chan struct{}, partConcurrency)}
+	remaining := size
+	data := first
+	for num := 1; ; num++ {
+		if num > maxParts {
+			u.fail(fmt.Errorf("put %s: more than %d parts of %d bytes", name, maxParts, partSize))
+			break
+		}
+		if remaining >= 0 {
+			remaining -= int64(len(data))
+		}
+		if !u.start(ctx, num, data) || remaining == 0 {
+			break
+		}
+		next, err := readPart(r, partSize, remaining)
+		if err != nil {
+			u.fail(fmt.Errorf("put %s: read: %w", name, err))
+			break
+		}
+		if len(next) == 0 { // unknown size, ended on a part boundary
+			break
+		}
+		data = next
+	}
+	return u.wait()
+}
+
+// partUploads are the parts of one multipart upload in flight: at most
+// partConcurrency at a time, the first failure recorded and cancelling the
+// others.
+type partUploads struct {
+	b                   *Backend
+	name, key, uploadID string
+	cancel              context.CancelFunc // of the ctx the parts run under
+	sem                 chan struct{}
+	wg                  sync.WaitGroup
+
+	mu       sync.Mutex
+	firstErr error
+	parts    []minio.CompletePart
+}
+
+// start uploads part num in the background once a slot is free. It returns
+// false, starting nothing, when a part has failed or ctx is done: the caller
+// stops reading.
+func (u *partUploads) start(ctx context.Context, num int, data []byte) bool {
+	u.sem <- struct{}{}
+	if u.failed() != nil {
+		<-u.sem
+		return false
+	}
+	if err := ctx.Err(); err != nil {
+		<-u.sem
+		u.fail(fmt.Errorf("put %s: %w", u.name, err))
+		return false
+	}
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		defer func() { <-u.sem }()
+		p, err := u.b.core.PutObjectPart(ctx, u.b.bucket, u.key, u.uploadID, num, bytes.NewReader(data), int64(len(data)),
+			minio.PutObjectPartOptions{Md5Base64: contentMD5(data)})
+		if err != nil {
+			u.fail(translateError(fmt.Sprintf("put part %d of", num), u.name, err))
+			return
+		}
+		u.mu.Lock()
+		u.parts = append(u.parts, minio.CompletePart{PartNumber: num, ETag: p.ETag})
+		u.mu.Unlock()
+	}()
+	return true
+}
+
+// fail records the first failure and cancels the parts in flight.
+func (u *partUploads) fail(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.firstErr == nil {
+		u.firstErr = err
+		u.cancel()
+	}
+}
+
+func (u *partUploads) failed() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.firstErr
+}
+
+// wait waits for the started parts and returns them sorted by number, or the
+// first failure.
+func (u *partUploads) wait() ([]minio.CompletePart, error) {
+	u.wg.Wait()
+	if err := u.failed(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(u.parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
+	return u.parts, nil
 }

@@ -127,38 +127,82 @@ var _ storage.Cleaner = (*Backend)(nil)
 // credentials are accepted. ctx bounds only this check; the backend does not
 // keep it.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
+	set, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	transport, err := newTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client, err := newClient(cfg, transport, set.retries)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{
+		client:    client,
+		core:      minio.Core{Client: client},
+		transport: transport,
+		bucket:    cfg.Bucket,
+		prefix:    set.prefix,
+		location:  location(cfg, set.prefix),
+		partSize:  set.partSize,
+		lockMode:  set.lockMode,
+	}
+	if err := b.check(ctx); err != nil {
+		transport.CloseIdleConnections()
+		return nil, err
+	}
+	return b, nil
+}
+
+// settings are the values New derives from a Config before it connects.
+type settings struct {
+	prefix   string // "" or ends with "/"
+	partSize int64
+	lockMode minio.RetentionMode
+	retries  int
+}
+
+// settings checks the names and limits of cfg and fills in the defaults.
+func (cfg Config) settings() (settings, error) {
 	if cfg.Endpoint == "" || strings.ContainsAny(cfg.Endpoint, "/?#@") {
-		return nil, fmt.Errorf("s3: endpoint %q: want host[:port]", cfg.Endpoint)
+		return settings{}, fmt.Errorf("s3: endpoint %q: want host[:port]", cfg.Endpoint)
 	}
 	if err := s3utils.CheckValidBucketNameStrict(cfg.Bucket); err != nil {
-		return nil, fmt.Errorf("s3: bucket name %q: %w", cfg.Bucket, err)
+		return settings{}, fmt.Errorf("s3: bucket name %q: %w", cfg.Bucket, err)
 	}
-	prefix := strings.Trim(cfg.Prefix, "/")
-	if prefix != "" {
-		if err := storage.ValidateName(prefix); err != nil {
-			return nil, fmt.Errorf("s3: prefix: %w", err)
+	set := settings{prefix: strings.Trim(cfg.Prefix, "/"), partSize: cfg.PartSize, retries: cfg.MaxRetries}
+	if set.prefix != "" {
+		if err := storage.ValidateName(set.prefix); err != nil {
+			return settings{}, fmt.Errorf("s3: prefix: %w", err)
 		}
-		prefix += "/"
+		set.prefix += "/"
 	}
-	partSize := cfg.PartSize
 	switch {
-	case partSize == 0:
-		partSize = DefaultPartSize
-	case partSize < MinPartSize:
-		return nil, fmt.Errorf("s3: part size %d is below the S3 minimum of %d bytes", partSize, MinPartSize)
+	case set.partSize == 0:
+		set.partSize = DefaultPartSize
+	case set.partSize < MinPartSize:
+		return settings{}, fmt.Errorf("s3: part size %d is below the S3 minimum of %d bytes", set.partSize, MinPartSize)
 	}
-	mode := minio.Compliance
 	switch strings.ToUpper(cfg.LockMode) {
 	case "", Compliance:
+		set.lockMode = minio.Compliance
 	case Governance:
-		mode = minio.Governance
+		set.lockMode = minio.Governance
 	default:
-		return nil, fmt.Errorf("s3: lock mode %q: want %s or %s", cfg.LockMode, Compliance, Governance)
+		return settings{}, fmt.Errorf("s3: lock mode %q: want %s or %s", cfg.LockMode, Compliance, Governance)
 	}
-	retries := cfg.MaxRetries
-	if retries <= 0 {
-		retries = DefaultMaxRetries
+	if set.retries <= 0 {
+		set.retries = DefaultMaxRetries
 	}
+	return set, nil
+}
+
+// newClient makes the minio-go client: path-style requests except on
+// Amazon's endpoints (unless cfg.PathStyle), the region from cfg or the
+// environment.
+func newClient(cfg Config, transport *http.Transport, retries int) (*minio.Client, error) {
 	region := cfg.Region
 	if region == "" {
 		region = os.Getenv("AWS_REGION")
@@ -166,19 +210,13 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if region == "" {
 		region = os.Getenv("AWS_DEFAULT_REGION")
 	}
-
-	transport, err := newTransport(cfg)
-	if err != nil {
-		return nil, err
-	}
-	secure := !cfg.PlainHTTP
 	lookup := minio.BucketLookupPath
 	if !cfg.PathStyle && isAmazon(cfg.Endpoint) {
 		lookup = minio.BucketLookupAuto
 	}
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:        newCredentials(cfg),
-		Secure:       secure,
+		Secure:       !cfg.PlainHTTP,
 		Transport:    transport,
 		Region:       region,
 		BucketLookup: lookup,
@@ -187,26 +225,18 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3: %s: %w", cfg.Endpoint, err)
 	}
+	return client, nil
+}
+
+// location is the repository location Backend.Location reports, in the form
+// the CLI accepts: s3[+http]://endpoint/bucket[/prefix].
+func location(cfg Config, prefix string) string {
 	scheme := "s3"
 	if cfg.PlainHTTP {
 		scheme = "s3+http"
 	}
-	b := &Backend{
-		client:    client,
-		core:      minio.Core{Client: client},
-		transport: transport,
-		bucket:    cfg.Bucket,
-		prefix:    prefix,
-		location:  scheme + "://" + cfg.Endpoint + "/" + cfg.Bucket + "/" + strings.TrimSuffix(prefix, "/"),
-		partSize:  partSize,
-		lockMode:  mode,
-	}
-	b.location = strings.TrimSuffix(b.location, "/")
-	if err := b.check(ctx); err != nil {
-		transport.CloseIdleConnections()
-		return nil, err
-	}
-	return b, nil
+	loc := scheme + "://" + cfg.Endpoint + "/" + cfg.Bucket + "/" + strings.TrimSuffix(prefix, "/")
+	return strings.TrimSuffix(loc, "/")
 }
 
 // check verifies the bucket and learns whether it is versioned.
@@ -217,11 +247,10 @@ func (b *Backend) check(ctx context.Context) error {
 	// error code, and some servers answer an unknown key with 404
 	// (versitygw: XAdminUserNotFound), which BucketExists takes for a
 	// missing bucket. Listing is also what the repository needs to do.
-	for oi := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix, MaxKeys: 1}) {
-		if oi.Err != nil {
-			return b.connError(oi.Err)
-		}
-		break
+	// The first answer is enough; cancel stops the lister.
+	objects := b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix, MaxKeys: 1})
+	if oi, ok := <-objects; ok && oi.Err != nil {
+		return b.connError(oi.Err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("s3: cannot reach %s: %w: %w", b.client.EndpointURL().Host, ErrUnreachable, err)
