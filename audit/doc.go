@@ -18,9 +18,10 @@
 // encrypted VM whose keys are missing cannot be powered on, and an audit
 // that cannot tell is not a green light.
 //
-// Catalog, the grouping of backups by VM, also serves "vtpm-backup list"
-// and "keys status". WriteMetrics renders a Report in the Prometheus text
-// format for node_exporter's textfile collector.
+// The backups to check come from repository.Catalog (the grouping of
+// backups by VM that also serves "vtpm-backup list" and "keys status").
+// WriteMetrics renders a Report in the Prometheus text format for
+// node_exporter's textfile collector.
 //
 // The package does not print: cmd/vtpm-backup turns Reports into tables and
 // JSON lines.

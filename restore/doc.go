@@ -1,7 +1,7 @@
 // Package restore restores one backup of a vTPM VM: to a vCenter (upload the
 // files into a new home folder and register the VM) or to a local folder.
 //
-// It follows "refuse early, write late" (DESIGN.md, Restore of one backup):
+// It follows "refuse early, write late":
 //
 //  1. Select picks the backup: a backup ID, or VM, VM@latest, VM@TIME.
 //  2. Preflight runs every check before anything is written: the manifest

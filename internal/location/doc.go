@@ -1,7 +1,7 @@
 // Package location parses the repository location given with --repo or
 // VTPM_BACKUP_REPO and opens the matching storage backend.
 //
-// Accepted forms (DESIGN.md, CLI contract):
+// Accepted forms (the same for every command):
 //
 //	/path, relative/path, file:///path     a local directory
 //	s3://host[:port]/bucket[/prefix]       S3 over HTTPS
