@@ -18,6 +18,8 @@ import (
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 )
 
 // RetryPolicy bounds retries of datastore HTTP requests on transient errors.
@@ -25,6 +27,9 @@ type RetryPolicy struct {
 	Attempts int           // total attempts, >= 1
 	Initial  time.Duration // first backoff, doubled each retry
 	Max      time.Duration // backoff cap
+	// Clock waits out the backoff; nil means the system clock (tests
+	// drive a fake one instead of sleeping).
+	Clock clock.Clock
 }
 
 // DefaultRetry is used by the datastore file functions: four attempts over
@@ -99,6 +104,10 @@ func transient(err error) bool {
 // withRetry runs f until it succeeds, fails permanently or attempts run out.
 func (c *Client) withRetry(ctx context.Context, f func() error) error {
 	p := c.retryPolicy()
+	clk := p.Clock
+	if clk == nil {
+		clk = clock.Real()
+	}
 	wait := p.Initial
 	var err error
 	for attempt := 1; ; attempt++ {
@@ -107,12 +116,10 @@ func (c *Client) withRetry(ctx context.Context, f func() error) error {
 			return err
 		}
 		if wait > 0 {
-			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
-				t.Stop()
 				return errors.Join(err, ctx.Err())
-			case <-t.C:
+			case <-clk.After(wait):
 			}
 		}
 		wait *= 2

@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 )
 
 func TestTransient(t *testing.T) {
@@ -121,5 +125,40 @@ func TestHTTPStatusSentinels(t *testing.T) {
 		if got := errors.Is(err, ErrFileRefused); got != tc.refuse {
 			t.Errorf("HTTP %d: ErrFileRefused = %v", tc.status, got)
 		}
+	}
+}
+
+// The backoff between attempts doubles from Initial up to Max, on the
+// policy's clock.
+func TestWithRetryBackoff(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC))
+	c := &Client{}
+	c.SetRetry(RetryPolicy{Attempts: 4, Initial: time.Second, Max: 1500 * time.Millisecond, Clock: clk})
+	var calls atomic.Int32
+	done := make(chan error, 1)
+	go func() {
+		done <- c.withRetry(t.Context(), func() error {
+			if calls.Add(1) < 4 {
+				return io.ErrUnexpectedEOF
+			}
+			return nil
+		})
+	}()
+	// A bound on waiting for the retry loop, so a loop that ignores the
+	// clock fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for i, wait := range []time.Duration{time.Second, 1500 * time.Millisecond, 1500 * time.Millisecond} {
+		if err := clk.BlockUntil(ctx, 1); err != nil {
+			t.Fatalf("backoff %d: the retry loop is not waiting on the clock: %v", i, err)
+		}
+		clk.Advance(wait - time.Millisecond)
+		if clk.Waiters() != 1 || calls.Load() != int32(i+1) {
+			t.Fatalf("backoff %d: retried before %v (%d calls)", i, wait, calls.Load())
+		}
+		clk.Advance(time.Millisecond)
+	}
+	if err := <-done; err != nil || calls.Load() != 4 {
+		t.Fatalf("withRetry = %v after %d calls, want success after 4", err, calls.Load())
 	}
 }
