@@ -48,6 +48,9 @@ var (
 	ErrCertificate = errors.New("vCenter certificate not trusted")
 	// ErrLogin: the vCenter refused the user name or password.
 	ErrLogin = errors.New("vCenter login failed")
+	// ErrKeyRequired: vCenter refused an operation on an encrypted VM
+	// because it cannot get the VM's key (fault EncryptionKeyRequired).
+	ErrKeyRequired = errors.New("encryption key not available to vCenter")
 )
 
 // DefaultKeepAlive is the idle interval after which the session is pinged,

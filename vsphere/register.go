@@ -16,8 +16,8 @@ import (
 // RegisterVM registers the .vmx at vmxPath ("[ds] dir/name.vmx") as a VM
 // named name (empty: vCenter's default from the vmx) in folder, running in
 // pool, optionally pinned to host. An already registered path yields an error
-// wrapping ErrFileExists; crypto faults (key not available) are returned as
-// the vSphere fault so callers can match them with fault.Is. When ctx ends
+// wrapping ErrFileExists; a key vCenter cannot get (EncryptionKeyRequired)
+// an error wrapping ErrKeyRequired and the fault. When ctx ends
 // while vCenter is still registering, it waits (bounded) for the outcome
 // and returns the registered VM together with the error, for the caller to
 // undo.
@@ -47,6 +47,9 @@ func (c *Client) RegisterVM(ctx context.Context, folder *object.Folder, vmxPath,
 	if err != nil {
 		if fault.Is(err, &types.AlreadyExists{}) {
 			return nil, fmt.Errorf("register %s: already registered: %w", vmxPath, ErrFileExists)
+		}
+		if fault.Is(err, &types.EncryptionKeyRequired{}) {
+			return nil, fmt.Errorf("register %s: %w: %w", vmxPath, ErrKeyRequired, err)
 		}
 		return nil, fmt.Errorf("register %s: %w", vmxPath, err)
 	}

@@ -133,8 +133,8 @@ func TestRegisterRefusedWithoutKey(t *testing.T) {
 	copyHome(t, src, dst, v, "dc01")
 	vmx := "[LocalDS_0] dc01/dc01.vmx"
 	_, err = register(t, dst, vmx, "dc01")
-	if !fault.Is(err, &types.EncryptionKeyRequired{}) {
-		t.Fatalf("register without key: %v, want EncryptionKeyRequired", err)
+	if !fault.Is(err, &types.EncryptionKeyRequired{}) || !errors.Is(err, vsphere.ErrKeyRequired) {
+		t.Fatalf("register without key: %v, want EncryptionKeyRequired (vsphere.ErrKeyRequired)", err)
 	}
 	if vms, _ := dst.Client.ListVMs(ctx, ""); len(vms) != 4 {
 		t.Errorf("a refused registration left a VM: %d VMs", len(vms))
