@@ -273,7 +273,7 @@ func (d *run) restoreBeside(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	plan, err := restore.Preflight(ctx, d.env.Client, d.repo, sel, restore.Options{Name: RestoredName})
+	plan, err := restore.Preflight(ctx, d.env.Client, d.repo, sel, restore.Options{Name: RestoredName, Clock: d.opts.Clock})
 	if err != nil {
 		return err
 	}

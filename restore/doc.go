@@ -28,8 +28,15 @@
 // "[ds] NEW/ORIGINAL.vmx" under the name NEW. For the same reason a backup
 // whose disks lived outside the VM home folder (another datastore or
 // folder, referenced by absolute path in the vmx) is refused for a vCenter
-// restore with ErrNotRestorable; ToDir still extracts its files.
+// restore with ErrNotRestorable; a restore to a folder still extracts its
+// files.
 //
-// ToDir needs no vCenter: it writes the original files (e.g. the .nvram, as
-// vSphere encrypted it) into a local folder, verified, never overwriting.
+// A restore to a local folder needs no vCenter and has the same shape:
+// PlanDir checks (manifest, selected files, no file to overwrite, the
+// identity) and returns a DirPlan; RunDir writes the original files (e.g.
+// the .nvram, as vSphere encrypted it), verified, never overwriting.
+//
+// A power-on that fails after a complete restore is not a failed restore:
+// Run returns the Result with PowerOnErr set (wrapping ErrPowerOn) and
+// keeps the VM. Times come from Options.Clock (DirOptions.Clock).
 package restore

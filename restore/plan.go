@@ -10,6 +10,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/vmware/govmomi/object"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
@@ -46,6 +47,8 @@ type Options struct {
 	Workers int
 	// Events receives progress; may be nil.
 	Events Events
+	// Clock times the restore; default the system clock.
+	Clock clock.Clock
 }
 
 // PlannedFile is one file a restore writes.
@@ -88,6 +91,7 @@ type Plan struct {
 	host    *object.HostSystem
 	workers int
 	events  Events
+	clock   clock.Clock
 }
 
 // SpaceMargin is the free space a restore leaves on the datastore besides
@@ -108,6 +112,45 @@ func SpaceMargin(total int64) int64 { return total/100 + 256<<20 }
 //  5. the repository's identity decrypts a sample chunk
 //     (repository.ErrWrongIdentity, ErrNoIdentity).
 func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Repository, m *repository.Manifest, opts Options) (*Plan, error) {
+	p, err := newPlan(c, m, opts)
+	if err != nil {
+		return nil, err
+	}
+	ev := p.events
+
+	ev.Status("checking backup " + m.BackupID)
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	vmxName, err := checkLayout(m)
+	if err != nil {
+		return nil, err
+	}
+
+	// The keys, before anything else touches the target.
+	ev.Status("checking keys on " + p.vcenter)
+	if err := p.checkKeys(ctx, c); err != nil {
+		return nil, err
+	}
+
+	ev.Status("checking placement")
+	if err := p.resolvePlacement(ctx, c, opts); err != nil {
+		return nil, err
+	}
+	p.planFiles(vmxName)
+	if err := p.checkSpace(ctx, c); err != nil {
+		return nil, err
+	}
+
+	ev.Status("checking the identity")
+	if err := checkIdentity(ctx, repo, m); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// newPlan starts the plan of restoring m from opts and their defaults.
+func newPlan(c *vsphere.Client, m *repository.Manifest, opts Options) (*Plan, error) {
 	p := &Plan{
 		BackupID: m.BackupID,
 		SourceVM: m.VM.Name,
@@ -117,6 +160,7 @@ func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Reposito
 		vcenter:  keys.VCenterName(c.Vim25()),
 		workers:  opts.Workers,
 		events:   opts.Events,
+		clock:    opts.Clock,
 	}
 	if p.UUID == "" {
 		p.UUID = vsphere.UUIDKeep
@@ -127,70 +171,62 @@ func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Reposito
 	if p.events == nil {
 		p.events = NopEvents{}
 	}
-	ev := p.events
-
-	// 1. The manifest.
-	ev.Status("checking backup " + m.BackupID)
-	if err := m.Validate(); err != nil {
-		return nil, err
+	if p.clock == nil {
+		p.clock = clock.Real()
 	}
-	vmxName, err := checkLayout(m)
-	if err != nil {
-		return nil, err
-	}
+	return p, nil
+}
 
-	// 2. The keys, before anything else touches the target.
-	ev.Status("checking keys on " + p.vcenter)
+// checkKeys asks the vCenter about every key of the backup (one
+// QueryCryptoKeyStatus call) and refuses unless all are available.
+func (p *Plan) checkKeys(ctx context.Context, c *vsphere.Client) error {
+	m := p.m
 	vk := keys.FromManifest(m)
 	if (m.VM.Encrypted || m.VM.VTPM) && vk.VMKey == nil {
-		return nil, fmt.Errorf("%w: backup %s of VM %s records a vTPM or encryption but no VM key ID: it cannot be checked on %s and would restore as a locked VM; restore its files with --to-dir, or back the VM up again",
+		return fmt.Errorf("%w: backup %s of VM %s records a vTPM or encryption but no VM key ID: it cannot be checked on %s and would restore as a locked VM; restore its files with --to-dir, or back the VM up again",
 			ErrNotRestorable, m.BackupID, m.VM.Name, p.vcenter)
 	}
-	if refs := vk.Refs(); len(refs) > 0 {
-		statuses, err := keys.Check(ctx, c.Vim25(), refs, vk.Providers)
-		if err != nil {
-			return nil, fmt.Errorf("check the keys of backup %s on %s: %w", m.BackupID, p.vcenter, err)
-		}
-		p.Keys = statuses
-		if err := keys.AvailabilityError(p.vcenter, statuses); err != nil {
-			return nil, err
-		}
+	refs := vk.Refs()
+	if len(refs) == 0 {
+		return nil
 	}
+	statuses, err := keys.Check(ctx, c.Vim25(), refs, vk.Providers)
+	if err != nil {
+		return fmt.Errorf("check the keys of backup %s on %s: %w", m.BackupID, p.vcenter, err)
+	}
+	p.Keys = statuses
+	return keys.AvailabilityError(p.vcenter, statuses)
+}
 
-	// 3. Placement.
-	ev.Status("checking placement")
-	if err := p.resolvePlacement(ctx, c, opts); err != nil {
-		return nil, err
-	}
+// planFiles names the target of every file: the original name in the new
+// home folder.
+func (p *Plan) planFiles(vmxName string) {
 	p.VMXPath = fmt.Sprintf("[%s] %s/%s", p.Datastore, p.Name, vmxName)
-	for _, f := range m.Files {
+	for _, f := range p.m.Files {
 		p.Files = append(p.Files, PlannedFile{
 			Name: f.Name, Type: f.Type, Size: f.Size,
 			Target: fmt.Sprintf("[%s] %s/%s", p.Datastore, p.Name, f.Name),
 		})
 		p.TotalSize += f.Size
 	}
+}
 
-	// 4. Free space.
+// checkSpace refuses a datastore that is not accessible or lacks room for
+// the files plus SpaceMargin.
+func (p *Plan) checkSpace(ctx context.Context, c *vsphere.Client) error {
 	space, err := c.DatastoreSpace(ctx, p.Datastore)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	p.FreeSpace = space.FreeSpace
 	if !space.Accessible {
-		return nil, fmt.Errorf("%w: datastore %s is not accessible on %s: pass --datastore with another one", ErrBadTarget, p.Datastore, p.vcenter)
+		return fmt.Errorf("%w: datastore %s is not accessible on %s: pass --datastore with another one", ErrBadTarget, p.Datastore, p.vcenter)
 	}
 	if need := p.TotalSize + SpaceMargin(p.TotalSize); space.FreeSpace < need {
-		return nil, fmt.Errorf("%w: datastore %s has %s free, the restore needs %s (%s of files + %s margin): free space there or pass --datastore",
+		return fmt.Errorf("%w: datastore %s has %s free, the restore needs %s (%s of files + %s margin): free space there or pass --datastore",
 			ErrNoSpace, p.Datastore, humanize.IBytes(uint64(space.FreeSpace)), humanize.IBytes(uint64(need)), humanize.IBytes(uint64(p.TotalSize)), humanize.IBytes(uint64(SpaceMargin(p.TotalSize))))
 	}
-
-	// 5. The identity.
-	ev.Status("checking the identity")
-	if err := checkIdentity(ctx, repo, m); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return nil
 }
 
 // checkLayout returns the .vmx file name and refuses backups a vCenter

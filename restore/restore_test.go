@@ -14,11 +14,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 	"github.com/vmware/govmomi/simulator"
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/restore"
@@ -92,6 +94,15 @@ func (f *fixture) restoreTo(t *testing.T, ctx context.Context, env *vspheretest.
 		return nil, err
 	}
 	return restore.Run(ctx, env.Client, f.repo, plan)
+}
+
+// toDir runs PlanDir and RunDir, as `restore --to-dir` does.
+func toDir(ctx context.Context, repo *repository.Repository, m *repository.Manifest, dir string, opts restore.DirOptions) (*restore.Result, error) {
+	plan, err := restore.PlanDir(ctx, repo, m, dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	return restore.RunDir(ctx, repo, plan)
 }
 
 // state lists the VMs and every datastore file (name, size, mtime), to prove
@@ -238,13 +249,17 @@ func TestRestoreBesideOriginal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := f.restoreTo(t, ctx, f.env, restore.Options{Name: "app01-restored", PowerOn: true, UUID: vsphere.UUIDNew})
+	clk := clock.NewFake(time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC))
+	res, err := f.restoreTo(t, ctx, f.env, restore.Options{Name: "app01-restored", PowerOn: true, UUID: vsphere.UUIDNew, Clock: clk})
 	if err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	f.checkRestoredVM(t, f.env, res, "app01-restored")
-	if !res.PoweredOn {
-		t.Error("not powered on")
+	if !res.PoweredOn || res.PowerOnErr != nil {
+		t.Errorf("not powered on (%v)", res.PowerOnErr)
+	}
+	if !res.Started.Equal(clk.Now()) || !res.Finished.Equal(clk.Now()) {
+		t.Errorf("result times %v, %v; want the plan's clock %v", res.Started, res.Finished, clk.Now())
 	}
 	// The original is untouched: still registered, same files, same bytes.
 	info, err := f.env.Client.VMInfo(ctx, f.vm.VM)
@@ -281,7 +296,7 @@ func TestNotRestorableLayout(t *testing.T) {
 	if after := state(t, f.env); after != before {
 		t.Fatal("a refused restore changed the target")
 	}
-	if _, err := restore.ToDir(t.Context(), f.repo, &m, t.TempDir(), restore.DirOptions{}); err != nil {
+	if _, err := toDir(t.Context(), f.repo, &m, t.TempDir(), restore.DirOptions{}); err != nil {
 		t.Fatalf("ToDir of the same backup: %v", err)
 	}
 }
@@ -291,8 +306,8 @@ func TestPowerOnFailureKeepsVM(t *testing.T) {
 	ctx := t.Context()
 	f.env.InjectFault(vspheretest.Fault{Method: "PowerOnVM_Task"})
 	res, err := f.restoreTo(t, ctx, f.env, restore.Options{Name: "app02-copy", PowerOn: true})
-	if !errors.Is(err, restore.ErrPowerOn) || res == nil || res.PoweredOn {
-		t.Fatalf("restore with a failing power-on = %+v, %v; want the result and ErrPowerOn", res, err)
+	if err != nil || res == nil || res.PoweredOn || !errors.Is(res.PowerOnErr, restore.ErrPowerOn) {
+		t.Fatalf("restore with a failing power-on = %+v, %v; want a result with PowerOnErr wrapping ErrPowerOn, no error", res, err)
 	}
 	f.env.ClearFaults()
 	f.checkRestoredVM(t, f.env, res, "app02-copy")
@@ -536,7 +551,7 @@ func TestToDir(t *testing.T) {
 	f := newFixture(t, "fs01")
 	ctx := t.Context()
 	dir := filepath.Join(t.TempDir(), "out")
-	res, err := restore.ToDir(ctx, f.repo, f.m, dir, restore.DirOptions{Patterns: []string{"*.nvram"}})
+	res, err := toDir(ctx, f.repo, f.m, dir, restore.DirOptions{Patterns: []string{"*.nvram"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +580,7 @@ func TestToDir(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _ := os.ReadDir(tc.dir)
-			if _, err := restore.ToDir(ctx, f.repo, f.m, tc.dir, restore.DirOptions{Patterns: tc.patterns}); !errors.Is(err, tc.want) {
+			if _, err := toDir(ctx, f.repo, f.m, tc.dir, restore.DirOptions{Patterns: tc.patterns}); !errors.Is(err, tc.want) {
 				t.Fatalf("ToDir = %v, want %v", err, tc.want)
 			}
 			if after, _ := os.ReadDir(tc.dir); len(after) != len(before) {
@@ -576,7 +591,7 @@ func TestToDir(t *testing.T) {
 
 	t.Run("all files, then a corrupt chunk", func(t *testing.T) {
 		all := t.TempDir()
-		res, err := restore.ToDir(ctx, f.repo, f.m, all, restore.DirOptions{Workers: 2})
+		res, err := toDir(ctx, f.repo, f.m, all, restore.DirOptions{Workers: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -591,11 +606,59 @@ func TestToDir(t *testing.T) {
 		data[10] ^= 0x80
 		_ = f.be.Put(ctx, name, bytes.NewReader(data), int64(len(data)))
 		empty := t.TempDir()
-		if _, err := restore.ToDir(ctx, f.repo, f.m, empty, restore.DirOptions{}); !errors.Is(err, repository.ErrObjectCorrupt) || !strings.Contains(err.Error(), flat.Name) {
+		if _, err := toDir(ctx, f.repo, f.m, empty, restore.DirOptions{}); !errors.Is(err, repository.ErrObjectCorrupt) || !strings.Contains(err.Error(), flat.Name) {
 			t.Fatalf("ToDir with a corrupt chunk = %v", err)
 		}
 		if left, _ := os.ReadDir(empty); len(left) != 0 {
 			t.Errorf("a failed ToDir left %d files", len(left))
 		}
 	})
+}
+
+// PlanDir checks and writes nothing; RunDir writes what it planned, timed
+// by the plan's clock, and still refuses a target that appeared since.
+func TestPlanDirThenRunDir(t *testing.T) {
+	f := newFixture(t, "fs02")
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "out")
+	clk := clock.NewFake(time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC))
+	plan, err := restore.PlanDir(ctx, f.repo, f.m, dir, restore.DirOptions{Patterns: []string{"*.nvram", "*.vmx"}, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Files) != 2 || plan.TotalSize != int64(len(f.vm.Nvram)+len(f.vm.VMX)) || plan.Dir != dir {
+		t.Fatalf("plan %+v", plan)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("PlanDir created %s (%v)", dir, err)
+	}
+
+	t.Run("a target that appeared since the plan", func(t *testing.T) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		late := plan.Files[len(plan.Files)-1].Target
+		if err := os.WriteFile(late, []byte("someone else's"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(late)
+		if _, err := restore.RunDir(ctx, f.repo, plan); !errors.Is(err, restore.ErrCollision) {
+			t.Fatalf("RunDir = %v, want ErrCollision", err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+			t.Errorf("the refused RunDir wrote files: %v", entries)
+		}
+	})
+
+	res, err := restore.RunDir(ctx, f.repo, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, f.vm.Name+".nvram"))
+	if err != nil || !bytes.Equal(got, f.vm.Nvram) || res.Bytes != plan.TotalSize {
+		t.Fatalf("restored nvram differs (%v) or %d bytes, want %d", err, res.Bytes, plan.TotalSize)
+	}
+	if !res.Started.Equal(clk.Now()) || !res.Finished.Equal(clk.Now()) {
+		t.Errorf("result times %v, %v; want the plan's clock %v", res.Started, res.Finished, clk.Now())
+	}
 }

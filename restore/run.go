@@ -7,9 +7,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/repository"
@@ -28,17 +26,20 @@ var ErrPowerOn = errors.New("restored VM did not power on")
 type Result struct {
 	BackupID string
 	SourceVM string
-	// Name and MoRef identify the new VM; MoRef is empty for ToDir.
+	// Name and MoRef identify the new VM; MoRef is empty for RunDir.
 	Name    string
 	MoRef   string
 	VMXPath string
-	// Dir is the local folder of a ToDir restore.
+	// Dir is the local folder of a RunDir restore.
 	Dir       string
 	Files     []PlannedFile
 	Bytes     int64
 	PoweredOn bool
-	Started   time.Time
-	Finished  time.Time
+	// PowerOnErr says why a planned power-on failed (it wraps ErrPowerOn).
+	// The restore itself succeeded: the VM is registered and complete.
+	PowerOnErr error
+	Started    time.Time
+	Finished   time.Time
 }
 
 // Duration is how long the restore took.
@@ -103,7 +104,7 @@ func (u *undo) run(ctx context.Context) error {
 // Any failure or cancellation before the VM is registered and complete
 // unregisters it and deletes the files uploaded and the folder created; the
 // error then says whether that cleanup succeeded. A power-on failure keeps
-// the restored VM and returns an error wrapping ErrPowerOn with the Result.
+// the restored VM: Run returns the Result with PowerOnErr set, and no error.
 func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, plan *Plan) (res *Result, err error) {
 	if plan == nil || plan.m == nil || plan.folder == nil || plan.pool == nil {
 		return nil, errors.New("restore: Run needs a plan from Preflight")
@@ -111,12 +112,12 @@ func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, pl
 	m, ev := plan.m, plan.events
 	res = &Result{
 		BackupID: m.BackupID, SourceVM: m.VM.Name, Name: plan.Name, VMXPath: plan.VMXPath,
-		Files: plan.Files, Started: time.Now().UTC(),
+		Files: plan.Files, Started: plan.clock.Now().UTC(),
 	}
 	u := &undo{c: c, datastore: plan.Datastore, dir: plan.Name}
 	defer func() {
-		if err == nil || errors.Is(err, ErrPowerOn) {
-			return // a VM that did not power on is still a complete restore
+		if err == nil {
+			return
 		}
 		ev.Status("removing what this restore created in " + plan.HomeFolder)
 		if cerr := u.run(ctx); cerr != nil {
@@ -137,45 +138,64 @@ func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, pl
 	}
 	u.madeDir = true
 
-	st := newStreamer(repo, m, plan.workers)
-	defer st.close()
-	for _, f := range m.Files {
-		target := plan.Name + "/" + f.Name
-		ev.Status(fmt.Sprintf("restoring %s to [%s] %s", fileLabel(f), plan.Datastore, target))
-		u.uploaded = append(u.uploaded, target) // a failed upload may leave a partial file
-		if err := upload(ctx, c, st, f, plan.Datastore, target, ev.Progress); err != nil {
-			return nil, err
-		}
-		res.Bytes += f.Size
-	}
-
-	ev.Status(fmt.Sprintf("registering %s as %s in %s", plan.VMXPath, plan.Name, plan.Folder))
-	u.vmxPath = plan.VMXPath
-	vm, err := c.RegisterVM(ctx, plan.folder, plan.VMXPath, plan.Name, plan.pool, plan.host)
-	if vm != nil {
-		u.vm = vm // registered, even if the call failed (cancelled meanwhile)
-	}
+	res.Bytes, err = uploadAll(ctx, c, repo, plan, u)
 	if err != nil {
-		if fault.Is(err, &types.EncryptionKeyRequired{}) {
-			return nil, fmt.Errorf("%w: %s refused to register the VM because its key is not available, although the pre-flight check found it: %v", keys.ErrKeyNotAvailable, plan.vcenter, err)
-		}
 		return nil, err
 	}
-	u.vm = vm
+	vm, err := register(ctx, c, plan, u)
+	if err != nil {
+		return nil, err
+	}
 	res.MoRef = vm.Reference().Value
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res.Finished = time.Now().UTC()
+	res.Finished = plan.clock.Now().UTC()
 
 	if plan.PowerOn {
 		ev.Status(fmt.Sprintf("powering on %s (%s), answering the UUID question with %q", plan.Name, res.MoRef, plan.UUID))
 		if perr := c.PowerOn(ctx, vm, plan.UUID); perr != nil {
-			return res, fmt.Errorf("%w: VM %s (%s) is restored and registered but did not power on: %v; power it on in the vSphere Client", ErrPowerOn, plan.Name, res.MoRef, perr)
+			res.PowerOnErr = fmt.Errorf("%w: VM %s (%s) is restored and registered but did not power on: %v; power it on in the vSphere Client", ErrPowerOn, plan.Name, res.MoRef, perr)
+			return res, nil
 		}
 		res.PoweredOn = true
 	}
 	return res, nil
+}
+
+// uploadAll rebuilds every file of the plan into the new home folder,
+// recording each upload in u before it starts (a failed upload may leave a
+// partial file). It returns the bytes written.
+func uploadAll(ctx context.Context, c *vsphere.Client, repo *repository.Repository, plan *Plan, u *undo) (int64, error) {
+	st := newStreamer(repo, plan.m, plan.workers)
+	defer st.close()
+	var n int64
+	for _, f := range plan.m.Files {
+		target := plan.Name + "/" + f.Name
+		plan.events.Status(fmt.Sprintf("restoring %s to [%s] %s", fileLabel(f), plan.Datastore, target))
+		u.uploaded = append(u.uploaded, target)
+		if err := upload(ctx, c, st, f, plan.Datastore, target, plan.events.Progress); err != nil {
+			return n, err
+		}
+		n += f.Size
+	}
+	return n, nil
+}
+
+// register registers the uploaded .vmx as planned and records the VM in u,
+// also when the call failed after vCenter registered it (cancelled
+// meanwhile).
+func register(ctx context.Context, c *vsphere.Client, plan *Plan, u *undo) (*object.VirtualMachine, error) {
+	plan.events.Status(fmt.Sprintf("registering %s as %s in %s", plan.VMXPath, plan.Name, plan.Folder))
+	u.vmxPath = plan.VMXPath
+	vm, err := c.RegisterVM(ctx, plan.folder, plan.VMXPath, plan.Name, plan.pool, plan.host)
+	if vm != nil {
+		u.vm = vm
+	}
+	if errors.Is(err, vsphere.ErrKeyRequired) {
+		return nil, fmt.Errorf("%w: %s refused to register the VM because its key is not available, although the pre-flight check found it: %v", keys.ErrKeyNotAvailable, plan.vcenter, err)
+	}
+	return vm, err
 }
 
 // errUploadEnded stops the chunk writer when the upload gave up first.

@@ -9,39 +9,53 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
-// DirOptions tune ToDir.
+// DirOptions tune PlanDir.
 type DirOptions struct {
 	// Patterns select files by name (path.Match, e.g. "*.nvram"); none
 	// selects every file.
 	Patterns []string
-	// DryRun runs the checks and returns the plan without writing.
-	DryRun bool
 	// Workers decode chunks in parallel; default DefaultWorkers.
 	Workers int
 	// Events receives progress; may be nil.
 	Events Events
+	// Clock times the restore; default the system clock.
+	Clock clock.Clock
 }
 
 // tempSuffix marks a file being written; it is renamed (linked) into place
 // only once complete and verified.
 const tempSuffix = ".vtpm-restore-partial"
 
-// ToDir writes the files of backup m selected by opts.Patterns into the
-// local folder dir (created when missing), as they were on the datastore:
-// for an encrypted VM that is still vSphere's ciphertext, decrypted only
-// from the repository's encryption. It needs no vCenter.
-//
-// It never overwrites: a file that exists already fails the call before
-// anything is written (ErrCollision). Each file is written to a temporary
-// name, verified (every chunk and the whole-file SHA-256) and then linked
-// into place; on failure or cancellation the files this call created are
-// removed. The identity is checked on a sample chunk first.
-func ToDir(ctx context.Context, repo *repository.Repository, m *repository.Manifest, dir string, opts DirOptions) (res *Result, err error) {
+// DirPlan is the outcome of PlanDir: every check passed, and these are the
+// files RunDir writes. Its exported fields are for display (dry run).
+type DirPlan struct {
+	BackupID string
+	SourceVM string
+	// Dir is the local target folder.
+	Dir string
+	// Files are the selected files; Target is the local path.
+	Files     []PlannedFile
+	TotalSize int64
+
+	m       *repository.Manifest
+	files   []repository.File // the selected manifest files, as Files
+	workers int
+	events  Events
+	clock   clock.Clock
+}
+
+// PlanDir runs every check a restore of the files of backup m selected by
+// opts.Patterns into the local folder dir needs, and writes nothing: the
+// manifest is valid, the patterns select files with distinct names
+// (ErrBadTarget), dir is a folder or missing (ErrBadTarget), no target file
+// exists (ErrCollision: restore never overwrites) and the repository's
+// identity decrypts a sample chunk. It needs no vCenter.
+func PlanDir(ctx context.Context, repo *repository.Repository, m *repository.Manifest, dir string, opts DirOptions) (*DirPlan, error) {
 	ev := opts.Events
 	if ev == nil {
 		ev = NopEvents{}
@@ -56,29 +70,63 @@ func ToDir(ctx context.Context, repo *repository.Repository, m *repository.Manif
 	if err != nil {
 		return nil, err
 	}
-	res = &Result{BackupID: m.BackupID, SourceVM: m.VM.Name, Dir: dir, Started: time.Now().UTC()}
-	for _, f := range files {
-		target := filepath.Join(dir, f.Name)
-		res.Files = append(res.Files, PlannedFile{Name: f.Name, Type: f.Type, Size: f.Size, Target: target})
-		if _, err := os.Lstat(target); err == nil {
-			return nil, fmt.Errorf("%w: %s exists: restore never overwrites; choose an empty --to-dir or move the file away", ErrCollision, target)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("check %s: %w", target, err)
-		}
+	p := &DirPlan{
+		BackupID: m.BackupID, SourceVM: m.VM.Name, Dir: dir,
+		m: m, files: files, workers: opts.Workers, events: ev, clock: opts.Clock,
 	}
-	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
-		return nil, fmt.Errorf("%w: %s is not a folder", ErrBadTarget, dir)
+	if p.clock == nil {
+		p.clock = clock.Real()
+	}
+	for _, f := range files {
+		p.Files = append(p.Files, PlannedFile{Name: f.Name, Type: f.Type, Size: f.Size, Target: filepath.Join(dir, f.Name)})
+		p.TotalSize += f.Size
+	}
+	if err := p.checkTargets(); err != nil {
+		return nil, err
 	}
 	ev.Status("checking the identity")
 	if err := checkIdentity(ctx, repo, m); err != nil {
 		return nil, err
 	}
-	if opts.DryRun {
-		res.Finished = time.Now().UTC()
-		return res, nil
+	return p, nil
+}
+
+// checkTargets refuses a dir that is not a folder and target files that
+// exist.
+func (p *DirPlan) checkTargets() error {
+	for _, f := range p.Files {
+		if _, err := os.Lstat(f.Target); err == nil {
+			return fmt.Errorf("%w: %s exists: restore never overwrites; choose an empty --to-dir or move the file away", ErrCollision, f.Target)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("check %s: %w", f.Target, err)
+		}
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dir, err)
+	if fi, err := os.Stat(p.Dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a folder", ErrBadTarget, p.Dir)
+	}
+	return nil
+}
+
+// RunDir writes the files planned by PlanDir into the plan's folder
+// (created when missing), as they were on the datastore: for an encrypted
+// VM that is still vSphere's ciphertext, decrypted only from the
+// repository's encryption.
+//
+// It never overwrites: the targets are checked again first (ErrCollision
+// before anything is written), and each file is written to a temporary
+// name, verified (every chunk and the whole-file SHA-256) and then linked
+// into place, which fails if the target appeared meanwhile. On failure or
+// cancellation the files this call created are removed.
+func RunDir(ctx context.Context, repo *repository.Repository, plan *DirPlan) (res *Result, err error) {
+	if plan == nil || plan.m == nil {
+		return nil, errors.New("restore: RunDir needs a plan from PlanDir")
+	}
+	res = &Result{BackupID: plan.BackupID, SourceVM: plan.SourceVM, Dir: plan.Dir, Files: plan.Files, Started: plan.clock.Now().UTC()}
+	if err := plan.checkTargets(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(plan.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", plan.Dir, err)
 	}
 
 	var created []string
@@ -90,10 +138,11 @@ func ToDir(ctx context.Context, repo *repository.Repository, m *repository.Manif
 			res = nil
 		}
 	}()
-	st := newStreamer(repo, m, opts.Workers)
+	ev := plan.events
+	st := newStreamer(repo, plan.m, plan.workers)
 	defer st.close()
-	for i, f := range files {
-		target := res.Files[i].Target
+	for i, f := range plan.files {
+		target := plan.Files[i].Target
 		ev.Status(fmt.Sprintf("restoring %s to %s", fileLabel(f), target))
 		if err := writeLocal(ctx, st, f, target, ev.Progress); err != nil {
 			return nil, err
@@ -101,7 +150,7 @@ func ToDir(ctx context.Context, repo *repository.Repository, m *repository.Manif
 		created = append(created, target)
 		res.Bytes += f.Size
 	}
-	res.Finished = time.Now().UTC()
+	res.Finished = plan.clock.Now().UTC()
 	return res, nil
 }
 

@@ -172,6 +172,9 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	ev.bar = progress.NewBar(plan.Name, plan.TotalSize)
 	start := time.Now()
 	res, err := restore.Run(ctx, c, repo, plan)
+	if err == nil && res.PowerOnErr != nil {
+		err = res.PowerOnErr // the VM is kept; the command still fails (exit 1)
+	}
 	ev.bar.Done(runErr(res, err))
 	progress.Wait()
 	if res != nil {
@@ -191,8 +194,8 @@ func runErr(res *restore.Result, err error) error {
 }
 
 func runRestoreToDir(ctx context.Context, opts restoreOptions, g *globalOptions, p ui.Printer, ev *restoreEvents, repo *repository.Repository, m *repository.Manifest) error {
-	dopts := restore.DirOptions{Patterns: opts.Files, Workers: opts.Workers, Events: ev, DryRun: true}
-	plan, err := restore.ToDir(ctx, repo, m, opts.ToDir, dopts)
+	dopts := restore.DirOptions{Patterns: opts.Files, Workers: opts.Workers, Events: ev}
+	plan, err := restore.PlanDir(ctx, repo, m, opts.ToDir, dopts)
 	if err != nil {
 		return err
 	}
@@ -208,9 +211,8 @@ func runRestoreToDir(ctx context.Context, opts restoreOptions, g *globalOptions,
 	}
 	progress := g.progress()
 	ev.bar = progress.NewBar(m.VM.Name, msg.TotalBytes)
-	dopts.DryRun = false
 	start := time.Now()
-	res, err := restore.ToDir(ctx, repo, m, opts.ToDir, dopts)
+	res, err := restore.RunDir(ctx, repo, plan)
 	ev.bar.Done(err)
 	progress.Wait()
 	if res != nil {

@@ -167,3 +167,25 @@ func TestRestoreCommandKeyMissing(t *testing.T) {
 		t.Fatal("the refused restore wrote to the datastore")
 	}
 }
+
+// A restored VM that does not power on is kept, reported as restored with
+// the power-on error, and the command fails (exit 1).
+func TestRestoreCommandPowerOnFails(t *testing.T) {
+	f := newRestoreFixture(t, "cli-pwr")
+	f.env.InjectFault(vspheretest.Fault{Method: "PowerOnVM_Task"})
+	stdout, stderr, code := cli(t, append(f.args(f.env), "--json", "restore", "cli-pwr", "--name", "cli-pwr-copy", "--identity", f.identity, "--power-on")...)
+	if code != exitFailed || !strings.Contains(stderr, "did not power on") {
+		t.Fatalf("exit %d, want %d with the power-on error: %s", code, exitFailed, stderr)
+	}
+	msgs := jsonLines(t, stdout)
+	done := ofType(msgs, "restore_done")
+	if len(done) != 1 || done[0]["moref"] == "" || done[0]["powered_on"] != false || !strings.Contains(done[0]["error"].(string), "did not power on") {
+		t.Fatalf("restore_done: %v", done)
+	}
+	if sum := ofType(msgs, "summary"); len(sum) != 1 || sum[0]["failed"] != float64(1) {
+		t.Errorf("summary: %v", sum)
+	}
+	if _, err := f.env.Client.FindVM(t.Context(), "cli-pwr-copy"); err != nil {
+		t.Errorf("the restored VM was not kept: %v", err)
+	}
+}
