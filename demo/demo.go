@@ -46,8 +46,9 @@ type Options struct {
 	Ready func(env map[string]string)
 	// ToolVersion goes into the manifest.
 	ToolVersion string
-	// Clock seeds the VM's content and dates the identity; default the
-	// system clock.
+	// Clock is the demo's one clock: it seeds the VM's content, dates the
+	// identity and is the repository's clock (backups, audit, restore);
+	// default the system clock.
 	Clock clock.Clock
 }
 
@@ -158,6 +159,9 @@ type run struct {
 }
 
 func (d *run) close() {
+	if d.repo != nil {
+		_ = d.repo.Close() // a local folder: nothing to flush
+	}
 	if d.env != nil {
 		d.env.Close()
 	}
@@ -187,7 +191,7 @@ func (d *run) createRepository(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.repo, err = repository.Init(ctx, be, repository.InitOptions{Recipients: []string{pub}}); err != nil {
+	if d.repo, err = repository.Init(ctx, be, repository.InitOptions{Recipients: []string{pub}}, repository.WithClock(d.opts.Clock)); err != nil {
 		return err
 	}
 	d.r.Detail("repository %s, recipient %s", d.repoDir, pub)
@@ -273,7 +277,7 @@ func (d *run) restoreBeside(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	plan, err := restore.Preflight(ctx, d.env.Client, d.repo, sel, restore.Options{Name: RestoredName, Clock: d.opts.Clock})
+	plan, err := restore.Preflight(ctx, d.env.Client, d.repo, sel, restore.Options{Name: RestoredName})
 	if err != nil {
 		return err
 	}

@@ -38,5 +38,6 @@
 //
 // A power-on that fails after a complete restore is not a failed restore:
 // Run returns the Result with PowerOnErr set (wrapping ErrPowerOn) and
-// keeps the VM. Times come from Options.Clock (DirOptions.Clock).
+// keeps the VM. Times come from Options.Clock (DirOptions.Clock), by
+// default the repository's clock.
 package restore

@@ -47,7 +47,7 @@ type Options struct {
 	Workers int
 	// Events receives progress; may be nil.
 	Events Events
-	// Clock times the restore; default the system clock.
+	// Clock times the restore; nil means the repository's clock.
 	Clock clock.Clock
 }
 
@@ -112,7 +112,7 @@ func SpaceMargin(total int64) int64 { return total/100 + 256<<20 }
 //  5. the repository's identity decrypts a sample chunk
 //     (repository.ErrWrongIdentity, ErrNoIdentity).
 func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Repository, m *repository.Manifest, opts Options) (*Plan, error) {
-	p, err := newPlan(c, m, opts)
+	p, err := newPlan(c, repo, m, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Reposito
 }
 
 // newPlan starts the plan of restoring m from opts and their defaults.
-func newPlan(c *vsphere.Client, m *repository.Manifest, opts Options) (*Plan, error) {
+func newPlan(c *vsphere.Client, repo *repository.Repository, m *repository.Manifest, opts Options) (*Plan, error) {
 	p := &Plan{
 		BackupID: m.BackupID,
 		SourceVM: m.VM.Name,
@@ -172,7 +172,7 @@ func newPlan(c *vsphere.Client, m *repository.Manifest, opts Options) (*Plan, er
 		p.events = NopEvents{}
 	}
 	if p.clock == nil {
-		p.clock = clock.Real()
+		p.clock = repo.Clock()
 	}
 	return p, nil
 }

@@ -23,7 +23,7 @@ type DirOptions struct {
 	Workers int
 	// Events receives progress; may be nil.
 	Events Events
-	// Clock times the restore; default the system clock.
+	// Clock times the restore; nil means the repository's clock.
 	Clock clock.Clock
 }
 
@@ -75,7 +75,7 @@ func PlanDir(ctx context.Context, repo *repository.Repository, m *repository.Man
 		m: m, files: files, workers: opts.Workers, events: ev, clock: opts.Clock,
 	}
 	if p.clock == nil {
-		p.clock = clock.Real()
+		p.clock = repo.Clock()
 	}
 	for _, f := range files {
 		p.Files = append(p.Files, PlannedFile{Name: f.Name, Type: f.Type, Size: f.Size, Target: filepath.Join(dir, f.Name)})
