@@ -273,7 +273,7 @@ func (d *run) audit(ctx context.Context) error {
 }
 
 func (d *run) restoreBeside(ctx context.Context) error {
-	sel, err := restore.Select(ctx, d.repo, VMName+"@latest")
+	sel, err := repository.Select(ctx, d.repo, VMName+"@latest")
 	if err != nil {
 		return err
 	}
@@ -327,7 +327,7 @@ func (d *run) refuseWithoutKey(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sel, err := restore.Select(ctx, d.repo, VMName+"@latest")
+	sel, err := repository.Select(ctx, d.repo, VMName+"@latest")
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,8 @@
 //
 // It follows "refuse early, write late":
 //
-//  1. Select picks the backup: a backup ID, or VM, VM@latest, VM@TIME.
+//  1. repository.Select picks the backup: a backup ID, or VM, VM@latest,
+//     VM@TIME (the catalog's selection, shared with keys status).
 //  2. Preflight runs every check before anything is written: the manifest
 //     is valid and restorable; every key the VM depends on is available on
 //     the target vCenter (keys.Check, one QueryCryptoKeyStatus call); the

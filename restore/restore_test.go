@@ -190,7 +190,7 @@ func TestRoundTrip(t *testing.T) {
 	if err := f.env.DeleteVM(ctx, f.vm); err != nil {
 		t.Fatal(err)
 	}
-	m, err := restore.Select(ctx, f.repo, "win11-vtpm@latest")
+	m, err := repository.Select(ctx, f.repo, "win11-vtpm@latest")
 	if err != nil || m.BackupID != f.m.BackupID {
 		t.Fatalf("Select = %v, %v", m, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/s3server"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/restore"
 	"github.com/vtpm-backup/vtpm-backup/storage/s3"
 	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
@@ -29,7 +30,7 @@ func TestRoundTripS3(t *testing.T) {
 	if err := f.env.DeleteVM(ctx, f.vm); err != nil {
 		t.Fatal(err)
 	}
-	m, err := restore.Select(ctx, f.repo, "s3-vtpm")
+	m, err := repository.Select(ctx, f.repo, "s3-vtpm")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vtpm-backup/vtpm-backup/keys"
-	"github.com/vtpm-backup/vtpm-backup/restore"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
 func newKeysCommand(g *globalOptions) *cobra.Command {
@@ -162,7 +162,7 @@ func runKeysStatus(ctx context.Context, _ keysStatusOptions, g *globalOptions, a
 	defer repo.Close()
 	// The same selection as restore: what is checked here is what a
 	// restore of that argument would check.
-	m, err := restore.Select(ctx, repo, args[0])
+	m, err := repository.Select(ctx, repo, args[0])
 	if err != nil {
 		return err
 	}

@@ -63,6 +63,9 @@ func TestKeysStatusCommand(t *testing.T) {
 	if _, stderr, code := cli(t, b.args("keys", "status", "no-such")...); code != exitUsage || !strings.Contains(stderr, "no backup of a VM named") {
 		t.Errorf("unknown backup: exit %d: %s", code, stderr)
 	}
+	if _, stderr, code := cli(t, b.args("keys", "status", b.vm.Name+"@soon")...); code != exitUsage || !strings.Contains(stderr, "invalid backup selection") {
+		t.Errorf("unreadable selection: exit %d: %s", code, stderr)
+	}
 	if _, _, code := cli(t, b.args("keys", "bogus")...); code != exitUsage {
 		t.Errorf("unknown keys subcommand: exit %d", code)
 	}

@@ -140,7 +140,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if err := g.loadIdentity(repo, opts.Identity); err != nil {
 		return err
 	}
-	m, err := restore.Select(ctx, repo, args[0])
+	m, err := repository.Select(ctx, repo, args[0])
 	if err != nil {
 		return err
 	}

@@ -1,27 +1,17 @@
-package restore_test
+package repository_test
 
 import (
 	"errors"
 	"strings"
 	"testing"
 
-	"filippo.io/age"
-
 	"github.com/vtpm-backup/vtpm-backup/repository"
-	"github.com/vtpm-backup/vtpm-backup/restore"
-	"github.com/vtpm-backup/vtpm-backup/storage/storagetest"
+	"github.com/vtpm-backup/vtpm-backup/repository/repotest"
 )
 
 func TestSelect(t *testing.T) {
 	ctx := t.Context()
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := repository.Init(ctx, storagetest.NewMemory(), repository.InitOptions{Recipients: []string{id.Recipient().String()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := repotest.New(t, repotest.Options{}).Repository
 	// Two VMs named web (another one replaced the first, in another
 	// folder) and one db.
 	for _, b := range []struct{ id, name, path, uuid string }{
@@ -68,20 +58,20 @@ func TestSelect(t *testing.T) {
 		{spec: "/DC0/vm/web", want: "2"},
 		{spec: "/DC0/vm/web@2026-05-01", want: "1"},
 		{spec: "/DC0/vm/new/web@latest", want: "3"},
-		{spec: "web", err: restore.ErrAmbiguous, mention: []string{"/DC0/vm/web", "/DC0/vm/new/web", "u-1", "u-2", "00000002", "00000003"}},
-		{spec: "db@2026-04-30", err: restore.ErrBackupNotFound, mention: []string{"at or before", "00000004"}},
-		{spec: "nope", err: restore.ErrBackupNotFound, mention: []string{"nope", "cache, db, web"}},
-		{spec: "20200101T000000.000Z-deadbeef", err: restore.ErrBackupNotFound, mention: []string{"deadbeef"}},
+		{spec: "web", err: repository.ErrAmbiguous, mention: []string{"/DC0/vm/web", "/DC0/vm/new/web", "u-1", "u-2", "00000002", "00000003"}},
+		{spec: "db@2026-04-30", err: repository.ErrBackupNotFound, mention: []string{"at or before", "00000004"}},
+		{spec: "nope", err: repository.ErrBackupNotFound, mention: []string{"nope", "cache, db, web"}},
+		{spec: "20200101T000000.000Z-deadbeef", err: repository.ErrBackupNotFound, mention: []string{"deadbeef"}},
 		{spec: "cache", err: repository.ErrCorruptManifest, mention: []string{"00000007", "restore 20260501T020000.000Z-00000006"}},
 		{spec: "cache@2026-05-02", want: "6"},
 		{spec: "20260501T020000.000Z-00000006", want: "6"},
-		{spec: "db@soon", err: restore.ErrBadTarget, mention: []string{"soon"}},
-		{spec: "@latest", err: restore.ErrBadTarget},
-		{spec: "", err: restore.ErrBadTarget},
+		{spec: "db@soon", err: repository.ErrBadSpec, mention: []string{"soon"}},
+		{spec: "@latest", err: repository.ErrBadSpec},
+		{spec: "", err: repository.ErrBadSpec},
 	}
 	for _, tc := range tests {
 		t.Run(tc.spec, func(t *testing.T) {
-			m, err := restore.Select(ctx, repo, tc.spec)
+			m, err := repository.Select(ctx, repo, tc.spec)
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("Select = %v, want %v", err, tc.err)
 			}

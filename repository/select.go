@@ -1,4 +1,4 @@
-package restore
+package repository
 
 import (
 	"context"
@@ -7,9 +7,38 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/vtpm-backup/vtpm-backup/repository"
 )
+
+// Selection errors, checked with errors.Is. They are all bad input: the
+// user named a backup that is not there, or not uniquely.
+var (
+	// ErrBackupNotFound: no backup matches the ID or VM[@TIME] given.
+	ErrBackupNotFound = errors.New("backup not found")
+	// ErrAmbiguous: a VM name matches backups of several VMs (see
+	// AmbiguousError).
+	ErrAmbiguous = errors.New("ambiguous backup selection")
+	// ErrBadSpec: the selection cannot be parsed (empty, no VM before @,
+	// an unreadable time).
+	ErrBadSpec = errors.New("invalid backup selection")
+)
+
+// AmbiguousError says that a VM name matches backups of more than one VM
+// (same name, different VMs over time or on different vCenters). The user
+// picks one with its inventory path or a backup ID.
+type AmbiguousError struct {
+	Spec string
+	// Candidates describe each VM: inventory path, instance UUID, vCenter
+	// and its latest backup ID.
+	Candidates []string
+}
+
+func (e *AmbiguousError) Error() string {
+	return fmt.Sprintf("%q matches backups of %d different VMs: restore by inventory path (e.g. %q) or by backup ID:\n  %s",
+		e.Spec, len(e.Candidates), "/DC0/vm/NAME@latest", strings.Join(e.Candidates, "\n  "))
+}
+
+// Is makes errors.Is(err, ErrAmbiguous) true.
+func (e *AmbiguousError) Is(target error) bool { return target == ErrAmbiguous }
 
 // maxListed bounds how many candidates an error lists.
 const maxListed = 20
@@ -41,10 +70,10 @@ var timeLayouts = []string{
 // "2006-01-02[T15:04[:05]]" in UTC; a date alone means the end of that day).
 func ParseSpec(s string) (Spec, error) {
 	if s == "" {
-		return Spec{}, fmt.Errorf("%w: empty backup selection: give a backup ID or VM[@latest|@TIME]", ErrBadTarget)
+		return Spec{}, fmt.Errorf("%w: empty backup selection: give a backup ID or VM[@latest|@TIME]", ErrBadSpec)
 	}
 	if !strings.Contains(s, "@") {
-		if _, err := repository.BackupTime(s); err == nil {
+		if _, err := BackupTime(s); err == nil {
 			return Spec{BackupID: s}, nil
 		}
 		return Spec{VM: s}, nil
@@ -52,7 +81,7 @@ func ParseSpec(s string) (Spec, error) {
 	i := strings.LastIndexByte(s, '@')
 	vm, when := s[:i], s[i+1:]
 	if vm == "" {
-		return Spec{}, fmt.Errorf("%w: %q: no VM name before @", ErrBadTarget, s)
+		return Spec{}, fmt.Errorf("%w: %q: no VM name before @", ErrBadSpec, s)
 	}
 	if when == "" || strings.EqualFold(when, "latest") {
 		return Spec{VM: vm}, nil
@@ -65,7 +94,7 @@ func ParseSpec(s string) (Spec, error) {
 			return Spec{VM: vm, Before: t.UTC()}, nil
 		}
 	}
-	return Spec{}, fmt.Errorf("%w: %q: cannot read the time %q: use latest, 2006-01-02, 2006-01-02T15:04 (UTC) or RFC 3339 such as 2006-01-02T15:04:05+02:00", ErrBadTarget, s, when)
+	return Spec{}, fmt.Errorf("%w: %q: cannot read the time %q: use latest, 2006-01-02, 2006-01-02T15:04 (UTC) or RFC 3339 such as 2006-01-02T15:04:05+02:00", ErrBadSpec, s, when)
 }
 
 // Select returns the manifest (read and validated) of the backup named by
@@ -73,29 +102,39 @@ func ParseSpec(s string) (Spec, error) {
 // or inventory path at backup time. An unknown ID or VM wraps
 // ErrBackupNotFound and lists what the repository holds; a name shared by
 // several VMs returns *AmbiguousError.
-func Select(ctx context.Context, repo *repository.Repository, spec string) (*repository.Manifest, error) {
+func Select(ctx context.Context, repo *Repository, spec string) (*Manifest, error) {
 	sp, err := ParseSpec(spec)
 	if err != nil {
 		return nil, err
 	}
 	if sp.BackupID != "" {
 		m, err := repo.ReadManifest(ctx, sp.BackupID)
-		if errors.Is(err, repository.ErrManifestNotFound) {
+		if errors.Is(err, ErrManifestNotFound) {
 			return nil, fmt.Errorf("%w: no backup %s in %s: run 'vtpm-backup list' for the backup IDs", ErrBackupNotFound, sp.BackupID, repo.Location())
 		}
 		return m, err
 	}
-
-	cat, err := repository.LoadCatalog(ctx, repo)
+	cat, err := LoadCatalog(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
+	h, err := cat.selectVM(sp, spec, repo.Location())
+	if err != nil {
+		return nil, err
+	}
+	// The catalog holds headers; read (and validate) the whole manifest.
+	return repo.ReadManifest(ctx, h.BackupID)
+}
+
+// selectVM picks the header of the backup a VM[@TIME] spec names; where
+// is the repository's location, for messages.
+func (c *Catalog) selectVM(sp Spec, spec, where string) (*ManifestHeader, error) {
 	var (
-		matches    []*repository.ManifestHeader
+		matches    []*ManifestHeader
 		allNames   = map[string]bool{}
 		unreadable int
 	)
-	for _, b := range cat.All() {
+	for _, b := range c.All() {
 		if b.Header == nil {
 			unreadable++
 			continue
@@ -108,28 +147,10 @@ func Select(ctx context.Context, repo *repository.Repository, spec string) (*rep
 	}
 	if len(matches) == 0 {
 		return nil, fmt.Errorf("%w: no backup of a VM named %q in %s%s; VMs with backups: %s",
-			ErrBackupNotFound, sp.VM, repo.Location(), unreadableNote(unreadable), listNames(allNames))
+			ErrBackupNotFound, sp.VM, where, unreadableNote(unreadable), listNames(allNames))
 	}
-
-	// One VM is one instance UUID (a VM moved between vCenters keeps it);
-	// VMs recorded without one are told apart by inventory path.
-	byVM := map[string][]*repository.ManifestHeader{}
-	for _, m := range matches {
-		key := "uuid:" + m.VM.InstanceUUID
-		if m.VM.InstanceUUID == "" {
-			key = "path:" + m.VM.InventoryPath
-		}
-		byVM[key] = append(byVM[key], m)
-	}
-	if len(byVM) > 1 {
-		amb := &AmbiguousError{Spec: spec}
-		for _, ms := range byVM {
-			last := latest(ms, time.Time{})
-			amb.Candidates = append(amb.Candidates, fmt.Sprintf("%s (instance UUID %s, vCenter %s): latest backup %s",
-				last.VM.InventoryPath, last.VM.InstanceUUID, last.VCenter.Host, last.BackupID))
-		}
-		sort.Strings(amb.Candidates)
-		return nil, amb
+	if err := ambiguity(spec, matches); err != nil {
+		return nil, err
 	}
 	m := latest(matches, sp.Before)
 	if m == nil {
@@ -144,22 +165,46 @@ func Select(ctx context.Context, repo *repository.Repository, spec string) (*rep
 	}
 	// A newer backup of the VM whose manifest is damaged would silently
 	// turn "latest" into an older state: make the user choose.
-	for _, b := range cat.Backups(m.VM.Name) {
+	for _, b := range c.Backups(m.VM.Name) {
 		if b.Header == nil && b.ID > m.BackupID && (sp.Before.IsZero() || !b.Time.After(sp.Before)) {
 			return nil, fmt.Errorf("%w: the newest backup %s of VM %s cannot be read (%v); to restore the one before it, name it: vtpm-backup restore %s",
-				repository.ErrCorruptManifest, b.ID, m.VM.Name, b.Err, m.BackupID)
+				ErrCorruptManifest, b.ID, m.VM.Name, b.Err, m.BackupID)
 		}
 	}
-	// The catalog holds headers; read (and validate) the whole manifest.
-	return repo.ReadManifest(ctx, m.BackupID)
+	return m, nil
+}
+
+// ambiguity returns an *AmbiguousError when the matches belong to more
+// than one VM. One VM is one instance UUID (a VM moved between vCenters
+// keeps it); VMs recorded without one are told apart by inventory path.
+func ambiguity(spec string, matches []*ManifestHeader) error {
+	byVM := map[string][]*ManifestHeader{}
+	for _, m := range matches {
+		key := "uuid:" + m.VM.InstanceUUID
+		if m.VM.InstanceUUID == "" {
+			key = "path:" + m.VM.InventoryPath
+		}
+		byVM[key] = append(byVM[key], m)
+	}
+	if len(byVM) < 2 {
+		return nil
+	}
+	amb := &AmbiguousError{Spec: spec}
+	for _, ms := range byVM {
+		last := latest(ms, time.Time{})
+		amb.Candidates = append(amb.Candidates, fmt.Sprintf("%s (instance UUID %s, vCenter %s): latest backup %s",
+			last.VM.InventoryPath, last.VM.InstanceUUID, last.VCenter.Host, last.BackupID))
+	}
+	sort.Strings(amb.Candidates)
+	return amb
 }
 
 // latest returns the newest backup taken at or before t (any when t is
 // zero), by the time in its backup ID; nil when there is none.
-func latest(ms []*repository.ManifestHeader, t time.Time) *repository.ManifestHeader {
-	var best *repository.ManifestHeader
+func latest(ms []*ManifestHeader, t time.Time) *ManifestHeader {
+	var best *ManifestHeader
 	for _, m := range ms {
-		bt, err := repository.BackupTime(m.BackupID)
+		bt, err := BackupTime(m.BackupID)
 		if err != nil || (!t.IsZero() && bt.After(t)) {
 			continue
 		}
