@@ -324,7 +324,7 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 			}
 		}
 	}
-	res.Keys = keys.ToManifest(vmKeys)
+	res.Keys = manifestKeys(vmKeys)
 
 	files, err := selectFiles(info.Raw, b.opts.IncludeLogs)
 	if err != nil {

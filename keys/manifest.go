@@ -3,8 +3,11 @@ package keys
 import "github.com/vtpm-backup/vtpm-backup/repository"
 
 // FromManifest rebuilds the key facts recorded in a backup's manifest, so a
-// restore or an audit checks exactly the keys the VM had at backup time,
-// with the provider types and Native Key Provider backup state seen then.
+// restore, an audit and keys status check exactly the keys the VM had at
+// backup time, with the provider types and Native Key Provider backup state
+// seen then. It is the one reading shared by those three jobs, so it lives
+// in the lowest package they all import; the writing side (the backup's
+// manifestKeys) lives with its only user.
 func FromManifest(m *repository.Manifest) VMKeys {
 	k := VMKeys{
 		VTPM: m.VM.VTPM, Firmware: m.VM.Firmware, SecureBoot: m.VM.SecureBoot,
@@ -25,19 +28,4 @@ func FromManifest(m *repository.Manifest) VMKeys {
 		}
 	}
 	return k
-}
-
-// ToManifest turns captured keys into manifest entries, each with its
-// provider's type and Native Key Provider backup state.
-func ToManifest(k VMKeys) []repository.KeyInfo {
-	var out []repository.KeyInfo
-	for _, ref := range k.Refs() {
-		ki := repository.KeyInfo{KeyID: ref.KeyID, ProviderID: ref.ProviderID, Use: ref.Use, ProviderType: string(ProviderUnknown)}
-		if p, ok := k.Provider(ref.ProviderID); ok {
-			ki.ProviderType = string(p.Type)
-			ki.NKPBackedUp = p.BackedUp
-		}
-		out = append(out, ki)
-	}
-	return out
 }
