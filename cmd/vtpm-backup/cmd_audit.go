@@ -24,6 +24,11 @@ type auditOptions struct {
 	Identity    string
 	Inventory   bool
 	MetricsFile string
+	// identityFlag is set when --identity was given on the command line.
+	// An identity from VTPM_BACKUP_IDENTITY or the config file is only a
+	// default for --read-data: a nightly audit with the environment of a
+	// restore host must not fail because of it.
+	identityFlag bool
 	// clock tells the audit's time (tests); nil means the repository's.
 	clock clock.Clock
 }
@@ -91,6 +96,7 @@ EXIT STATUS
   vtpm-backup audit win11-ws01 --json | jq 'select(.message_type=="audit_vm") | .reasons'`,
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.identityFlag = cmd.Flags().Changed("identity")
 			return runAudit(cmd.Context(), opts, g, args)
 		},
 	}
@@ -124,7 +130,7 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 	if opts.MaxAge <= 0 {
 		return newUsageError(fmt.Errorf("--max-age %s: must be positive", opts.MaxAge), "e.g. --max-age 26h for nightly backups")
 	}
-	if opts.Identity != "" && !aopts.ReadData {
+	if opts.identityFlag && !aopts.ReadData {
 		return newUsageError(fmt.Errorf("--identity is only used to decrypt data"), "add --read-data or --read-data-subset")
 	}
 	if opts.Inventory && g.VCenter.URL == "" {
@@ -136,11 +142,9 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 		return err
 	}
 	defer repo.Close()
-	if aopts.ReadData {
-		if v, _ := g.lookupEnv("VTPM_BACKUP_IDENTITY"); opts.Identity != "" || v != "" {
-			if err := g.loadIdentity(repo, opts.Identity); err != nil {
-				return err
-			}
+	if aopts.ReadData && opts.Identity != "" {
+		if err := g.loadIdentity(repo, opts.Identity); err != nil {
+			return err
 		}
 	}
 	var vc *vsphere.Client
@@ -156,11 +160,18 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 	if err != nil {
 		return fmt.Errorf("audit %s: %w", repo.Location(), err)
 	}
-	printAudit(g.printer(), rep, opts.MetricsFile)
+	// The report is printed whatever happens to the metrics, but it says
+	// "metrics written" only once they are.
+	var metricsErr error
+	written := ""
 	if opts.MetricsFile != "" {
-		if err := audit.WriteMetricsFile(opts.MetricsFile, rep); err != nil {
-			return err
+		if metricsErr = audit.WriteMetricsFile(opts.MetricsFile, rep); metricsErr == nil {
+			written = opts.MetricsFile
 		}
+	}
+	printAudit(g.printer(), rep, written)
+	if metricsErr != nil {
+		return metricsErr
 	}
 	if !rep.Ready() {
 		msg := fmt.Sprintf("%d of %d VM(s) not ready to restore", rep.NotReady(), len(rep.VMs))

@@ -243,3 +243,68 @@ func TestAuditCommandDecrypts(t *testing.T) {
 		t.Fatalf("audit --read-data --identity: exit %d %v %s", code, sum, stderr)
 	}
 }
+
+// An identity from VTPM_BACKUP_IDENTITY or the config file is a default for
+// --read-data, not a request: a plain nightly audit with the exports of a
+// restore host (or `identity_file:` in the config) must run and feed its
+// metrics. Only an explicit --identity without --read-data is refused.
+// Fails before issue 15 item 1: exit 2 "--identity is only used to decrypt
+// data", and no metrics file.
+func TestAuditIdentityFromEnvOrConfigIsADefault(t *testing.T) {
+	b := newBackedUp(t)
+	key := filepath.Join(t.TempDir(), "absent.key") // never read without --read-data
+	cfg := writeConfig(t, "identity_file: "+key+"\n")
+	for _, tc := range []struct {
+		name  string
+		env   string
+		extra []string
+	}{
+		{"environment", key, nil},
+		{"config file", "", []string{"--config", cfg}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("VTPM_BACKUP_IDENTITY", tc.env)
+			metrics := filepath.Join(t.TempDir(), "vtpm_backup.prom")
+			args := append(tc.extra, b.args("audit", "--inventory", "--metrics-file", metrics)...)
+			stdout, stderr, code := cli(t, args...)
+			if code != exitOK {
+				t.Fatalf("audit with an identity from the %s: exit %d\n%s\n%s", tc.name, code, stdout, stderr)
+			}
+			if _, err := os.Stat(metrics); err != nil {
+				t.Fatalf("no metrics written: %v", err)
+			}
+			// With --read-data the default identity is used: the absent
+			// file is an error naming it.
+			_, stderr, code = cli(t, append(tc.extra, b.args("audit", "--read-data")...)...)
+			if code != exitUsage || !strings.Contains(stderr, "absent.key") {
+				t.Fatalf("audit --read-data with an absent default identity: exit %d: %s", code, stderr)
+			}
+		})
+	}
+	// An explicit --identity without --read-data is still a mistake.
+	_, stderr, code := cli(t, b.args("audit", "--identity", key)...)
+	if code != exitUsage || !strings.Contains(stderr, "--identity is only used to decrypt data") {
+		t.Fatalf("explicit --identity without --read-data: exit %d: %s", code, stderr)
+	}
+}
+
+// "metrics written" is said only once they are. Fails before issue 15
+// item 3: the line was printed before the write failed.
+func TestAuditMetricsWrittenOnlyAfterWrite(t *testing.T) {
+	b := newBackedUp(t)
+	bad := filepath.Join(t.TempDir(), "nonexistent", "dir", "x.prom")
+	stdout, stderr, code := cli(t, b.args("audit", "--metrics-file", bad)...)
+	if code != exitFailed || !strings.Contains(stderr, bad) {
+		t.Fatalf("unwritable metrics file: exit %d, stderr %q", code, stderr)
+	}
+	if strings.Contains(stdout, "metrics written") {
+		t.Errorf("stdout claims the metrics were written:\n%s", stdout)
+	}
+	if !strings.Contains(stdout, "1 VM(s): 1 ready") {
+		t.Errorf("the report is still printed:\n%s", stdout)
+	}
+	stdout, _, _ = cli(t, append([]string{"--json"}, b.args("audit", "--metrics-file", bad)...)...)
+	if sum := ofType(jsonLines(t, stdout), "audit_summary"); len(sum) != 1 || sum[0]["metrics_file"] != nil {
+		t.Errorf("audit_summary names a metrics file that was not written: %v", sum)
+	}
+}
