@@ -89,6 +89,9 @@ func Run(ctx context.Context, opts Options, r Reporter) error {
 		if !opts.Keep {
 			defer os.RemoveAll(dir)
 		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		// 0700: the folder holds the demo's private key.
+		return fmt.Errorf("demo folder: %w", err)
 	}
 	d := &run{
 		opts:    opts,

@@ -3,6 +3,8 @@ package demo_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -38,12 +40,20 @@ func TestDemoKeep(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var env map[string]string
-	err := demo.Run(ctx, demo.Options{Dir: t.TempDir(), DiskSize: 8 << 20, Keep: true, Ready: func(e map[string]string) {
+	// A --dir that does not exist yet, as in the help's own example
+	// (issue 15 item 5: it failed with "identity file ...: no such file").
+	dir := filepath.Join(t.TempDir(), "vtpm-demo", "fresh")
+	err := demo.Run(ctx, demo.Options{Dir: dir, DiskSize: 8 << 20, Keep: true, Ready: func(e map[string]string) {
 		env = e
 		cancel() // the user's Ctrl-C
 	}}, &recorder{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		t.Errorf("demo folder %s was not created: %v", dir, err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("demo folder %s has mode %v, want 0700 (it holds the identity)", dir, fi.Mode().Perm())
 	}
 	for _, k := range []string{"GOVC_URL", "GOVC_USERNAME", "GOVC_PASSWORD", "GOVC_INSECURE", "VTPM_BACKUP_REPO", "VTPM_BACKUP_IDENTITY"} {
 		if env[k] == "" {
