@@ -18,6 +18,8 @@ import (
 
 // auditOptions are the flags of "vtpm-backup audit".
 type auditOptions struct {
+	Repo        repoFlags
+	VCenter     vcenterFlags
 	ReadData    bool
 	Subset      string
 	MaxAge      time.Duration
@@ -35,6 +37,8 @@ type auditOptions struct {
 
 // AddFlags registers the flags of the audit command.
 func (o *auditOptions) AddFlags(fs *pflag.FlagSet) {
+	o.Repo.AddFlags(fs)
+	o.VCenter.AddFlags(fs)
 	fs.BoolVar(&o.ReadData, "read-data", false, "download every stored object and verify its SHA-256 (with --identity: also decrypt and verify the plaintext)")
 	fs.StringVar(&o.Subset, "read-data-subset", "", "like --read-data for a random `fraction` of the objects only, e.g. 10% or 0.1")
 	fs.DurationVar(&o.MaxAge, "max-age", audit.DefaultMaxAge, "a VM whose latest backup is older than this `duration` is not ready")
@@ -133,11 +137,11 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 	if opts.identityFlag && !aopts.ReadData {
 		return newUsageError(fmt.Errorf("--identity is only used to decrypt data"), "add --read-data or --read-data-subset")
 	}
-	if opts.Inventory && g.VCenter.URL == "" {
+	if opts.Inventory && opts.VCenter.URL == "" {
 		return newUsageError(fmt.Errorf("--inventory lists the VMs of a vCenter, and none was given"), "pass --url or set GOVC_URL")
 	}
 
-	repo, err := g.openRepository(ctx)
+	repo, err := opts.Repo.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -148,8 +152,8 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 		}
 	}
 	var vc *vsphere.Client
-	if g.VCenter.URL != "" {
-		vc, err = g.connectVCenter(ctx)
+	if opts.VCenter.URL != "" {
+		vc, err = opts.VCenter.connect(ctx, g.lookupEnv)
 		if err != nil {
 			return err
 		}

@@ -38,8 +38,9 @@ func newBackedUp(t *testing.T) *backedUp {
 	return &backedUp{env: env, vm: vm, repo: repo, backupID: done[0]["backup_id"].(string)}
 }
 
-// args returns the global flags for the repository and the vCenter, then
-// rest.
+// args returns the repository and vCenter flags, then rest: the flags come
+// before the command name, as in cron lines written when they were global
+// (moveFlagsBehindCommand).
 func (b *backedUp) args(rest ...string) []string {
 	return append(append([]string{"--repo", b.repo}, vcArgs(b.env)...), rest...)
 }
@@ -157,14 +158,15 @@ func TestAuditCommandNotReady(t *testing.T) {
 func TestRunAuditMaxAge(t *testing.T) {
 	b := newBackedUp(t)
 	g, out, _ := testGlobals(t, nil)
-	g.Repo, g.VCenter.URL, g.VCenter.Insecure = b.repo, b.env.URL.String(), true
-	late := clock.NewFake(time.Now().Add(27 * time.Hour))
-	err := runAudit(t.Context(), auditOptions{MaxAge: 26 * time.Hour, clock: late}, g, nil)
+	opts := auditOptions{Repo: repoFlags{URL: b.repo}, VCenter: vcenterFlags{URL: b.env.URL.String(), Insecure: true}}
+	opts.MaxAge, opts.clock = 26*time.Hour, clock.NewFake(time.Now().Add(27*time.Hour))
+	err := runAudit(t.Context(), opts, g, nil)
 	if exitCode(err) != exitNotReady || !strings.Contains(out.String(), "older than the maximum age 26h0m0s") {
 		t.Fatalf("27h old backup: %v\n%s", err, out)
 	}
 	out.Reset()
-	if err := runAudit(t.Context(), auditOptions{MaxAge: 28 * time.Hour, clock: late}, g, nil); err != nil {
+	opts.MaxAge = 28 * time.Hour
+	if err := runAudit(t.Context(), opts, g, nil); err != nil {
 		t.Fatalf("27h old backup, max age 28h: %v\n%s", err, out)
 	}
 }

@@ -18,6 +18,8 @@ import (
 
 // backupOptions are the flags of "vtpm-backup backup".
 type backupOptions struct {
+	Repo        repoFlags
+	VCenter     vcenterFlags
 	All         bool
 	VTPMOnly    bool
 	Folder      string
@@ -32,6 +34,8 @@ type backupOptions struct {
 
 // AddFlags registers the flags of the backup command.
 func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
+	o.Repo.AddFlags(fs)
+	o.VCenter.AddFlags(fs)
 	fs.BoolVar(&o.All, "all", false, "back up every VM of the datacenter (templates excluded)")
 	fs.BoolVar(&o.VTPMOnly, "vtpm-only", false, "with --all, --folder or --vsphere-tag: only VMs that have a virtual TPM")
 	fs.StringVar(&o.Folder, "folder", "", "back up every VM below this inventory `folder` (e.g. /DC1/vm/prod)")
@@ -120,12 +124,12 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	if opts.Parallel < 1 || opts.Workers < 1 {
 		return newUsageError(fmt.Errorf("--parallel %d / --workers %d: must be at least 1", opts.Parallel, opts.Workers), "")
 	}
-	repo, err := g.openRepository(ctx)
+	repo, err := opts.Repo.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	c, err := g.connectVCenter(ctx)
+	c, err := opts.VCenter.connect(ctx, g.lookupEnv)
 	if err != nil {
 		return err
 	}

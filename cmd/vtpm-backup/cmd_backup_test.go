@@ -39,7 +39,8 @@ func ofType(msgs []map[string]any, typ string) []map[string]any {
 	return out
 }
 
-// vcArgs are the global flags that point a command at the simulator.
+// vcArgs are the vCenter flags that point a command at the simulator; the
+// tests put them before the command name, as old cron lines do.
 func vcArgs(env *vspheretest.Env) []string {
 	return []string{"--url", env.URL.String(), "--insecure"}
 }
@@ -153,9 +154,7 @@ func TestBackupToS3(t *testing.T) {
 	if len(done) != 1 || done[0]["success"] != true {
 		t.Fatalf("vm_done: %v", done)
 	}
-	g, _, _ := testGlobals(t, nil)
-	g.Repo = repoURL
-	repo, err := g.openRepository(t.Context())
+	repo, err := (&repoFlags{URL: repoURL}).open(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,15 +54,18 @@ func TestCompletionScripts(t *testing.T) {
 }
 
 // TestCompletionBackend checks the hidden __complete command the scripts
-// call: it offers the commands and the shells.
+// call: it offers the commands, the shells, and each command's own flags.
 func TestCompletionBackend(t *testing.T) {
 	for _, tc := range []struct {
-		args []string
-		want []string
+		args    []string
+		want    []string
+		wantNot []string
 	}{
-		{[]string{"__complete", ""}, []string{"init", "version", "completion"}},
-		{[]string{"__complete", "completion", ""}, []string{"bash", "zsh", "fish", "powershell"}},
-		{[]string{"__complete", "--re"}, []string{"--repo"}},
+		{[]string{"__complete", ""}, []string{"init", "version", "completion"}, nil},
+		{[]string{"__complete", "completion", ""}, []string{"bash", "zsh", "fish", "powershell"}, nil},
+		{[]string{"__complete", "backup", "--re"}, []string{"--repo"}, nil},
+		{[]string{"__complete", "backup", "--ur"}, []string{"--url"}, nil},
+		{[]string{"__complete", "version", "--"}, []string{"--short", "--json"}, []string{"--repo", "--url"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			stdout, stderr, code := cli(t, tc.args...)
@@ -72,6 +75,11 @@ func TestCompletionBackend(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(stdout, w) {
 					t.Errorf("completions %q lack %q", stdout, w)
+				}
+			}
+			for _, w := range tc.wantNot {
+				if strings.Contains(stdout, w) {
+					t.Errorf("completions %q offer %q", stdout, w)
 				}
 			}
 		})

@@ -19,6 +19,7 @@ import (
 
 // initOptions are the flags of "vtpm-backup init".
 type initOptions struct {
+	Repo             repoFlags
 	Recipients       []string
 	RecipientsFile   string
 	GenerateIdentity string
@@ -28,6 +29,7 @@ type initOptions struct {
 
 // AddFlags registers the flags of the init command.
 func (o *initOptions) AddFlags(fs *pflag.FlagSet) {
+	o.Repo.AddFlags(fs)
 	fs.StringArrayVar(&o.Recipients, "recipient", nil, "age public `key` (age1...) to encrypt backups to; repeatable")
 	fs.StringVar(&o.RecipientsFile, "recipients-file", "", "read age public keys from `file`, one per line (# comments allowed)")
 	fs.StringVar(&o.GenerateIdentity, "generate-identity", "", "create a new age identity in `file` (mode 0600, never overwritten) and encrypt to its public key")
@@ -80,7 +82,7 @@ EXIT STATUS
 }
 
 func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string) error {
-	if _, err := g.requireRepo(); err != nil {
+	if _, err := opts.Repo.require(); err != nil {
 		return err
 	}
 	recipients := append([]string(nil), opts.Recipients...)
@@ -121,7 +123,7 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 		identityPath = p
 	}
 
-	be, err := g.openBackend(ctx)
+	be, err := opts.Repo.openBackend(ctx)
 	if err != nil {
 		return err
 	}

@@ -97,8 +97,7 @@ func TestInitJSON(t *testing.T) {
 
 func TestRunInitDirect(t *testing.T) {
 	g, out, _ := testGlobals(t, nil)
-	g.Repo = filepath.Join(t.TempDir(), "repo")
-	opts := initOptions{Recipients: []string{newRecipient(t)}, ChunkSize: 1 << 20}
+	opts := initOptions{Repo: repoFlags{URL: filepath.Join(t.TempDir(), "repo")}, Recipients: []string{newRecipient(t)}, ChunkSize: 1 << 20}
 	if err := runInit(t.Context(), opts, g, nil); err != nil {
 		t.Fatal(err)
 	}

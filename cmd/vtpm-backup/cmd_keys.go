@@ -44,11 +44,15 @@ EXIT STATUS
 	return cmd
 }
 
-// keysProvidersOptions are the flags of "keys providers" (none of its own).
-type keysProvidersOptions struct{}
+// keysProvidersOptions are the flags of "keys providers".
+type keysProvidersOptions struct {
+	VCenter vcenterFlags
+}
 
 // AddFlags registers the flags of the keys providers command.
-func (o *keysProvidersOptions) AddFlags(*pflag.FlagSet) {}
+func (o *keysProvidersOptions) AddFlags(fs *pflag.FlagSet) {
+	o.VCenter.AddFlags(fs)
+}
 
 func newKeysProvidersCommand(g *globalOptions) *cobra.Command {
 	var opts keysProvidersOptions
@@ -77,8 +81,8 @@ EXIT STATUS
 	return cmd
 }
 
-func runKeysProviders(ctx context.Context, _ keysProvidersOptions, g *globalOptions, _ []string) error {
-	vc, err := g.connectVCenter(ctx)
+func runKeysProviders(ctx context.Context, opts keysProvidersOptions, g *globalOptions, _ []string) error {
+	vc, err := opts.VCenter.connect(ctx, g.lookupEnv)
 	if err != nil {
 		return err
 	}
@@ -111,11 +115,17 @@ func runKeysProviders(ctx context.Context, _ keysProvidersOptions, g *globalOpti
 	return t.Flush()
 }
 
-// keysStatusOptions are the flags of "keys status" (none of its own).
-type keysStatusOptions struct{}
+// keysStatusOptions are the flags of "keys status".
+type keysStatusOptions struct {
+	Repo    repoFlags
+	VCenter vcenterFlags
+}
 
 // AddFlags registers the flags of the keys status command.
-func (o *keysStatusOptions) AddFlags(*pflag.FlagSet) {}
+func (o *keysStatusOptions) AddFlags(fs *pflag.FlagSet) {
+	o.Repo.AddFlags(fs)
+	o.VCenter.AddFlags(fs)
+}
 
 func newKeysStatusCommand(g *globalOptions) *cobra.Command {
 	var opts keysStatusOptions
@@ -151,11 +161,11 @@ EXIT STATUS
 	return cmd
 }
 
-func runKeysStatus(ctx context.Context, _ keysStatusOptions, g *globalOptions, args []string) error {
-	if g.VCenter.URL == "" {
+func runKeysStatus(ctx context.Context, opts keysStatusOptions, g *globalOptions, args []string) error {
+	if opts.VCenter.URL == "" {
 		return newUsageError(fmt.Errorf("no vCenter given: key status is asked of a vCenter"), "pass --url or set GOVC_URL (the vCenter you would restore to)")
 	}
-	repo, err := g.openRepository(ctx)
+	repo, err := opts.Repo.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -166,7 +176,7 @@ func runKeysStatus(ctx context.Context, _ keysStatusOptions, g *globalOptions, a
 	if err != nil {
 		return err
 	}
-	vc, err := g.connectVCenter(ctx)
+	vc, err := opts.VCenter.connect(ctx, g.lookupEnv)
 	if err != nil {
 		return err
 	}

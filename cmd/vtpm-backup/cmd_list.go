@@ -12,12 +12,15 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
-// listOptions are the flags of "vtpm-backup list" (none of its own yet:
-// --json and --repo are global).
-type listOptions struct{}
+// listOptions are the flags of "vtpm-backup list".
+type listOptions struct {
+	Repo repoFlags
+}
 
 // AddFlags registers the flags of the list command.
-func (o *listOptions) AddFlags(*pflag.FlagSet) {}
+func (o *listOptions) AddFlags(fs *pflag.FlagSet) {
+	o.Repo.AddFlags(fs)
+}
 
 func newListCommand(g *globalOptions) *cobra.Command {
 	var opts listOptions
@@ -52,8 +55,8 @@ EXIT STATUS
 	return cmd
 }
 
-func runList(ctx context.Context, _ listOptions, g *globalOptions, args []string) error {
-	repo, err := g.openRepository(ctx)
+func runList(ctx context.Context, opts listOptions, g *globalOptions, args []string) error {
+	repo, err := opts.Repo.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 // pruneOptions are the flags of "vtpm-backup prune".
 type pruneOptions struct {
+	Repo                                         repoFlags
 	Last, Hourly, Daily, Weekly, Monthly, Yearly int
 	Within                                       keepDuration
 	Grace                                        keepDuration
@@ -26,6 +27,7 @@ type pruneOptions struct {
 
 // AddFlags registers the flags of the prune command.
 func (o *pruneOptions) AddFlags(fs *pflag.FlagSet) {
+	o.Repo.AddFlags(fs)
 	fs.IntVar(&o.Last, "keep-last", 0, "keep the `N` newest backups of each VM (-1: all)")
 	fs.IntVar(&o.Hourly, "keep-hourly", 0, "keep the newest backup of each of the last `N` hours that have one (-1: all)")
 	fs.IntVar(&o.Daily, "keep-daily", 0, "keep the newest backup of each of the last `N` days that have one (-1: all)")
@@ -109,10 +111,7 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 	if err := policy.Validate(); err != nil {
 		return newUsageError(err, "pass a count of 0 or more, or -1 for unlimited")
 	}
-	if _, err := g.requireRepo(); err != nil {
-		return err
-	}
-	repo, err := g.openRepository(ctx)
+	repo, err := opts.Repo.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,8 @@ import (
 
 // restoreOptions are the flags of "vtpm-backup restore".
 type restoreOptions struct {
+	Repo      repoFlags
+	VCenter   vcenterFlags
 	Name      string
 	Datastore string
 	Folder    string
@@ -35,6 +37,8 @@ type restoreOptions struct {
 
 // AddFlags registers the flags of the restore command.
 func (o *restoreOptions) AddFlags(fs *pflag.FlagSet) {
+	o.Repo.AddFlags(fs)
+	o.VCenter.AddFlags(fs)
 	fs.StringVar(&o.Name, "name", "", "`name` of the restored VM and of its new home folder (default: the original name)")
 	fs.StringVar(&o.Datastore, "datastore", "", "`datastore` for the new home folder (default: the original datastore)")
 	fs.StringVar(&o.Folder, "folder", "", "VM `folder` (inventory path) to register in (default: the original folder)")
@@ -132,7 +136,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if err := opts.validate(args); err != nil {
 		return err
 	}
-	repo, err := g.openRepository(ctx)
+	repo, err := opts.Repo.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -150,7 +154,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 		return runRestoreToDir(ctx, opts, g, p, ev, repo, m)
 	}
 
-	c, err := g.connectVCenter(ctx)
+	c, err := opts.VCenter.connect(ctx, g.lookupEnv)
 	if err != nil {
 		return err
 	}

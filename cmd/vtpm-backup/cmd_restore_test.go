@@ -35,20 +35,20 @@ func newRestoreFixture(t *testing.T, name string) *restoreFixture {
 	return f
 }
 
-// args are the global flags for the repository and a vCenter.
+// args are the repository and vCenter flags, for before the command name.
 func (f *restoreFixture) args(env *vspheretest.Env) []string {
 	return append([]string{"--repo", f.repo, "--no-progress"}, vcArgs(env)...)
 }
 
-// globals returns parsed global options pointing at env, for runRestore.
-func (f *restoreFixture) globals(t *testing.T, env *vspheretest.Env) (*globalOptions, *bytes.Buffer) {
+// globals returns parsed global options for runRestore, and opts with the
+// fixture's repository and env as the vCenter.
+func (f *restoreFixture) globals(t *testing.T, env *vspheretest.Env, opts restoreOptions) (*globalOptions, restoreOptions, *bytes.Buffer) {
 	t.Helper()
 	g, out, _ := testGlobals(t, map[string]string{"VTPM_BACKUP_IDENTITY": f.identity})
-	g.Repo = f.repo
-	g.VCenter.URL = env.URL.String()
-	g.VCenter.Insecure = true
 	g.NoProgress = true
-	return g, out
+	opts.Repo = repoFlags{URL: f.repo}
+	opts.VCenter = vcenterFlags{URL: env.URL.String(), Insecure: true}
+	return g, opts, out
 }
 
 func TestRestoreCommand(t *testing.T) {
@@ -81,8 +81,8 @@ func TestRestoreCommand(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			g, out := f.globals(t, f.env)
-			err := runRestore(ctx, tc.opts, g, tc.args)
+			g, opts, out := f.globals(t, f.env, tc.opts)
+			err := runRestore(ctx, opts, g, tc.args)
 			if code := exitCode(err); code != tc.want {
 				t.Fatalf("exit status %d (%v), want %d", code, err, tc.want)
 			}

@@ -10,11 +10,13 @@ import (
 
 // unlockOptions are the flags of "vtpm-backup unlock".
 type unlockOptions struct {
+	Repo      repoFlags
 	RemoveAll bool
 }
 
 // AddFlags registers the flags of the unlock command.
 func (o *unlockOptions) AddFlags(fs *pflag.FlagSet) {
+	o.Repo.AddFlags(fs)
 	fs.BoolVar(&o.RemoveAll, "remove-all", false, "also remove locks that are still alive (only when you know their holders are gone)")
 }
 
@@ -51,7 +53,7 @@ EXIT STATUS
 }
 
 func runUnlock(ctx context.Context, opts unlockOptions, g *globalOptions, _ []string) error {
-	repo, err := g.openRepository(ctx)
+	repo, err := opts.Repo.open(ctx)
 	if err != nil {
 		return err
 	}

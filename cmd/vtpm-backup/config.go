@@ -26,8 +26,9 @@ type configKey struct {
 }
 
 // configKeys is the one place that says which config file key sets which
-// flag. Keys mirror the global flags (dashes become underscores), plus
-// identity_file for the --identity flag of the commands that decrypt.
+// flag. Keys mirror the global, repository and vCenter flags (dashes
+// become underscores), plus identity_file for the --identity flag of the
+// commands that decrypt; each applies to the commands that have its flag.
 // Secrets are only referenced (password_file, identity_file), never inline.
 func configKeys() []configKey {
 	return []configKey{
@@ -211,7 +212,8 @@ func knownConfigKeys() string {
 
 // apply sets every flag of fs that has a value in the file and was set
 // neither on the command line nor from the environment (skip). Flags the
-// command does not have (identity_file for init) are ignored.
+// command does not have (url for init, identity_file for backup) are
+// ignored: one file serves every command.
 func (c configFile) apply(fs *pflag.FlagSet, skip map[string]bool) error {
 	for _, k := range configKeys() {
 		v, ok := c.values[k.flag]

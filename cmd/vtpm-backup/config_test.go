@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/spf13/pflag"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 )
@@ -22,20 +19,13 @@ func writeConfig(t *testing.T, content string) string {
 	return p
 }
 
-// resolvedFlags parses args with the global flags plus an --identity flag
-// (as restore and audit have), resolves the fallbacks with env and returns
-// the final value of each flag in names.
+// resolvedFlags parses args as the flags of restore (it has the global,
+// repository and vCenter flags and --identity), resolves the fallbacks
+// with env and returns the final value of each flag in names.
 func resolvedFlags(t *testing.T, env map[string]string, args []string, names ...string) (map[string]string, error) {
 	t.Helper()
-	root, g := newRootCommand(&bytes.Buffer{}, &bytes.Buffer{})
-	g.lookupEnv = mapEnv(env)
-	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	fs.AddFlagSet(root.PersistentFlags())
-	fs.String("identity", "", "age identity file")
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.prepare(fs); err != nil {
+	fs, err := commandFlags(t, env, "restore", args...)
+	if err != nil {
 		return nil, err
 	}
 	got := map[string]string{}

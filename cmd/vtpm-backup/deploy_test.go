@@ -44,11 +44,13 @@ type missingCommandError string
 
 func (e missingCommandError) Error() string { return "no command " + string(e) }
 
-// checkInvocation resolves args like cobra would: subcommand names descend
-// the tree until the first positional argument; every flag must be defined
-// on the command reached so far or inherited, and a flag that takes a value
-// consumes the next argument unless written --flag=value.
+// checkInvocation resolves args like run and cobra would: flags before the
+// command name move behind it (moveFlagsBehindCommand), subcommand names
+// descend the tree until the first positional argument; every flag must be
+// defined on the command reached so far or inherited, and a flag that takes
+// a value consumes the next argument unless written --flag=value.
 func checkInvocation(root *cobra.Command, args []string) error {
+	args = moveFlagsBehindCommand(root, args)
 	cmd, positional := root, false
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -112,16 +114,6 @@ func lookupShorthand(cmd *cobra.Command, short string) *pflag.Flag {
 	return nil
 }
 
-// findSubcommand returns the child of cmd called name (or an alias).
-func findSubcommand(cmd *cobra.Command, name string) *cobra.Command {
-	for _, c := range cmd.Commands() {
-		if c.Name() == name || c.HasAlias(name) {
-			return c
-		}
-	}
-	return nil
-}
-
 func TestCheckInvocation(t *testing.T) {
 	root, _ := newRootCommand(&bytes.Buffer{}, &bytes.Buffer{})
 	for _, tc := range []struct {
@@ -131,7 +123,10 @@ func TestCheckInvocation(t *testing.T) {
 		{args: []string{"init", "--repo", "/r", "--recipient", "age1x"}},
 		{args: []string{"--config", "/etc/c.yaml", "--json", "init", "--chunk-size=8MiB"}},
 		{args: []string{"init", "--bogus"}, wantErr: "unknown flag --bogus"},
-		{args: []string{"version", "--repo"}, wantErr: "needs a value"},
+		{args: []string{"init", "--repo"}, wantErr: "needs a value"},
+		{args: []string{"--repo", "/r", "--insecure", "keys", "status", "vm1"}},
+		{args: []string{"version", "--repo", "/r"}, wantErr: "unknown flag --repo for vtpm-backup version"},
+		{args: []string{"--url", "vc", "init"}, wantErr: "unknown flag --url for vtpm-backup init"},
 		{args: []string{"completion", "bash"}},
 		{args: []string{"--json"}, wantErr: "no command"},
 		{args: []string{"no-such-command", "--x"}, wantErr: "no command no-such-command"},

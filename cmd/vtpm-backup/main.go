@@ -37,7 +37,7 @@ func main() {
 // with --json).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root, g := newRootCommand(stdout, stderr)
-	root.SetArgs(args)
+	root.SetArgs(moveFlagsBehindCommand(root, args))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK

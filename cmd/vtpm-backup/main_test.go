@@ -42,6 +42,23 @@ func testGlobals(t *testing.T, env map[string]string) (*globalOptions, *bytes.Bu
 	return g, &out, &errb
 }
 
+// commandFlags parses args as the flags of the command at path ("backup",
+// "keys status") with the environment env, resolves the environment and
+// config file fallbacks as a run does, and returns the command's flags.
+func commandFlags(t *testing.T, env map[string]string, path string, args ...string) (*pflag.FlagSet, error) {
+	t.Helper()
+	root, g := newRootCommand(&bytes.Buffer{}, &bytes.Buffer{})
+	g.lookupEnv = mapEnv(env)
+	cmd, _, err := root.Find(strings.Fields(path))
+	if err != nil || cmd == root {
+		t.Fatalf("no command %q: %v", path, err)
+	}
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Flags(), g.prepare(cmd.Flags())
+}
+
 func mapEnv(env map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) {
 		v, ok := env[k]

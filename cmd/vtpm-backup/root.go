@@ -28,17 +28,19 @@ home file and disk into a compressed, deduplicated repository (S3 or a local
 directory) encrypted to age public keys, records which keys the VM needs, and
 refuses to restore where those keys are missing.
 
-Repository URLs (--repo or VTPM_BACKUP_REPO):
+Repository URLs (--repo or VTPM_BACKUP_REPO, a flag of the commands that
+use a repository):
   /path, file:///path                    a local directory
   s3://host[:port]/bucket/prefix         S3 over HTTPS
   s3+http://host:port/bucket/prefix      S3 over plain HTTP (test servers)
 S3 credentials come from the usual AWS variables and files
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...).
 
-vCenter connection flags fall back to govc's environment (GOVC_URL,
-GOVC_USERNAME, GOVC_PASSWORD, GOVC_INSECURE, GOVC_TLS_CA_CERTS,
-GOVC_DATACENTER); a flag on the command line wins over the environment.
-There is no password flag: use --password-file or GOVC_PASSWORD.
+The vCenter connection flags of backup, restore, audit and keys fall back
+to govc's environment (GOVC_URL, GOVC_USERNAME, GOVC_PASSWORD,
+GOVC_INSECURE, GOVC_TLS_CA_CERTS, GOVC_DATACENTER); a flag on the command
+line wins over the environment. There is no password flag: use
+--password-file or GOVC_PASSWORD.
 
 ` + exitStatusHelp,
 		Example: `  vtpm-backup init --repo /srv/vtpm-repo --generate-identity ~/vtpm-backup.key
@@ -66,9 +68,7 @@ There is no password flag: use --password-file or GOVC_PASSWORD.
 	root.SetErr(stderr)
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SuggestionsMinimumDistance = 2
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return newUsageError(err, fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath()))
-	})
+	root.SetFlagErrorFunc(flagError)
 	g.AddFlags(root.PersistentFlags())
 
 	root.AddCommand(
@@ -107,17 +107,12 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// globalOptions are the flags every command has: repository, vCenter
-// connection and output. Commands receive them by pointer and read them in
-// RunE, after parsing.
+// globalOptions are the flags every command has (output, logging, config
+// file) and what the commands share: stdout, stderr and the environment.
+// Commands receive them by pointer and read them in RunE, after parsing.
+// The repository and vCenter flags are not global: repoFlags and
+// vcenterFlags belong to the options of the commands that use them.
 type globalOptions struct {
-	Repo       string
-	S3Insecure bool
-	S3CAFile   string
-	S3Region   string
-
-	VCenter vcenterOptions
-
 	JSON       bool
 	LogLevel   string
 	NoProgress bool
@@ -130,34 +125,12 @@ type globalOptions struct {
 	lookupEnv func(string) (string, bool)
 }
 
-// vcenterOptions say how to reach vCenter, like govc's ClientFlag.
-type vcenterOptions struct {
-	URL          string
-	Username     string
-	PasswordFile string
-	Insecure     bool
-	CACerts      string
-	Datacenter   string
-}
-
 // AddFlags registers the global flags on fs (the root's persistent flags).
 func (g *globalOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&g.Repo, "repo", "", "repository `URL`: /path, file:///path, s3://host/bucket/prefix, s3+http://host:port/bucket/prefix (env VTPM_BACKUP_REPO)")
-	fs.BoolVar(&g.S3Insecure, "s3-insecure", false, "do not verify the S3 endpoint's TLS certificate")
-	fs.StringVar(&g.S3CAFile, "s3-ca-file", "", "PEM `file` of CA certificates to trust for the S3 endpoint")
-	fs.StringVar(&g.S3Region, "s3-region", "", "S3 `region` to sign requests for (default: AWS_REGION, else asked from the bucket)")
-
-	fs.StringVar(&g.VCenter.URL, "url", "", "vCenter `URL` or host name (env GOVC_URL)")
-	fs.StringVar(&g.VCenter.Username, "username", "", "vCenter user `name` (env GOVC_USERNAME)")
-	fs.StringVar(&g.VCenter.PasswordFile, "password-file", "", "read the vCenter password from `file` (else env GOVC_PASSWORD)")
-	fs.BoolVar(&g.VCenter.Insecure, "insecure", false, "do not verify the vCenter TLS certificate (env GOVC_INSECURE)")
-	fs.StringVar(&g.VCenter.CACerts, "ca-certs", "", "PEM `file` of CA certificates to trust for vCenter (env GOVC_TLS_CA_CERTS)")
-	fs.StringVar(&g.VCenter.Datacenter, "datacenter", "", "datacenter `name` or path (env GOVC_DATACENTER)")
-
 	fs.BoolVar(&g.JSON, "json", false, "print one JSON object per line (stable field names, for scripts and monitoring)")
 	fs.StringVar(&g.LogLevel, "log-level", "warn", "log `level` on stderr: "+ui.LogLevels)
 	fs.BoolVar(&g.NoProgress, "no-progress", false, "do not show progress bars")
-	fs.StringVar(&g.ConfigFile, "config", "", "YAML `file` of defaults for these flags (env "+configEnv+"; default $XDG_CONFIG_HOME/vtpm-backup/config.yaml)")
+	fs.StringVar(&g.ConfigFile, "config", "", "YAML `file` of defaults for the repository, vCenter and output flags (env "+configEnv+"; default $XDG_CONFIG_HOME/vtpm-backup/config.yaml)")
 }
 
 // envBinding ties a flag to the environment variable it falls back to.
@@ -166,6 +139,7 @@ type envBinding struct {
 }
 
 // envBindings is the one place that says which flag reads which variable.
+// A binding applies to the commands that have the flag.
 func envBindings() []envBinding {
 	return []envBinding{
 		{"repo", "VTPM_BACKUP_REPO"},
@@ -236,30 +210,4 @@ func (g *globalOptions) logger() *slog.Logger {
 		lvl = slog.LevelWarn
 	}
 	return ui.NewLogger(g.stderr, lvl, g.JSON)
-}
-
-// vcenterPassword returns the vCenter password from --password-file (its
-// first line) or else GOVC_PASSWORD; "" when neither is set. The password
-// never appears in errors.
-func (g *globalOptions) vcenterPassword() (string, error) {
-	if g.VCenter.PasswordFile != "" {
-		data, err := os.ReadFile(g.VCenter.PasswordFile)
-		if err != nil {
-			return "", newUsageError(fmt.Errorf("read --password-file: %w", err), "pass a readable file holding the vCenter password")
-		}
-		line, _, _ := strings.Cut(string(data), "\n")
-		return strings.TrimRight(line, "\r"), nil
-	}
-	if v, ok := g.lookupEnv("GOVC_PASSWORD"); ok {
-		return v, nil
-	}
-	return "", nil
-}
-
-// requireRepo returns --repo or a usage error saying how to give it.
-func (g *globalOptions) requireRepo() (string, error) {
-	if g.Repo == "" {
-		return "", newUsageError(fmt.Errorf("no repository given"), "pass --repo URL or set VTPM_BACKUP_REPO")
-	}
-	return g.Repo, nil
 }

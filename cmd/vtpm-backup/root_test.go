@@ -1,13 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
+// TestEnvPrecedence resolves the repository and vCenter flags of a command
+// that has them (backup): a flag given wins over its environment variable.
 func TestEnvPrecedence(t *testing.T) {
 	env := map[string]string{
 		"VTPM_BACKUP_REPO":  "/env/repo",
@@ -17,55 +18,48 @@ func TestEnvPrecedence(t *testing.T) {
 		"GOVC_TLS_CA_CERTS": "/env/ca.pem",
 		"GOVC_DATACENTER":   "DC-env",
 	}
+	names := []string{"repo", "url", "username", "insecure", "ca-certs", "datacenter"}
+	fromEnv := map[string]string{"repo": "/env/repo", "url": "https://vc-env/sdk", "username": "env-user",
+		"insecure": "true", "ca-certs": "/env/ca.pem", "datacenter": "DC-env"}
+	defaults := map[string]string{"repo": "", "url": "", "username": "", "insecure": "false", "ca-certs": "", "datacenter": ""}
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
 		args []string
-		want globalOptions
+		want map[string]string
 	}{
-		{
-			name: "nothing set",
-			want: globalOptions{},
-		},
-		{
-			name: "env only",
-			env:  env,
-			want: globalOptions{Repo: "/env/repo", VCenter: vcenterOptions{
-				URL: "https://vc-env/sdk", Username: "env-user", Insecure: true, CACerts: "/env/ca.pem", Datacenter: "DC-env"}},
-		},
+		{name: "nothing set", want: defaults},
+		{name: "env only", env: env, want: fromEnv},
 		{
 			name: "flags win",
 			env:  env,
 			args: []string{"--repo", "/flag/repo", "--url", "vc-flag", "--username", "flag-user",
 				"--insecure=false", "--ca-certs", "/flag/ca.pem", "--datacenter", "DC-flag"},
-			want: globalOptions{Repo: "/flag/repo", VCenter: vcenterOptions{
-				URL: "vc-flag", Username: "flag-user", Insecure: false, CACerts: "/flag/ca.pem", Datacenter: "DC-flag"}},
+			want: map[string]string{"repo": "/flag/repo", "url": "vc-flag", "username": "flag-user",
+				"insecure": "false", "ca-certs": "/flag/ca.pem", "datacenter": "DC-flag"},
 		},
 		{
 			name: "mixed",
 			env:  env,
 			args: []string{"--repo", "/flag/repo"},
-			want: globalOptions{Repo: "/flag/repo", VCenter: vcenterOptions{
-				URL: "https://vc-env/sdk", Username: "env-user", Insecure: true, CACerts: "/env/ca.pem", Datacenter: "DC-env"}},
+			want: map[string]string{"repo": "/flag/repo", "url": "https://vc-env/sdk", "username": "env-user",
+				"insecure": "true", "ca-certs": "/env/ca.pem", "datacenter": "DC-env"},
 		},
 		{
 			name: "empty env is unset",
 			env:  map[string]string{"VTPM_BACKUP_REPO": "", "GOVC_INSECURE": ""},
-			want: globalOptions{},
+			want: defaults,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			root, g := newRootCommand(&bytes.Buffer{}, &bytes.Buffer{})
-			g.lookupEnv = mapEnv(tc.env)
-			fs := root.PersistentFlags()
-			if err := fs.Parse(tc.args); err != nil {
+			fs, err := commandFlags(t, tc.env, "backup", tc.args...)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := g.prepare(fs); err != nil {
-				t.Fatal(err)
-			}
-			if g.Repo != tc.want.Repo || g.VCenter != tc.want.VCenter {
-				t.Errorf("got repo %q vcenter %+v, want repo %q vcenter %+v", g.Repo, g.VCenter, tc.want.Repo, tc.want.VCenter)
+			for _, n := range names {
+				if got := fs.Lookup(n).Value.String(); got != tc.want[n] {
+					t.Errorf("--%s = %q, want %q", n, got, tc.want[n])
+				}
 			}
 		})
 	}
@@ -85,11 +79,16 @@ func TestEnvThroughCommandLine(t *testing.T) {
 	}
 }
 
+// TestBadEnvValue: a bad GOVC_INSECURE is a usage error of the commands
+// that read it, and none of those that have no vCenter flags.
 func TestBadEnvValue(t *testing.T) {
 	t.Setenv("GOVC_INSECURE", "maybe")
-	_, stderr, code := cli(t, "version")
+	_, stderr, code := cli(t, "keys", "providers")
 	if code != exitUsage || !strings.Contains(stderr, "GOVC_INSECURE") {
-		t.Errorf("exit status %d, stderr %q; want 2 naming GOVC_INSECURE", code, stderr)
+		t.Errorf("keys providers: exit status %d, stderr %q; want 2 naming GOVC_INSECURE", code, stderr)
+	}
+	if _, stderr, code := cli(t, "version"); code != exitOK {
+		t.Errorf("version: exit status %d, stderr %q; want 0 (it has no --insecure)", code, stderr)
 	}
 }
 
@@ -112,9 +111,8 @@ func TestVCenterPassword(t *testing.T) {
 		{name: "missing file", file: filepath.Join(dir, "nope"), wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g, _, _ := testGlobals(t, tc.env)
-			g.VCenter.PasswordFile = tc.file
-			got, err := g.vcenterPassword()
+			f := vcenterFlags{PasswordFile: tc.file}
+			got, err := f.password(mapEnv(tc.env))
 			if (err != nil) != tc.wantErr || got != tc.want {
 				t.Errorf("got %q, %v; want %q, error %v", got, err, tc.want, tc.wantErr)
 			}
