@@ -55,20 +55,9 @@ func (c *Client) FindVM(ctx context.Context, ref string) (*object.VirtualMachine
 		return vm, nil
 	}
 
-	v, err := view.NewManager(c.Vim25()).CreateContainerView(ctx, c.Vim25().ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+	hits, err := c.vmsNamed(ctx, ref)
 	if err != nil {
-		return nil, fmt.Errorf("find VM %q: %w", ref, err)
-	}
-	defer func() { _ = v.Destroy(context.WithoutCancel(ctx)) }()
-	var vms []mo.VirtualMachine
-	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
-		return nil, fmt.Errorf("find VM %q: %w", ref, err)
-	}
-	var hits []types.ManagedObjectReference
-	for _, vm := range vms {
-		if vm.Name == ref {
-			hits = append(hits, vm.Self)
-		}
+		return nil, err
 	}
 	switch len(hits) {
 	case 0:
@@ -86,6 +75,27 @@ func (c *Client) FindVM(ctx context.Context, ref string) (*object.VirtualMachine
 	}
 	sort.Strings(amb.Candidates)
 	return nil, amb
+}
+
+// vmsNamed returns every VM of the inventory named name, however the name
+// looks (a name like "vm-42" is a name here, not a reference).
+func (c *Client) vmsNamed(ctx context.Context, name string) ([]types.ManagedObjectReference, error) {
+	v, err := view.NewManager(c.Vim25()).CreateContainerView(ctx, c.Vim25().ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+	if err != nil {
+		return nil, fmt.Errorf("find VM %q: %w", name, err)
+	}
+	defer func() { _ = v.Destroy(context.WithoutCancel(ctx)) }()
+	var vms []mo.VirtualMachine
+	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
+		return nil, fmt.Errorf("find VM %q: %w", name, err)
+	}
+	var hits []types.ManagedObjectReference
+	for _, vm := range vms {
+		if vm.Name == name {
+			hits = append(hits, vm.Self)
+		}
+	}
+	return hits, nil
 }
 
 func (c *Client) vmByRef(ctx context.Context, ref types.ManagedObjectReference) (*object.VirtualMachine, error) {

@@ -1,0 +1,270 @@
+package vsphere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+)
+
+// PlacementRequest says where to register a VM. Datastore, Folder, Pool and
+// Host are what the caller asked for (inventory paths or names); each empty
+// one falls back to Original's. The folder and the pool fall back further,
+// to the datacenter's default VM folder and only resource pool, when the
+// original no longer exists (with a warning). A host is pinned only when
+// asked for, or when the original pool is used and the original host still
+// exists; otherwise vCenter chooses.
+type PlacementRequest struct {
+	// Name is the VM's name; it also names the home folder "[ds] Name/".
+	Name                          string
+	Datastore, Folder, Pool, Host string
+	// Original is where the VM lived.
+	Original OriginalPlacement
+}
+
+// OriginalPlacement is a VM's placement as it was (at backup time).
+type OriginalPlacement struct {
+	// Name of the VM: Placement.OriginalExists reports whether a VM of
+	// that name is still there (looked up only when it differs from
+	// PlacementRequest.Name).
+	Name                          string
+	Datastore, Folder, Pool, Host string
+}
+
+// Placement is a resolved PlacementRequest: the inventory objects to
+// register into, and what already exists where the VM would go. Deciding
+// what to refuse is the caller's.
+type Placement struct {
+	Name      string
+	Datastore string
+	// HomeFolder is "[Datastore] Name/".
+	HomeFolder string
+	Folder     *object.Folder
+	Pool       *object.ResourcePool
+	// Host is nil when vCenter chooses.
+	Host *object.HostSystem
+	// Warnings say where a default stood in for a vanished original.
+	Warnings []string
+
+	// NameTaken lists the VMs already named Name.
+	NameTaken []ExistingVM
+	// HomeExists: the home folder exists on the datastore.
+	HomeExists bool
+	// OriginalExists: a VM named Original.Name exists (only looked up
+	// when it differs from Name; false otherwise).
+	OriginalExists bool
+}
+
+// ExistingVM identifies a VM found in the inventory.
+type ExistingVM struct {
+	InventoryPath string
+	MoRef         string
+}
+
+// PlacementItem names one part of a placement.
+type PlacementItem string
+
+// The items of a placement.
+const (
+	PlacementDatastore PlacementItem = "datastore"
+	PlacementFolder    PlacementItem = "folder"
+	PlacementPool      PlacementItem = "resource pool"
+	PlacementHost      PlacementItem = "host"
+)
+
+// MissingItem is one placement item that does not exist.
+type MissingItem struct {
+	Item PlacementItem
+	// Name is the item as requested, or the original's ("" when there was
+	// none).
+	Name string
+	// Requested: the caller asked for Name; otherwise Name is the
+	// original placement's.
+	Requested bool
+	// Default, when set, says why the datacenter's default (folder or
+	// pool) could not stand in for the missing original.
+	Default error
+}
+
+func (m MissingItem) String() string {
+	switch {
+	case m.Requested:
+		return fmt.Sprintf("%s %q", m.Item, m.Name)
+	case m.Default != nil:
+		return fmt.Sprintf("the original %s %q and a default one (%v)", m.Item, m.Name, m.Default)
+	}
+	return fmt.Sprintf("the original %s %q", m.Item, m.Name)
+}
+
+// PlacementError lists every placement item that does not exist, so a user
+// fixes them all in one go. errors.Is(err, ErrNotFound) is true.
+type PlacementError struct {
+	// VCenter is the host the lookups were made on.
+	VCenter string
+	Missing []MissingItem
+}
+
+func (e *PlacementError) Error() string {
+	items := make([]string, 0, len(e.Missing))
+	for _, m := range e.Missing {
+		items = append(items, m.String())
+	}
+	return fmt.Sprintf("placement on %s: not found: %s", e.VCenter, strings.Join(items, "; "))
+}
+
+// Unwrap makes errors.Is(err, ErrNotFound) true.
+func (e *PlacementError) Unwrap() error { return ErrNotFound }
+
+// ResolvePlacement looks up every item of req and what already exists where
+// the VM would go. Items that do not exist are reported together in a
+// *PlacementError; other lookup failures (network, a name matching several
+// objects) are returned as they come. The existence checks (NameTaken,
+// HomeExists, OriginalExists) run only once every item was found.
+func (c *Client) ResolvePlacement(ctx context.Context, req PlacementRequest) (*Placement, error) {
+	pl := &Placement{Name: req.Name}
+	pe := &PlacementError{VCenter: c.host}
+	if err := c.placeDatastore(ctx, req, pl, pe); err != nil {
+		return nil, err
+	}
+	if err := c.placeFolder(ctx, req, pl, pe); err != nil {
+		return nil, err
+	}
+	originalPool, err := c.placePool(ctx, req, pl, pe)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.placeHost(ctx, req, pl, originalPool, pe); err != nil {
+		return nil, err
+	}
+	if len(pe.Missing) > 0 {
+		return nil, pe
+	}
+	if err := c.checkOccupied(ctx, req, pl); err != nil {
+		return nil, err
+	}
+	return pl, nil
+}
+
+// lookup runs find for name; a not-found becomes a MissingItem in pe (and
+// a nil object), anything else is returned.
+func lookup[T any](ctx context.Context, pe *PlacementError, item PlacementItem, name string, requested bool, find func(context.Context, string) (T, error)) (T, error) {
+	obj, err := find(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		pe.Missing = append(pe.Missing, MissingItem{Item: item, Name: name, Requested: requested})
+		var zero T
+		return zero, nil
+	}
+	return obj, err
+}
+
+func (c *Client) placeDatastore(ctx context.Context, req PlacementRequest, pl *Placement, pe *PlacementError) error {
+	pl.Datastore = req.Datastore
+	if pl.Datastore == "" {
+		pl.Datastore = req.Original.Datastore
+	}
+	pl.HomeFolder = fmt.Sprintf("[%s] %s/", pl.Datastore, pl.Name)
+	_, err := lookup(ctx, pe, PlacementDatastore, pl.Datastore, req.Datastore != "", c.FindDatastore)
+	return err
+}
+
+// placeFolder: the requested folder, else the original one, else the
+// datacenter's default VM folder.
+func (c *Client) placeFolder(ctx context.Context, req PlacementRequest, pl *Placement, pe *PlacementError) error {
+	var err error
+	if req.Folder != "" {
+		pl.Folder, err = lookup(ctx, pe, PlacementFolder, req.Folder, true, c.FindFolder)
+		return err
+	}
+	if req.Original.Folder != "" {
+		pl.Folder, err = c.FindFolder(ctx, req.Original.Folder)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	f, derr := c.FindFolder(ctx, "")
+	if derr != nil {
+		if !errors.Is(derr, ErrNotFound) {
+			return derr
+		}
+		pe.Missing = append(pe.Missing, MissingItem{Item: PlacementFolder, Name: req.Original.Folder, Default: derr})
+		return nil
+	}
+	pl.Folder = f
+	pl.Warnings = append(pl.Warnings, fmt.Sprintf("the original folder %s does not exist on %s: registering in %s", req.Original.Folder, c.host, f.InventoryPath))
+	return nil
+}
+
+// placePool: the requested pool, else the original one, else the
+// datacenter's only pool. It reports whether the original pool is used.
+func (c *Client) placePool(ctx context.Context, req PlacementRequest, pl *Placement, pe *PlacementError) (bool, error) {
+	var err error
+	if req.Pool != "" {
+		pl.Pool, err = lookup(ctx, pe, PlacementPool, req.Pool, true, c.FindResourcePool)
+		return false, err
+	}
+	if req.Original.Pool != "" {
+		pl.Pool, err = c.FindResourcePool(ctx, req.Original.Pool)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return false, err
+		}
+	}
+	// Several pools, or none: a default cannot stand in either way.
+	p, derr := c.FindResourcePool(ctx, "")
+	if derr != nil {
+		pe.Missing = append(pe.Missing, MissingItem{Item: PlacementPool, Name: req.Original.Pool, Default: derr})
+		return false, nil
+	}
+	pl.Pool = p
+	pl.Warnings = append(pl.Warnings, fmt.Sprintf("the original resource pool %s does not exist on %s: using %s", req.Original.Pool, c.host, p.InventoryPath))
+	return false, nil
+}
+
+// placeHost: the requested host; else the original host when the original
+// pool is used (it belongs to it) and the host still exists; else none.
+func (c *Client) placeHost(ctx context.Context, req PlacementRequest, pl *Placement, originalPool bool, pe *PlacementError) error {
+	var err error
+	switch {
+	case req.Host != "":
+		pl.Host, err = lookup(ctx, pe, PlacementHost, req.Host, true, c.FindHost)
+	case originalPool && req.Original.Host != "":
+		if h, herr := c.FindHost(ctx, req.Original.Host); herr == nil {
+			pl.Host = h
+		}
+	}
+	return err
+}
+
+// checkOccupied records what already exists where the VM would go.
+func (c *Client) checkOccupied(ctx context.Context, req PlacementRequest, pl *Placement) error {
+	hits, err := c.vmsNamed(ctx, pl.Name)
+	if err != nil {
+		return err
+	}
+	for _, h := range hits {
+		p, err := find.InventoryPath(ctx, c.Vim25(), h)
+		if err != nil {
+			p = "?"
+		}
+		pl.NameTaken = append(pl.NameTaken, ExistingVM{InventoryPath: p, MoRef: h.Value})
+	}
+	if pl.HomeExists, err = c.Exists(ctx, pl.Datastore, pl.Name); err != nil {
+		return fmt.Errorf("look for the home folder %s: %w", pl.HomeFolder, err)
+	}
+	if req.Original.Name != "" && req.Original.Name != pl.Name {
+		orig, err := c.vmsNamed(ctx, req.Original.Name)
+		if err != nil {
+			return err
+		}
+		pl.OriginalExists = len(orig) > 0
+	}
+	return nil
+}
