@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/dustin/go-humanize"
-	"github.com/vmware/govmomi/object"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/keys"
@@ -84,14 +83,12 @@ type Plan struct {
 	UUID      vsphere.UUIDAction
 	Warnings  []string
 
-	m       *repository.Manifest
-	vcenter string
-	folder  *object.Folder
-	pool    *object.ResourcePool
-	host    *object.HostSystem
-	workers int
-	events  Events
-	clock   clock.Clock
+	m         *repository.Manifest
+	vcenter   string
+	placement *vsphere.Placement
+	workers   int
+	events    Events
+	clock     clock.Clock
 }
 
 // SpaceMargin is the free space a restore leaves on the datastore besides
@@ -256,6 +253,9 @@ func checkLayout(m *repository.Manifest) (string, error) {
 	return vmx, nil
 }
 
+// resolvePlacement names the new VM and resolves its placement on the
+// vCenter in one call (vsphere.ResolvePlacement), then refuses what
+// restore never does: overwrite a VM or a home folder.
 func (p *Plan) resolvePlacement(ctx context.Context, c *vsphere.Client, opts Options) error {
 	m := p.m
 	p.Name = opts.Name
@@ -265,97 +265,75 @@ func (p *Plan) resolvePlacement(ctx context.Context, c *vsphere.Client, opts Opt
 	if err := validName(p.Name); err != nil {
 		return err
 	}
-	p.Datastore = opts.Datastore
-	if p.Datastore == "" {
-		p.Datastore = m.VM.Datastore
+	pl, err := c.ResolvePlacement(ctx, vsphere.PlacementRequest{
+		Name: p.Name, Datastore: opts.Datastore, Folder: opts.Folder, Pool: opts.Pool, Host: opts.Host,
+		Original: vsphere.OriginalPlacement{
+			Name: m.VM.Name, Datastore: m.VM.Datastore, Folder: m.VM.Folder, Pool: m.VM.ResourcePool, Host: m.VM.Host,
+		},
+	})
+	var pe *vsphere.PlacementError
+	if errors.As(err, &pe) {
+		return placementError(pe, p.vcenter)
 	}
-	if _, err := c.FindDatastore(ctx, p.Datastore); err != nil {
-		return notFound(err, "datastore", p.Datastore, opts.Datastore != "", "--datastore", p.vcenter)
+	if err != nil {
+		return err
 	}
-	p.HomeFolder = fmt.Sprintf("[%s] %s/", p.Datastore, p.Name)
+	p.placement = pl
+	p.Datastore, p.HomeFolder, p.Folder, p.Pool = pl.Datastore, pl.HomeFolder, pl.Folder.InventoryPath, pl.Pool.InventoryPath
+	if pl.Host != nil {
+		p.Host = pl.Host.InventoryPath
+	}
+	p.Warnings = append(p.Warnings, pl.Warnings...)
+	return p.refuseCollisions(opts)
+}
 
-	var err error
-	if opts.Folder != "" {
-		if p.folder, err = c.FindFolder(ctx, opts.Folder); err != nil {
-			return notFound(err, "folder", opts.Folder, true, "--folder", p.vcenter)
-		}
-	} else {
-		if m.VM.Folder != "" {
-			p.folder, err = c.FindFolder(ctx, m.VM.Folder)
-		}
-		if p.folder == nil || err != nil {
-			if err != nil && !errors.Is(err, vsphere.ErrNotFound) {
-				return err
-			}
-			if p.folder, err = c.FindFolder(ctx, ""); err != nil {
-				return notFound(err, "default VM folder", "", false, "--folder", p.vcenter)
-			}
-			p.Warnings = append(p.Warnings, fmt.Sprintf("the original folder %s does not exist on %s: registering in %s", m.VM.Folder, p.vcenter, p.folder.InventoryPath))
-		}
-	}
-	p.Folder = p.folder.InventoryPath
-
-	originalPool := false
-	if opts.Pool != "" {
-		if p.pool, err = c.FindResourcePool(ctx, opts.Pool); err != nil {
-			return notFound(err, "resource pool", opts.Pool, true, "--pool", p.vcenter)
-		}
-	} else {
-		if m.VM.ResourcePool != "" {
-			p.pool, err = c.FindResourcePool(ctx, m.VM.ResourcePool)
-			originalPool = err == nil
-		}
-		if p.pool == nil || err != nil {
-			if err != nil && !errors.Is(err, vsphere.ErrNotFound) {
-				return err
-			}
-			if p.pool, err = c.FindResourcePool(ctx, ""); err != nil {
-				return fmt.Errorf("%w: the original resource pool %s does not exist on %s and %v: pass --pool", ErrBadTarget, m.VM.ResourcePool, p.vcenter, err)
-			}
-			p.Warnings = append(p.Warnings, fmt.Sprintf("the original resource pool %s does not exist on %s: using %s", m.VM.ResourcePool, p.vcenter, p.pool.InventoryPath))
-		}
-	}
-	p.Pool = p.pool.InventoryPath
-
-	switch {
-	case opts.Host != "":
-		if p.host, err = c.FindHost(ctx, opts.Host); err != nil {
-			return notFound(err, "host", opts.Host, true, "--host", p.vcenter)
-		}
-	case originalPool && m.VM.Host != "":
-		// Same pool: the original host belongs to it, if it still exists.
-		if h, err := c.FindHost(ctx, m.VM.Host); err == nil {
-			p.host = h
-		}
-	}
-	if p.host != nil {
-		p.Host = p.host.InventoryPath
-	}
-
-	// Never overwrite: neither a VM of that name nor its home folder.
-	switch vm, err := c.FindVM(ctx, p.Name); {
-	case err == nil:
+// refuseCollisions: never overwrite, neither a VM of that name nor its home
+// folder; warn when a copy powered on with --uuid keep would share the
+// original's identity.
+func (p *Plan) refuseCollisions(opts Options) error {
+	pl := p.placement
+	switch n := len(pl.NameTaken); {
+	case n == 1:
+		vm := pl.NameTaken[0]
 		return fmt.Errorf("%w: a VM named %q already exists on %s (%s, %s): restore never replaces a VM; pass --name NEW to restore beside it",
-			ErrCollision, p.Name, p.vcenter, vm.InventoryPath, vm.Reference().Value)
-	case errors.Is(err, vsphere.ErrAmbiguous):
+			ErrCollision, p.Name, p.vcenter, vm.InventoryPath, vm.MoRef)
+	case n > 1:
 		return fmt.Errorf("%w: several VMs named %q exist on %s: pass --name NEW", ErrCollision, p.Name, p.vcenter)
-	case !errors.Is(err, vsphere.ErrNotFound):
-		return fmt.Errorf("look for a VM named %q: %w", p.Name, err)
 	}
-	switch ok, err := c.Exists(ctx, p.Datastore, p.Name); {
-	case err != nil:
-		return fmt.Errorf("look for the home folder %s: %w", p.HomeFolder, err)
-	case ok:
+	if pl.HomeExists {
 		return fmt.Errorf("%w: the home folder %s already exists (files of another or an unregistered VM?): restore never writes into an existing folder; pass --name NEW (the folder is named after the VM) or --datastore",
 			ErrCollision, p.HomeFolder)
 	}
-
-	if opts.PowerOn && p.UUID == vsphere.UUIDKeep && p.Name != m.VM.Name {
-		if _, err := c.FindVM(ctx, m.VM.Name); err == nil {
-			p.Warnings = append(p.Warnings, fmt.Sprintf("VM %s still exists on %s: powering on the copy with --uuid keep gives both the same BIOS UUID and MAC addresses; use --uuid new for a copy", m.VM.Name, p.vcenter))
-		}
+	if opts.PowerOn && p.UUID == vsphere.UUIDKeep && pl.OriginalExists {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("VM %s still exists on %s: powering on the copy with --uuid keep gives both the same BIOS UUID and MAC addresses; use --uuid new for a copy", p.m.VM.Name, p.vcenter))
 	}
 	return nil
+}
+
+// placementFlags are the restore options that name each placement item.
+var placementFlags = map[vsphere.PlacementItem]string{
+	vsphere.PlacementDatastore: "--datastore",
+	vsphere.PlacementFolder:    "--folder",
+	vsphere.PlacementPool:      "--pool",
+	vsphere.PlacementHost:      "--host",
+}
+
+// placementError turns the missing placement items into one ErrBadTarget
+// naming each item and the flag that fixes it.
+func placementError(pe *vsphere.PlacementError, vcenter string) error {
+	msgs := make([]string, 0, len(pe.Missing))
+	for _, it := range pe.Missing {
+		flag := placementFlags[it.Item]
+		switch {
+		case it.Requested:
+			msgs = append(msgs, fmt.Sprintf("%s %q does not exist on %s: check %s", it.Item, it.Name, vcenter, flag))
+		case it.Default != nil:
+			msgs = append(msgs, fmt.Sprintf("the original %s %s does not exist on %s and %v: pass %s", it.Item, it.Name, vcenter, it.Default, flag))
+		default:
+			msgs = append(msgs, fmt.Sprintf("the original %s %q does not exist on %s: pass %s", it.Item, it.Name, vcenter, flag))
+		}
+	}
+	return fmt.Errorf("%w: %s", ErrBadTarget, strings.Join(msgs, "; "))
 }
 
 // validName checks a new VM name: it names a datastore folder too.
@@ -369,17 +347,6 @@ func validName(name string) error {
 		return fmt.Errorf("%w: VM name %q: it also names the home folder, so it may not contain / \\ [ ] %% or be . or ..", ErrBadTarget, name)
 	}
 	return nil
-}
-
-// notFound turns a lookup failure into ErrBadTarget with the flag to use.
-func notFound(err error, kind, name string, given bool, flag, vcenter string) error {
-	if !errors.Is(err, vsphere.ErrNotFound) {
-		return err
-	}
-	if given {
-		return fmt.Errorf("%w: %s %q does not exist on %s: check %s", ErrBadTarget, kind, name, vcenter, flag)
-	}
-	return fmt.Errorf("%w: the original %s %q does not exist on %s: pass %s", ErrBadTarget, kind, name, vcenter, flag)
 }
 
 // checkIdentity decrypts one stored chunk, so a wrong identity fails before

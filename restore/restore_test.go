@@ -406,6 +406,32 @@ func TestRefusedBeforeWriting(t *testing.T) {
 	}
 }
 
+// Every missing placement item is named at once, each with its flag, so a
+// user fixes them in one go; and a new name that looks like a managed
+// object reference is a name (it used to be looked up as a reference and
+// refused as a collision with that VM).
+func TestPlacementRefusalsAndNames(t *testing.T) {
+	f := newFixture(t, "place02")
+	ctx := t.Context()
+	before := state(t, f.env)
+	_, err := restore.Preflight(ctx, f.env.Client, f.repo, f.m, restore.Options{Name: "n1", Datastore: "nope-ds", Folder: "/DC0/vm/nope", Pool: "nope-pool", Host: "nope-host"})
+	if !errors.Is(err, restore.ErrBadTarget) {
+		t.Fatalf("Preflight = %v, want ErrBadTarget", err)
+	}
+	for _, want := range []string{`"nope-ds"`, "--datastore", `"/DC0/vm/nope"`, "--folder", `"nope-pool"`, "--pool", `"nope-host"`, "--host"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %s: %v", want, err)
+		}
+	}
+	if after := state(t, f.env); after != before {
+		t.Fatal("a refused restore changed the target")
+	}
+	plan, err := restore.Preflight(ctx, f.env.Client, f.repo, f.m, restore.Options{Name: f.vm.Ref.Value})
+	if err != nil || plan.Name != f.vm.Ref.Value {
+		t.Fatalf("Preflight with the name %s = %v", f.vm.Ref.Value, err)
+	}
+}
+
 // setFreeSpace sets the free space the simulator reports for the
 // fixture's datastore.
 func setFreeSpace(t *testing.T, env *vspheretest.Env, free int64) {

@@ -106,7 +106,7 @@ func (u *undo) run(ctx context.Context) error {
 // error then says whether that cleanup succeeded. A power-on failure keeps
 // the restored VM: Run returns the Result with PowerOnErr set, and no error.
 func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, plan *Plan) (res *Result, err error) {
-	if plan == nil || plan.m == nil || plan.folder == nil || plan.pool == nil {
+	if plan == nil || plan.m == nil || plan.placement == nil {
 		return nil, errors.New("restore: Run needs a plan from Preflight")
 	}
 	m, ev := plan.m, plan.events
@@ -188,7 +188,8 @@ func uploadAll(ctx context.Context, c *vsphere.Client, repo *repository.Reposito
 func register(ctx context.Context, c *vsphere.Client, plan *Plan, u *undo) (*object.VirtualMachine, error) {
 	plan.events.Status(fmt.Sprintf("registering %s as %s in %s", plan.VMXPath, plan.Name, plan.Folder))
 	u.vmxPath = plan.VMXPath
-	vm, err := c.RegisterVM(ctx, plan.folder, plan.VMXPath, plan.Name, plan.pool, plan.host)
+	pl := plan.placement
+	vm, err := c.RegisterVM(ctx, pl.Folder, plan.VMXPath, plan.Name, pl.Pool, pl.Host)
 	if vm != nil {
 		u.vm = vm
 	}
