@@ -326,7 +326,7 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 	}
 	res.Keys = manifestKeys(vmKeys)
 
-	files, err := selectFiles(info.Raw, b.opts.IncludeLogs)
+	files, err := selectFiles(info, b.opts.IncludeLogs)
 	if err != nil {
 		return err
 	}

@@ -3,13 +3,9 @@ package backup
 import (
 	"fmt"
 	"path"
-	"strings"
-
-	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/vim25/mo"
-	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // sourceFile is one datastore file to back up.
@@ -27,20 +23,20 @@ func (f sourceFile) path() string { return path.Join(f.Dir, f.Name) }
 
 func (f sourceFile) String() string { return fmt.Sprintf("[%s] %s", f.Datastore, f.path()) }
 
-// layoutTypes maps layoutEx file types to manifest file types; types not
+// layoutTypes maps vSphere's file types to manifest file types; types not
 // listed (swap, lock, core dumps, snapshot memory images) are never backed
 // up.
-var layoutTypes = map[string]string{
-	string(types.VirtualMachineFileLayoutExFileTypeConfig):         repository.FileConfig,
-	string(types.VirtualMachineFileLayoutExFileTypeExtendedConfig): repository.FileConfig,
-	string(types.VirtualMachineFileLayoutExFileTypeNvram):          repository.FileNvram,
-	string(types.VirtualMachineFileLayoutExFileTypeSnapshotList):   repository.FileSnapshotList,
+var layoutTypes = map[vsphere.FileType]string{
+	vsphere.FileConfig:         repository.FileConfig,
+	vsphere.FileExtendedConfig: repository.FileConfig,
+	vsphere.FileNvram:          repository.FileNvram,
+	vsphere.FileSnapshotList:   repository.FileSnapshotList,
 	// The user's snapshots keep their state in .vmsn files; without them
 	// the restored .vmsd names snapshots that cannot be reverted to.
-	string(types.VirtualMachineFileLayoutExFileTypeSnapshotData):   repository.FileSnapshotData,
-	string(types.VirtualMachineFileLayoutExFileTypeDiskDescriptor): repository.FileDiskDescriptor,
-	string(types.VirtualMachineFileLayoutExFileTypeDiskExtent):     repository.FileDiskExtent,
-	string(types.VirtualMachineFileLayoutExFileTypeLog):            repository.FileLog,
+	vsphere.FileSnapshotData:   repository.FileSnapshotData,
+	vsphere.FileDiskDescriptor: repository.FileDiskDescriptor,
+	vsphere.FileDiskExtent:     repository.FileDiskExtent,
+	vsphere.FileLog:            repository.FileLog,
 }
 
 // selectFiles decides what to back up from the VM's layout as it was before
@@ -48,72 +44,25 @@ var layoutTypes = map[string]string{
 // disk's chain (base and any snapshot deltas the user already had). It
 // takes the pre-snapshot layout so that our own snapshot's deltas, which
 // appear later, are never included.
-func selectFiles(vm *mo.VirtualMachine, includeLogs bool) ([]sourceFile, error) {
-	if vm.LayoutEx == nil {
-		return nil, fmt.Errorf("VM %s reports no file layout (layoutEx): is it inaccessible?", vm.Name)
+func selectFiles(info *vsphere.VMInfo, includeLogs bool) ([]sourceFile, error) {
+	keep := make([]vsphere.FileType, 0, len(layoutTypes))
+	for t := range layoutTypes {
+		if t != vsphere.FileLog || includeLogs {
+			keep = append(keep, t)
+		}
 	}
-	byKey := map[int32]types.VirtualMachineFileLayoutExFileInfo{}
-	for _, f := range vm.LayoutEx.File {
-		byKey[f.Key] = f
+	layout, err := info.Layout(keep...)
+	if err != nil {
+		return nil, err
 	}
-	var out []sourceFile
-	seen := map[string]bool{}
-	add := func(f types.VirtualMachineFileLayoutExFileInfo, home bool) error {
-		typ, ok := layoutTypes[f.Type]
-		if !ok || (typ == repository.FileLog && !includeLogs) {
-			return nil
-		}
-		var dp object.DatastorePath
-		if !dp.FromString(f.Name) {
-			return fmt.Errorf("VM %s: cannot parse datastore path %q", vm.Name, f.Name)
-		}
-		if seen[f.Name] {
-			return nil
-		}
-		seen[f.Name] = true
-		dir, name := path.Split(dp.Path)
+	out := make([]sourceFile, 0, len(layout))
+	for _, f := range layout {
 		out = append(out, sourceFile{
-			Datastore: dp.Datastore, Dir: strings.TrimSuffix(dir, "/"), Name: name,
-			Type: typ, Size: f.Size, Home: home,
+			Datastore: f.Datastore, Dir: f.Dir, Name: f.Name, Type: layoutTypes[f.Type], Size: f.Size,
+			// Descriptors are small: copy them with the home files,
+			// before the snapshot rewrites anything.
+			Home: !f.Disk || f.Type == vsphere.FileDiskDescriptor,
 		})
-		return nil
-	}
-	// Disk files come from the disk chains, so extents of disks not in
-	// the chain (orphans, our snapshot's deltas) are left out.
-	diskFiles := map[int32]bool{}
-	for _, d := range vm.LayoutEx.Disk {
-		for _, link := range d.Chain {
-			for _, k := range link.FileKey {
-				diskFiles[k] = true
-			}
-		}
-	}
-	for _, f := range vm.LayoutEx.File {
-		if diskFiles[f.Key] {
-			continue
-		}
-		if f.Type == string(types.VirtualMachineFileLayoutExFileTypeDiskDescriptor) || f.Type == string(types.VirtualMachineFileLayoutExFileTypeDiskExtent) {
-			continue
-		}
-		if err := add(f, true); err != nil {
-			return nil, err
-		}
-	}
-	for _, d := range vm.LayoutEx.Disk {
-		for _, link := range d.Chain {
-			for _, k := range link.FileKey {
-				f, ok := byKey[k]
-				if !ok {
-					return nil, fmt.Errorf("VM %s: disk %d refers to unknown layout file %d", vm.Name, d.Key, k)
-				}
-				// Descriptors are small: copy them with the home files,
-				// before the snapshot rewrites anything.
-				home := f.Type == string(types.VirtualMachineFileLayoutExFileTypeDiskDescriptor)
-				if err := add(f, home); err != nil {
-					return nil, err
-				}
-			}
-		}
 	}
 	return out, nil
 }

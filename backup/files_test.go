@@ -6,16 +6,18 @@ import (
 
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // esxiLayout is the layout real ESXi reports for a VM with one user
 // snapshot (delta -000001) that vtpm-backup has not yet snapshotted: the
 // simulator cannot produce delta disks, so the chain is built by hand.
-func esxiLayout() *mo.VirtualMachine {
+func esxiLayout() *vsphere.VMInfo {
 	f := func(key int32, name, typ string, size int64) types.VirtualMachineFileLayoutExFileInfo {
 		return types.VirtualMachineFileLayoutExFileInfo{Key: key, Name: "[ds1] vm1/" + name, Type: typ, Size: size}
 	}
-	return &mo.VirtualMachine{
+	return &vsphere.VMInfo{Name: "vm1", Raw: &mo.VirtualMachine{
 		ManagedEntity: mo.ManagedEntity{Name: "vm1"},
 		LayoutEx: &types.VirtualMachineFileLayoutEx{
 			File: []types.VirtualMachineFileLayoutExFileInfo{
@@ -40,7 +42,7 @@ func esxiLayout() *mo.VirtualMachine {
 				},
 			}},
 		},
-	}
+	}}
 }
 
 func TestSelectFiles(t *testing.T) {
@@ -84,11 +86,11 @@ func TestSelectFiles(t *testing.T) {
 	// Swap and orphan extents are never selected: checked
 	// above by their absence. A chain naming a missing file is an error.
 	vm := esxiLayout()
-	vm.LayoutEx.Disk[0].Chain[1].FileKey = []int32{6, 99}
+	vm.Raw.LayoutEx.Disk[0].Chain[1].FileKey = []int32{6, 99}
 	if _, err := selectFiles(vm, false); err == nil {
 		t.Fatal("a chain with an unknown file key was accepted")
 	}
-	if _, err := selectFiles(&mo.VirtualMachine{}, false); err == nil {
+	if _, err := selectFiles(&vsphere.VMInfo{Name: "vm1", Raw: &mo.VirtualMachine{}}, false); err == nil {
 		t.Fatal("a VM without layoutEx was accepted")
 	}
 }

@@ -46,8 +46,6 @@ type VMInfo struct {
 	HomeDatastore string // "ds"
 	HomeDir       string // "dir" (no brackets, no trailing slash)
 	Datastores    []types.ManagedObjectReference
-	// Files are layoutEx files (name "[ds] path", type, size).
-	Files []types.VirtualMachineFileLayoutExFileInfo
 	// ExtraConfig as key → value strings.
 	ExtraConfig map[string]string
 	// VCenterUUID and VCenterHost identify where the VM lives.
@@ -121,9 +119,6 @@ func (c *Client) VMInfo(ctx context.Context, vm *object.VirtualMachine) (*VMInfo
 		if strings.HasSuffix(dp.Path, "/") || path.Ext(dp.Path) != ".vmx" {
 			info.HomeDir = strings.TrimSuffix(dp.Path, "/")
 		}
-	}
-	if m.LayoutEx != nil {
-		info.Files = m.LayoutEx.File
 	}
 	devs := object.VirtualDeviceList(m.Config.Hardware.Device)
 	for _, d := range devs.SelectByType((*types.VirtualDisk)(nil)) {

@@ -192,12 +192,19 @@ func TestVMInfo(t *testing.T) {
 	if info.HostName == "" || info.UUID == "" || info.InstanceUUID == "" || !info.VTPM || info.KeyID == nil || info.Raw == nil {
 		t.Errorf("incomplete info: %+v", info)
 	}
-	types := map[string]int64{}
-	for _, f := range info.Files {
-		types[f.Type] = f.Size
+	layout, err := info.Layout()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if types["nvram"] != int64(len(v.Nvram)) || types["diskExtent"] != v.DiskSize || types["config"] != int64(len(v.VMX)) {
-		t.Errorf("layoutEx sizes: %v", types)
+	sizes := map[vsphere.FileType]int64{}
+	for _, f := range layout {
+		sizes[f.Type] = f.Size
+		if f.Datastore != v.Datastore || f.Dir != v.Dir || f.Disk != (f.Type == vsphere.FileDiskDescriptor || f.Type == vsphere.FileDiskExtent) {
+			t.Errorf("layout file %s (%s, disk %v)", f, f.Type, f.Disk)
+		}
+	}
+	if sizes[vsphere.FileNvram] != int64(len(v.Nvram)) || sizes[vsphere.FileDiskExtent] != v.DiskSize || sizes[vsphere.FileConfig] != int64(len(v.VMX)) {
+		t.Errorf("layoutEx sizes: %v", sizes)
 	}
 }
 

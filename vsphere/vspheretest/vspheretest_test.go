@@ -51,7 +51,11 @@ func TestCreateVTPMVM(t *testing.T) {
 	if size != int64(len(v.Nvram)) || !bytes.Equal(got, v.Nvram) || sha256.Sum256(got) != v.NvramSHA256 {
 		t.Errorf("nvram over HTTP differs (size %d, want %d)", size, len(v.Nvram))
 	}
-	t.Logf("files: %+v", info.Files)
+	layout, err := info.Layout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("files: %+v", layout)
 	t.Logf("vmx:\n%s", v.VMX[:300])
 }
 
