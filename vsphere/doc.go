@@ -7,16 +7,25 @@
 // govmomi's in-process simulator (see ../vsphere/vspheretest for a realistic
 // vTPM VM in it).
 //
+// Callers get plain types: VMInfo.Layout lists a VM's files (layoutEx) as
+// LayoutFiles, and ResolvePlacement turns "this name, datastore, folder,
+// pool and host, else the original placement" into inventory objects and
+// what already exists there, in one call.
+//
 // Error contract: inventory lookups that find nothing return an error wrapping
-// ErrNotFound; a datastore file that does not exist yields ErrFileNotFound; a
-// name that matches several VMs yields an *AmbiguousError (errors.Is
-// ErrAmbiguous). vSphere faults are matched with govmomi's fault package,
-// never by message text. Passwords never appear in errors.
+// ErrNotFound; ResolvePlacement reports every missing item at once in a
+// *PlacementError (errors.Is ErrNotFound); a datastore file that does not
+// exist yields ErrFileNotFound; a name that matches several VMs yields an
+// *AmbiguousError (errors.Is ErrAmbiguous); a registration vCenter refuses
+// for want of the VM's key yields ErrKeyRequired. vSphere faults are matched
+// here with govmomi's fault package, never by message text, and turned into
+// these sentinels. Passwords never appear in errors.
 //
 // Datastore file transfer uses the vCenter/ESXi HTTP file service
 // (/folder?dcPath=..&dsName=..). Requests that fail before any byte is
 // transferred are retried with bounded exponential backoff on transient errors
-// (5xx, connection reset, timeouts); 4xx answers are never retried. A read
+// (5xx, connection reset, timeouts), waiting on the RetryPolicy's clock;
+// 4xx answers are never retried. A read
 // that fails mid-stream is returned to the caller, who re-opens the range
 // (DiskSource.Open is ranged for that reason). The transport sits behind the
 // DiskSource interface so that an NFC export lease or VDDK can be added
