@@ -18,23 +18,6 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/storage"
 )
 
-// Locks coordinate writers that must not overlap (restic's model):
-//
-//	locks/<random id>.json   {hostname, pid, exclusive, purpose, created, refreshed, expires}
-//
-// Backups take a shared lock, prune an exclusive one. Any number of shared
-// locks coexist; an exclusive lock excludes every other lock. A lock is
-// refreshed every RefreshInterval and is stale once its Expires time has
-// passed (a dead host stops refreshing): stale locks never block anyone,
-// and an exclusive locker removes them and reports each one. A holder that
-// cannot refresh its lock before it expires treats it as lost and cancels
-// its work (Lock.Context), because from then on another host may take over.
-//
-// Taking a lock is check-write-check: list the locks, write ours, list
-// again; on a conflict in the second look, remove ours and fail. Two
-// racing lockers may both fail, never both succeed (this needs a storage
-// with read-after-write listing, which S3 and local directories have).
-
 const lockPrefix = "locks/"
 
 // Lock timing defaults. A backup host that dies leaves a lock that blocks
@@ -189,6 +172,23 @@ func (o *LockOptions) defaults() {
 
 // Lock is a lock held in a repository. Its methods are safe for concurrent
 // use.
+//
+// Locks coordinate writers that must not overlap (restic's model):
+//
+//	locks/<random id>.json   {hostname, pid, exclusive, purpose, created, refreshed, expires}
+//
+// Backups take a shared lock, prune an exclusive one. Any number of shared
+// locks coexist; an exclusive lock excludes every other lock. A lock is
+// refreshed every RefreshInterval and is stale once its Expires time has
+// passed (a dead host stops refreshing): stale locks never block anyone,
+// and an exclusive locker removes them and reports each one. A holder that
+// cannot refresh its lock before it expires treats it as lost and cancels
+// its work (Lock.Context), because from then on another host may take over.
+//
+// Taking a lock is check-write-check: list the locks, write ours, list
+// again; on a conflict in the second look, remove ours and fail. Two
+// racing lockers may both fail, never both succeed (this needs a storage
+// with read-after-write listing, which S3 and local directories have).
 type Lock struct {
 	repo *Repository
 	opts LockOptions

@@ -18,9 +18,10 @@ import (
 //   - Hourly, Daily, Weekly, Monthly, Yearly keep the newest backup of each
 //     of the n newest hours, days, ISO weeks (Monday to Sunday), months,
 //     years that have backups. Periods are in the local time zone of the
-//     host that prunes (PolicyOptions.Location), and periods without a
-//     backup do not count. If a count is left after the walk, the oldest
-//     backup is kept too, so history reaches back as far as possible.
+//     host that prunes (PruneOptions.Location, the loc of ApplyPolicy),
+//     and periods without a backup do not count. If a count is left after
+//     the walk, the oldest backup is kept too, so history reaches back as
+//     far as possible.
 //   - -1 means unlimited: every period that has a backup keeps one.
 //   - Within keeps every backup younger than Within, measured from the
 //     group's newest backup (not from now: a VM that stopped being backed

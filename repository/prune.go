@@ -13,32 +13,6 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/storage"
 )
 
-// Prune forgets the backups a policy does not keep and then deletes the
-// chunks no remaining backup references (mark and sweep).
-//
-// Why a chunk a backup is about to reference is never deleted:
-//
-//  1. Locks. A backup holds a shared lock from before it reads the manifests
-//     that tell it which chunks exist (its dedup index) until after it has
-//     written its own manifest. Prune holds the exclusive lock from before it
-//     lists manifests until after its last delete. The two never overlap, so
-//     everything a backup knows was learnt after the last prune finished,
-//     and every chunk it wrote is in its manifest before the next prune
-//     starts. A holder that cannot refresh its lock cancels its own work
-//     before the lock expires, so taking over a stale lock is safe too.
-//  2. Grace. Independently of locks, prune keeps every chunk written after
-//     Cutoff = start - Grace (default one hour), and before the creation of
-//     any stale lock it took over: belt and braces against clock skew
-//     between hosts and storage, and against clients that ignore locks.
-//  3. Late manifests. The manifests are listed again after the chunks: a
-//     backup committed meanwhile (by a client ignoring locks) keeps its
-//     chunks.
-//
-// A manifest that cannot be read might reference any chunk, so prune then
-// refuses to delete anything (ErrUnreadableManifest). Objects still under an
-// S3 Object Lock retention are skipped and reported, never an error; a
-// forgotten manifest that is retained keeps its chunks referenced.
-
 // DefaultPruneGrace is how recent a chunk must be to be kept whatever
 // references it.
 const DefaultPruneGrace = time.Hour
@@ -47,10 +21,14 @@ const DefaultPruneGrace = time.Hour
 // which chunks it references and refuses to delete anything.
 var ErrUnreadableManifest = errors.New("backup manifest cannot be read")
 
-// PruneOptions tune Prune.
+// errPlanDone: Execute or Release was already called on the plan, or its
+// planning failed.
+var errPlanDone = errors.New("prune plan already executed or released")
+
+// PruneOptions tune PlanPrune and Prune.
 type PruneOptions struct {
-	// DryRun computes and reports everything but deletes nothing and takes
-	// no lock.
+	// DryRun plans without the lock and executes without deleting: the
+	// report says what prune would do.
 	DryRun bool
 	// Location is the time zone of the policy's periods (time.Local).
 	Location *time.Location
@@ -59,13 +37,10 @@ type PruneOptions struct {
 	// locks alone are enough).
 	Grace time.Duration
 	// Lock tunes the exclusive lock (expiry, refresh, retry); Exclusive and
-	// Purpose are set by Prune.
+	// Purpose are set by PlanPrune.
 	Lock LockOptions
 	// Workers is the number of parallel deletes (default 8).
 	Workers int
-	// OnPlan, when set, is called with the report once the policy has been
-	// applied, before anything is deleted.
-	OnPlan func(*PruneReport)
 }
 
 // RetainedObject is an object prune skipped because it is retained.
@@ -127,15 +102,14 @@ type PruneReport struct {
 // BytesFreed is the total size of what was (would be) deleted.
 func (r *PruneReport) BytesFreed() int64 { return r.ManifestBytesFreed + r.ChunkBytesFreed }
 
+// defaults fills in the zero values. It is idempotent: a negative Grace
+// (none) stays negative, so options defaulted twice keep their meaning.
 func (o *PruneOptions) defaults() {
 	if o.Location == nil {
 		o.Location = time.Local
 	}
 	if o.Grace == 0 {
 		o.Grace = DefaultPruneGrace
-	}
-	if o.Grace < 0 {
-		o.Grace = 0
 	}
 	if o.Workers <= 0 {
 		o.Workers = 8
@@ -144,181 +118,400 @@ func (o *PruneOptions) defaults() {
 	o.Lock.Purpose = "prune"
 }
 
-// Prune applies the policy to every VM's backups, deletes the manifests of
-// the backups it does not keep, then deletes unreferenced chunks (see the
-// invariant above). It returns the report also with an error, saying how far
-// it got.
+// grace is the effective grace period: none when Grace is negative.
+func (o *PruneOptions) grace() time.Duration { return max(o.Grace, 0) }
+
+// Prune forgets the backups a policy does not keep and then deletes the
+// chunks no remaining backup references (mark and sweep): PlanPrune, then
+// Execute. It returns the report also with an error, saying how far it
+// got.
+//
+// Why a chunk a backup is about to reference is never deleted:
+//
+//  1. Locks. A backup holds a shared lock from before it reads the manifests
+//     that tell it which chunks exist (its dedup index) until after it has
+//     written its own manifest. Prune holds the exclusive lock from before it
+//     lists manifests until after its last delete. The two never overlap, so
+//     everything a backup knows was learnt after the last prune finished,
+//     and every chunk it wrote is in its manifest before the next prune
+//     starts. A holder that cannot refresh its lock cancels its own work
+//     before the lock expires, so taking over a stale lock is safe too; and
+//     a plan whose lock is gone deletes nothing.
+//  2. Grace. Independently of locks, prune keeps every chunk written after
+//     Cutoff = start - Grace (default one hour), and before the creation of
+//     any stale lock it took over: belt and braces against clock skew
+//     between hosts and storage, and against clients that ignore locks.
+//  3. Late manifests. The manifests are listed again after the chunks: a
+//     backup committed meanwhile (by a client ignoring locks) keeps its
+//     chunks.
+//
+// A manifest that cannot be read might reference any chunk, so prune then
+// refuses to delete anything (ErrUnreadableManifest). Objects still under an
+// S3 Object Lock retention are skipped and reported, never an error; a
+// forgotten manifest that is retained keeps its chunks referenced.
 func Prune(ctx context.Context, repo *Repository, p Policy, opts PruneOptions) (*PruneReport, error) {
+	plan, err := PlanPrune(ctx, repo, p, opts)
+	if err != nil {
+		if plan == nil {
+			return nil, err
+		}
+		return plan.Report, err
+	}
+	return plan.Execute(ctx)
+}
+
+// PrunePlan is what a prune will do, decided under the exclusive lock
+// (restic's PlanPrune and Execute): the policy's decisions, the manifests
+// to delete, the chunks the remaining backups reference (marks) and the
+// unreferenced chunks past the grace period (the sweep list). A dry run
+// prints it. Execute carries it out under the lock it was planned under.
+type PrunePlan struct {
+	// Report is the plan so far (decisions, cutoff, what the chunk listing
+	// found); Execute completes it with what was deleted.
+	Report *PruneReport
+
+	repo *Repository
+	opts PruneOptions
+	// lock is the exclusive lock planned under; nil in a dry run.
+	lock *Lock
+	// done: executed, released, or planning failed.
+	done bool
+
+	// manifests are the manifests listed when planning began, by ID.
+	manifests map[string]storage.ObjectInfo
+	// forgotten are the manifests of forgotten backups, in decision order;
+	// retained maps those Object Lock keeps to the end of their retention.
+	forgotten []storage.ObjectInfo
+	retained  map[string]time.Time
+	// refs are the chunks remaining backups reference; the value says
+	// whether the chunk listing found the chunk.
+	refs map[ChunkID]bool
+	// young are unreferenced chunks kept for being newer than the cutoff.
+	young map[ChunkID]bool
+	// candidates are the unreferenced chunks to delete.
+	candidates []storage.ObjectInfo
+}
+
+// PlanPrune takes the exclusive lock (none for a dry run), applies the
+// policy to every VM's backups and marks and lists what Execute will
+// delete. Nothing is deleted. The plan holds the lock until Execute or
+// Release. Once the lock is taken an error comes with the plan too: its
+// Report says how far planning got, and the lock is already released.
+func PlanPrune(ctx context.Context, repo *Repository, p Policy, opts PruneOptions) (*PrunePlan, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	opts.defaults()
-	clk := repo.clk
-	rep := &PruneReport{DryRun: opts.DryRun, Policy: p}
+	pl := &PrunePlan{Report: &PruneReport{DryRun: opts.DryRun, Policy: p}, repo: repo, opts: opts,
+		retained: map[string]time.Time{}, refs: map[ChunkID]bool{}, young: map[ChunkID]bool{}}
 	if !opts.DryRun {
 		l, err := repo.LockWithOptions(ctx, opts.Lock)
 		if err != nil {
 			return nil, fmt.Errorf("prune %s: %w", repo.Location(), err)
 		}
-		// A lock left behind expires by itself: nothing to add to the error.
-		defer func() { _ = l.Unlock(context.WithoutCancel(ctx)) }()
-		rep.StaleLocks = l.StaleLocks()
+		pl.lock = l
+		pl.Report.StaleLocks = l.StaleLocks()
 		ctx = l.Context()
 	}
-	err := prune(ctx, repo, p, opts, rep)
-	rep.Finished = clk.Now().UTC()
-	if err != nil && ctx.Err() != nil {
-		// Name the real reason (e.g. ErrLockLost) rather than "context canceled".
-		err = fmt.Errorf("prune %s: %w", repo.Location(), context.Cause(ctx))
+	if err := pl.plan(ctx); err != nil {
+		pl.Report.Finished = repo.clk.Now().UTC()
+		err = pl.cause(ctx, err) // before Release cancels ctx
+		_ = pl.Release(ctx)      // a lock left behind expires by itself
+		return pl, err
 	}
-	return rep, err
+	return pl, nil
 }
 
-func prune(ctx context.Context, repo *Repository, p Policy, opts PruneOptions, rep *PruneReport) error {
-	clk := repo.clk
-	start := clk.Now()
+// Execute deletes what the plan says, under the plan's lock: the forgotten
+// manifests, then the unreferenced chunks (skipping retained ones), then
+// the debris of interrupted uploads. A plan whose lock was lost (taken
+// over, expired) deletes nothing and fails with ErrLockLost; deletes stop
+// as soon as the lock is lost. The lock is released at the end. It returns
+// the report also with an error, saying how far it got.
+func (pl *PrunePlan) Execute(ctx context.Context) (*PruneReport, error) {
+	if pl.done {
+		return pl.Report, errPlanDone
+	}
+	defer func() { _ = pl.Release(ctx) }() // a lock left behind expires by itself
+	ctx, stop := pl.underLock(ctx)
+	defer stop()
+	err := pl.execute(ctx)
+	pl.Report.Finished = pl.repo.clk.Now().UTC()
+	return pl.Report, pl.cause(ctx, err)
+}
+
+// Release gives up the plan without executing it and releases its lock.
+// Execute calls it; later calls do nothing.
+func (pl *PrunePlan) Release(ctx context.Context) error {
+	pl.done = true
+	if pl.lock == nil {
+		return nil
+	}
+	l := pl.lock
+	pl.lock = nil
+	return l.Unlock(context.WithoutCancel(ctx))
+}
+
+// underLock returns ctx, also cancelled (with the lock's cause) when the
+// plan's lock is lost.
+func (pl *PrunePlan) underLock(ctx context.Context) (context.Context, context.CancelFunc) {
+	if pl.lock == nil {
+		return ctx, func() {}
+	}
+	lctx := pl.lock.Context()
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(lctx, func() { cancel(context.Cause(lctx)) })
+	return ctx, func() { stop(); cancel(nil) }
+}
+
+// cause names the real reason of a failure under a cancelled context (such
+// as ErrLockLost) rather than "context canceled".
+func (pl *PrunePlan) cause(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("prune %s: %w", pl.repo.Location(), context.Cause(ctx))
+	}
+	return err
+}
+
+// plan computes the plan: policy, marks, sweep list.
+func (pl *PrunePlan) plan(ctx context.Context) error {
+	rep := pl.Report
+	start := pl.repo.clk.Now()
 	rep.Started = start.UTC()
-	rep.Cutoff = start.Add(-opts.Grace).UTC()
+	rep.Cutoff = start.Add(-pl.opts.grace()).UTC()
 	for _, s := range rep.StaleLocks {
 		// Its holder may have been writing chunks since it took it.
 		if s.Created.Before(rep.Cutoff) {
 			rep.Cutoff = s.Created.UTC()
 		}
 	}
-
-	manifests, err := repo.listManifestObjects(ctx)
+	keep, err := pl.decide(ctx, start)
 	if err != nil {
 		return err
 	}
+	if err := pl.repo.markReferenced(ctx, keep, pl.refs); err != nil {
+		return err
+	}
+	if err := pl.listChunks(ctx); err != nil {
+		return err
+	}
+	if err := pl.spareLateBackups(ctx); err != nil {
+		return err
+	}
+	rep.ChunksReferenced = len(pl.refs)
+	for _, found := range pl.refs {
+		if !found {
+			rep.ChunksMissing++
+		}
+	}
+	return nil
+}
+
+// decide applies the policy to the backups listed now and returns the IDs
+// of the backups that remain: those kept, and forgotten ones Object Lock
+// retains (a manifest that stays keeps its chunks referenced).
+func (pl *PrunePlan) decide(ctx context.Context, start time.Time) ([]string, error) {
+	rep := pl.Report
+	manifests, err := pl.repo.listManifestObjects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pl.manifests = manifests
 	ids := make([]string, 0, len(manifests))
 	for id := range manifests {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	summaries, err := repo.readSummaries(ctx, ids)
+	summaries, err := pl.repo.readSummaries(ctx, ids)
 	if err != nil {
-		return err
+		return nil, err
 	}
-
-	rep.Decisions = ApplyPolicy(summaries, p, start, opts.Location)
+	rep.Decisions = ApplyPolicy(summaries, rep.Policy, start, pl.opts.Location)
 	var keep []string
-	var forget []storage.ObjectInfo
 	for _, d := range rep.Decisions {
 		if d.Keep {
 			rep.Kept++
 			keep = append(keep, d.BackupID)
-		} else {
-			rep.Forgotten++
-			forget = append(forget, manifests[d.BackupID])
-		}
-	}
-	if opts.OnPlan != nil {
-		opts.OnPlan(rep)
-	}
-
-	// Forget. A manifest that stays (retained) keeps its chunks referenced.
-	now := clk.Now()
-	for _, fi := range forget {
-		until, err := repo.retainedUntil(ctx, fi, now)
-		if err != nil {
-			return fmt.Errorf("forget backup %s (no chunk was deleted): %w", manifestID(fi.Name), err)
-		}
-		if until.IsZero() && !opts.DryRun {
-			err = repo.be.Delete(ctx, fi.Name)
-			if err != nil && !errors.Is(err, storage.ErrRetained) {
-				return fmt.Errorf("forget backup %s (no chunk was deleted): %w", manifestID(fi.Name), err)
-			}
-		}
-		if !until.IsZero() || err != nil {
-			rep.RetainedManifests = append(rep.RetainedManifests, RetainedObject{Name: fi.Name, Until: until.UTC()})
-			keep = append(keep, manifestID(fi.Name))
 			continue
 		}
-		rep.ManifestsDeleted++
-		rep.ManifestBytesFreed += fi.Size
+		rep.Forgotten++
+		pl.forgotten = append(pl.forgotten, manifests[d.BackupID])
 	}
-
-	// Mark.
-	refs := map[ChunkID]bool{} // value: found in data/
-	if err := repo.markReferenced(ctx, keep, refs); err != nil {
-		return err
+	now := pl.repo.clk.Now()
+	for _, fi := range pl.forgotten {
+		until, err := pl.repo.retainedUntil(ctx, fi, now)
+		if err != nil {
+			return nil, fmt.Errorf("forget backup %s (no chunk was deleted): %w", manifestID(fi.Name), err)
+		}
+		if !until.IsZero() {
+			pl.retained[fi.Name] = until.UTC()
+			keep = append(keep, manifestID(fi.Name))
+		}
 	}
+	return keep, nil
+}
 
-	// Sweep: list the chunks, then look for manifests committed meanwhile.
-	var candidates []storage.ObjectInfo
-	err = repo.be.List(ctx, chunkPrefix, func(fi storage.ObjectInfo) error {
+// listChunks lists data/: referenced chunks are found, unreferenced ones
+// newer than the cutoff are young, the rest are candidates for deletion.
+func (pl *PrunePlan) listChunks(ctx context.Context) error {
+	rep := pl.Report
+	err := pl.repo.be.List(ctx, chunkPrefix, func(fi storage.ObjectInfo) error {
 		id, err := ParseChunkID(path.Base(fi.Name))
 		if err != nil || fi.Name != ChunkObjectName(id) {
 			rep.UnknownObjects++
 			return nil
 		}
 		rep.ChunksTotal++
-		if _, ok := refs[id]; ok {
-			refs[id] = true
+		if _, ok := pl.refs[id]; ok {
+			pl.refs[id] = true
 			return nil
 		}
 		if fi.ModTime.After(rep.Cutoff) {
 			rep.ChunksYoung++
+			pl.young[id] = true
 			return nil
 		}
-		candidates = append(candidates, fi)
+		pl.candidates = append(pl.candidates, fi)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("list chunks in %s: %w", repo.Location(), err)
+		return fmt.Errorf("list chunks in %s: %w", pl.repo.Location(), err)
 	}
-	late, err := repo.listManifestObjects(ctx)
+	return nil
+}
+
+// spareLateBackups lists the manifests again, after the chunks: a backup
+// committed meanwhile keeps its chunks (see Prune).
+func (pl *PrunePlan) spareLateBackups(ctx context.Context) error {
+	late, err := pl.repo.listManifestObjects(ctx)
 	if err != nil {
 		return err
 	}
 	var lateIDs []string
 	for id := range late {
-		if _, ok := manifests[id]; !ok {
+		if _, ok := pl.manifests[id]; !ok {
 			lateIDs = append(lateIDs, id)
 		}
 	}
-	if len(lateIDs) > 0 {
-		sort.Strings(lateIDs)
-		lateRefs := map[ChunkID]bool{}
-		if err := repo.markReferenced(ctx, lateIDs, lateRefs); err != nil {
-			return err
-		}
-		kept := candidates[:0]
-		for _, fi := range candidates {
-			id, _ := ParseChunkID(path.Base(fi.Name))
-			if _, ok := lateRefs[id]; !ok {
-				kept = append(kept, fi)
-			}
-		}
-		candidates = kept
-		why := "a client that ignores the repository lock is writing to it"
-		if opts.DryRun {
-			why = "a dry run takes no lock, so backups may run meanwhile"
-		}
-		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d backup(s) were committed while prune ran (%s): their chunks were kept; %s", len(lateIDs), strings.Join(lateIDs, ", "), why))
+	if len(lateIDs) == 0 {
+		return nil
 	}
-	rep.ChunksReferenced = len(refs)
-	for _, found := range refs {
-		if !found {
-			rep.ChunksMissing++
+	sort.Strings(lateIDs)
+	lateRefs := map[ChunkID]bool{}
+	if err := pl.repo.markReferenced(ctx, lateIDs, lateRefs); err != nil {
+		return err
+	}
+	pl.spare(lateRefs)
+	why := "a client that ignores the repository lock is writing to it"
+	if pl.opts.DryRun {
+		why = "a dry run takes no lock, so backups may run meanwhile"
+	}
+	pl.Report.Warnings = append(pl.Report.Warnings, fmt.Sprintf("%d backup(s) were committed while prune ran (%s): their chunks were kept; %s", len(lateIDs), strings.Join(lateIDs, ", "), why))
+	return nil
+}
+
+// spare removes the chunks in ids from the candidates and returns those it
+// removed.
+func (pl *PrunePlan) spare(ids map[ChunkID]bool) map[ChunkID]bool {
+	spared := map[ChunkID]bool{}
+	kept := pl.candidates[:0]
+	for _, fi := range pl.candidates {
+		id, _ := ParseChunkID(path.Base(fi.Name)) // listChunks parsed it
+		if _, ok := ids[id]; ok {
+			spared[id] = true
+			continue
 		}
+		kept = append(kept, fi)
+	}
+	pl.candidates = kept
+	return spared
+}
+
+// execute is Execute under the lock's context.
+func (pl *PrunePlan) execute(ctx context.Context) error {
+	rep := pl.Report
+	if pl.lock != nil {
+		// The lock may be gone while nobody looked (the refresher ticks
+		// every few minutes): another prune may have taken it over and
+		// be working from another listing. Prove it is still ours.
+		if err := context.Cause(pl.lock.Context()); err != nil {
+			return fmt.Errorf("prune %s: nothing was deleted: %w", pl.repo.Location(), err)
+		}
+		if err := pl.lock.Refresh(ctx); err != nil {
+			return fmt.Errorf("prune %s: nothing was deleted: %w", pl.repo.Location(), err)
+		}
+	}
+	if err := pl.forget(ctx); err != nil {
+		return err
 	}
 	if rep.ChunksMissing > 0 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d chunk(s) referenced by kept backups are not stored: those backups cannot be restored whole; run 'vtpm-backup audit' to see which", rep.ChunksMissing))
 	}
-	if err := repo.sweep(ctx, candidates, opts, rep); err != nil {
+	if err := pl.repo.sweep(ctx, pl.candidates, pl.opts, rep); err != nil {
 		return err
 	}
 	// Debris of writes killed mid-way (temporary files, incomplete
 	// multipart uploads) is invisible to List; writes started before the
 	// cutoff cannot belong to anyone alive.
-	if c, ok := repo.be.(storage.Cleaner); ok && !opts.DryRun {
+	if c, ok := pl.repo.be.(storage.Cleaner); ok && !pl.opts.DryRun {
 		n, err := c.CleanStale(ctx, rep.Cutoff)
 		rep.DebrisRemoved = n
 		if err != nil {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("removing debris of interrupted uploads: %v", err))
 		}
 	}
+	return nil
+}
+
+// forget deletes the manifests of the forgotten backups that Object Lock
+// does not retain. A manifest whose delete the storage refuses as retained
+// stays, and so do its chunks.
+func (pl *PrunePlan) forget(ctx context.Context) error {
+	rep := pl.Report
+	var refused []string
+	for _, fi := range pl.forgotten {
+		if until, ok := pl.retained[fi.Name]; ok {
+			rep.RetainedManifests = append(rep.RetainedManifests, RetainedObject{Name: fi.Name, Until: until})
+			continue
+		}
+		if !pl.opts.DryRun {
+			err := pl.repo.be.Delete(ctx, fi.Name)
+			if errors.Is(err, storage.ErrRetained) {
+				rep.RetainedManifests = append(rep.RetainedManifests, RetainedObject{Name: fi.Name})
+				refused = append(refused, manifestID(fi.Name))
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("forget backup %s (no chunk was deleted): %w", manifestID(fi.Name), err)
+			}
+		}
+		rep.ManifestsDeleted++
+		rep.ManifestBytesFreed += fi.Size
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	// Mark what the refused manifests reference, as the plan marked the
+	// ones known to be retained.
+	refs := map[ChunkID]bool{}
+	if err := pl.repo.markReferenced(ctx, refused, refs); err != nil {
+		return err
+	}
+	spared := pl.spare(refs)
+	for id := range refs {
+		if _, ok := pl.refs[id]; ok {
+			continue
+		}
+		pl.refs[id] = spared[id] || pl.young[id]
+		if pl.young[id] {
+			delete(pl.young, id)
+			rep.ChunksYoung--
+		}
+		if !pl.refs[id] {
+			rep.ChunksMissing++
+		}
+	}
+	rep.ChunksReferenced = len(pl.refs)
 	return nil
 }
 

@@ -206,15 +206,22 @@ func TestPrunePolicies(t *testing.T) {
 				t.Fatalf("dry run deleted something: %d objects, want %d", be.Count(), len(before)+11)
 			}
 
+			// The plan decides and marks under the exclusive lock, and
+			// deletes nothing until it is executed.
 			opts.DryRun = false
-			var planned *repository.PruneReport
-			opts.OnPlan = func(r *repository.PruneReport) { planned = r }
-			rep, err := repository.Prune(t.Context(), repo, tc.policy, opts)
+			plan, err := repository.PlanPrune(t.Context(), repo, tc.policy, opts)
+			if err != nil {
+				t.Fatalf("plan: %v", err)
+			}
+			if len(plan.Report.Decisions) != 10 || plan.Report.Kept != len(tc.keep) || plan.Report.ChunksReferenced != len(refs) {
+				t.Fatalf("plan %+v: want 10 decisions, %d kept, %d chunks referenced", plan.Report, len(tc.keep), len(refs))
+			}
+			if be.Count() != len(before)+11+1 || countLocks(t, be) != 1 {
+				t.Fatalf("planning changed the repository: %d objects, %d locks; want %d and the exclusive lock", be.Count(), countLocks(t, be), len(before)+11+1)
+			}
+			rep, err := plan.Execute(t.Context())
 			if err != nil {
 				t.Fatalf("prune: %v", err)
-			}
-			if planned == nil || len(planned.Decisions) != 10 {
-				t.Fatalf("OnPlan not called with the decisions")
 			}
 			ids, err := repo.ListBackupIDs(t.Context())
 			if err != nil {
@@ -717,5 +724,92 @@ func TestPruneRemovesDebrisOfKilledPuts(t *testing.T) {
 	}
 	if _, err := os.Stat(debris); !os.IsNotExist(err) {
 		t.Fatal("the debris is still there")
+	}
+}
+
+// A plan whose lock is gone deletes nothing: another prune may have taken
+// the lock over and be deleting from its own listing.
+func TestPrunePlanLockLost(t *testing.T) {
+	tests := []struct {
+		name string
+		lose func(t *testing.T, clk *clock.Fake, be storage.Backend)
+	}{
+		{"taken over", func(t *testing.T, _ *clock.Fake, be storage.Backend) {
+			err := be.List(t.Context(), "locks/", func(fi storage.ObjectInfo) error { return be.Delete(t.Context(), fi.Name) })
+			if err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"expired", func(t *testing.T, clk *clock.Fake, _ storage.Backend) {
+			clk.Advance(repository.DefaultLockExpiry)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			be := storagetest.NewMemory()
+			clk := pruneClock()
+			repo := newRepo(t, be, clk).Repository
+			for n := 1; n <= 3; n++ {
+				writeBackup(t, repo, "vm-a", tenBackupTimes[n], tenBackupFiles(n))
+			}
+			// No refresher: only Execute's own check can notice.
+			plan, err := repository.PlanPrune(t.Context(), repo, repository.Policy{Last: 1},
+				repository.PruneOptions{Lock: repository.LockOptions{NoRefresh: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if plan.Report.Forgotten != 2 {
+				t.Fatalf("plan %+v: want two backups to forget, or the test proves nothing", plan.Report)
+			}
+			tc.lose(t, clk, be)
+			// Execute may remove its own expired lock object, nothing else.
+			objects := func() int { return be.Count() - countLocks(t, be) }
+			before := objects()
+			rep, err := plan.Execute(t.Context())
+			if !errors.Is(err, repository.ErrLockLost) || !strings.Contains(err.Error(), "nothing was deleted") {
+				t.Fatalf("Execute = %v, want ErrLockLost saying nothing was deleted", err)
+			}
+			if objects() != before || rep.ManifestsDeleted != 0 || rep.ChunksDeleted != 0 {
+				t.Fatalf("a plan without its lock deleted: %d objects, want %d; report %+v", objects(), before, rep)
+			}
+		})
+	}
+}
+
+// Execute runs a plan once; Release gives a plan up and frees the lock
+// without deleting.
+func TestPrunePlanOnce(t *testing.T) {
+	be := storagetest.NewMemory()
+	repo := newRepo(t, be, pruneClock()).Repository
+	for n := 1; n <= 3; n++ {
+		writeBackup(t, repo, "vm-a", tenBackupTimes[n], tenBackupFiles(n))
+	}
+	before := be.Count()
+	plan, err := repository.PlanPrune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if be.Count() != before || countLocks(t, be) != 0 {
+		t.Fatalf("a released plan left %d objects (want %d) and %d locks", be.Count(), before, countLocks(t, be))
+	}
+	if _, err := plan.Execute(t.Context()); err == nil || be.Count() != before {
+		t.Fatalf("Execute of a released plan = %v, %d objects; want an error and nothing deleted", err, be.Count())
+	}
+
+	plan, err = repository.PlanPrune(t.Context(), repo, repository.Policy{Last: 1}, repository.PruneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := plan.Execute(t.Context()); err != nil || rep.ManifestsDeleted != 2 {
+		t.Fatalf("Execute = %+v, %v", rep, err)
+	}
+	if _, err := plan.Execute(t.Context()); err == nil {
+		t.Fatal("a plan executed twice")
+	}
+	if n := countLocks(t, be); n != 0 {
+		t.Fatalf("%d locks left", n)
 	}
 }

@@ -123,12 +123,19 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 	}
 	p := g.printer()
 	start := time.Now()
-	rep, err := repository.Prune(ctx, repo, policy, repository.PruneOptions{
+	plan, err := repository.PlanPrune(ctx, repo, policy, repository.PruneOptions{
 		DryRun: opts.DryRun,
 		Grace:  grace,
 		Lock:   repository.LockOptions{RetryFor: opts.RetryLock},
-		OnPlan: func(r *repository.PruneReport) { printPrunePlan(p, r) },
 	})
+	var rep *repository.PruneReport
+	if plan != nil {
+		rep = plan.Report
+	}
+	if err == nil {
+		printPrunePlan(p, rep)
+		rep, err = plan.Execute(ctx)
+	}
 	if rep != nil {
 		printPruneDone(p, rep, time.Since(start))
 	}
