@@ -344,7 +344,8 @@ func validName(name string) error {
 	case len(name) > maxVMNameLen:
 		return fmt.Errorf("%w: VM name %q: longer than %d characters", ErrBadTarget, name, maxVMNameLen)
 	case strings.ContainsAny(name, "/\\[]%\x00"), name == "." || name == "..":
-		return fmt.Errorf("%w: VM name %q: it also names the home folder, so it may not contain / \\ [ ] %% or be . or ..", ErrBadTarget, name)
+		// The message ends with the name "..", not with punctuation.
+		return fmt.Errorf("%w: VM name %q: it also names the home folder, so it may not contain / \\ [ ] %% or be . or ..", ErrBadTarget, name) //nolint:staticcheck // ST1005: see above
 	}
 	return nil
 }
