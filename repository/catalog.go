@@ -22,9 +22,23 @@ type Backup struct {
 	// The chunk lists are not loaded: Repository.ReadManifest reads them
 	// for the backups a command actually works on.
 	Header *ManifestHeader
-	// Err says why the manifest is unusable (it wraps
-	// ErrCorruptManifest); the header may still be set, naming the VM.
+	// Err says why the manifest is unusable: it wraps ErrCorruptManifest,
+	// or is a *RejectedError (ErrRejected) for a manifest that failed
+	// authentication, whose VM is only what the manifest claims.
 	Err error
+}
+
+// Unsigned reports a backup without signature that was accepted because
+// the reader allows unsigned backups: outputs name it.
+func (b Backup) Unsigned() bool { return b.Header != nil && !b.Header.Auth.Signed }
+
+// Rejection returns why the backup was rejected, nil when it was not.
+func (b Backup) Rejection() *RejectedError {
+	var re *RejectedError
+	if errors.As(b.Err, &re) {
+		return re
+	}
+	return nil
 }
 
 // Catalog is every backup of a repository, read once, grouped by VM name
@@ -38,13 +52,18 @@ type Catalog struct {
 	// Unattributed are backups whose manifest is too damaged to tell
 	// which VM they belong to.
 	Unattributed []Backup
+	// rejected are backups that failed authentication. They belong to no
+	// VM (whatever they claim), so nothing that selects a VM's backups
+	// (latest, a time, retention) ever sees them.
+	rejected []Backup
 }
 
-// LoadCatalog reads the header of every manifest of repo. A corrupt
-// manifest does not fail the load: it is kept with its error (attributed
-// to its VM when its name can still be read) so that audits report it.
-// Other read errors (network, permissions) do fail it: an audit must not
-// pass because it could not look.
+// LoadCatalog reads and authenticates the header of every manifest of repo.
+// A corrupt manifest does not fail the load: it is kept with its error
+// (attributed to its VM when its name can still be read) so that audits
+// report it; a rejected one is kept apart (Rejected). Other read errors
+// (network, permissions) do fail it: an audit must not pass because it
+// could not look.
 func LoadCatalog(ctx context.Context, repo *Repository) (*Catalog, error) {
 	ids, err := repo.ListBackupIDs(ctx)
 	if err != nil {
@@ -63,6 +82,10 @@ func LoadCatalog(ctx context.Context, repo *Repository) (*Catalog, error) {
 		switch {
 		case errors.Is(b.Err, ErrManifestNotFound):
 			continue // deleted (pruned) since the listing
+		case errors.Is(b.Err, ErrRejected):
+			b.Header, b.VM = nil, b.Rejection().ClaimedVM
+			c.rejected = append(c.rejected, b)
+			continue
 		case b.Err != nil && !errors.Is(b.Err, ErrCorruptManifest):
 			return nil, fmt.Errorf("read backup catalog of %s: %w", repo.Location(), b.Err)
 		}
@@ -82,8 +105,13 @@ func LoadCatalog(ctx context.Context, repo *Repository) (*Catalog, error) {
 	for _, bs := range c.byVM {
 		sort.Slice(bs, func(i, j int) bool { return bs[i].ID > bs[j].ID })
 	}
+	sort.Slice(c.rejected, func(i, j int) bool { return c.rejected[i].ID > c.rejected[j].ID })
 	return c, nil
 }
+
+// Rejected returns the backups that failed authentication, newest first.
+// Their VM field is what the manifest claims.
+func (c *Catalog) Rejected() []Backup { return c.rejected }
 
 // VMs returns the names of the VMs with at least one backup, sorted.
 func (c *Catalog) VMs() []string {
@@ -107,7 +135,8 @@ func (c *Catalog) Latest(vm string) (Backup, bool) {
 	return bs[0], true
 }
 
-// All returns every backup, newest first, unreadable ones included.
+// All returns every backup, newest first, unreadable ones included and
+// rejected ones not (see Rejected).
 func (c *Catalog) All() []Backup {
 	out := make([]Backup, 0, len(c.byID))
 	for _, b := range c.byID {
@@ -117,5 +146,6 @@ func (c *Catalog) All() []Backup {
 	return out
 }
 
-// Len returns the number of backups, unreadable ones included.
+// Len returns the number of backups, unreadable ones included and
+// rejected ones not.
 func (c *Catalog) Len() int { return len(c.byID) }

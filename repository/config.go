@@ -53,6 +53,10 @@ type Config struct {
 	Encryption     string    `json:"encryption"`
 	Recipients     []string  `json:"recipients"`
 	ObjectLockDays int       `json:"object_lock_days,omitempty"`
+	// WriterKeys are the public keys of the writer keys backups are signed
+	// with (WriterPublicKey text form). Readers trust them only when no key
+	// is pinned, and then with a warning: the bucket is not a trust anchor.
+	WriterKeys []string `json:"writer_keys,omitempty"`
 }
 
 // InitOptions are the choices made once, at init.
@@ -64,6 +68,15 @@ type InitOptions struct {
 	// ObjectLockDays > 0 puts an S3 Object Lock retention of that many days
 	// on every chunk and manifest; the backend must support it.
 	ObjectLockDays int
+	// ID is the new repository's ID (NewRepositoryID); empty means a new
+	// random one. Callers that name files after the repository (the writer
+	// key file) choose it first.
+	ID string
+	// WriterKey signs the repository's backups; its public key goes into
+	// the config. Nil means a new key is generated: the caller must save
+	// it (WriterKey()) if backups are to be signed after this Repository
+	// is gone.
+	WriterKey *WriterKey
 }
 
 // ParseRecipients parses age public keys, naming the bad one in the error.

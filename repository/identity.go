@@ -35,8 +35,10 @@ func LoadIdentityFile(path string) ([]age.Identity, error) {
 }
 
 // GenerateIdentityFile creates a new X25519 identity in a new file with mode
-// 0600 (never overwriting one) and returns its public key.
-func GenerateIdentityFile(path string, now time.Time) (string, error) {
+// 0600 (never overwriting one) and returns its public key. The writer keys
+// given are pinned in comment lines, so that whoever restores with this
+// identity trusts backups signed by them and by nothing the bucket says.
+func GenerateIdentityFile(path string, now time.Time, writers ...WriterPublicKey) (string, error) {
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		return "", err
@@ -48,8 +50,15 @@ func GenerateIdentityFile(path string, now time.Time) (string, error) {
 		}
 		return "", fmt.Errorf("identity file %s: %w", path, err)
 	}
-	content := fmt.Sprintf("# created: %s by vtpm-backup\n# public key: %s\n# Keep this file offline: it decrypts every backup of the repository.\n%s\n",
-		now.UTC().Format(time.RFC3339), id.Recipient(), id)
+	content := fmt.Sprintf("# created: %s by vtpm-backup\n# public key: %s\n# Keep this file offline: it decrypts every backup of the repository.\n",
+		now.UTC().Format(time.RFC3339), id.Recipient())
+	if len(writers) > 0 {
+		content += "# Restores trust only backups signed by these writer keys (add a line when a key is rotated):\n"
+	}
+	for _, w := range writers {
+		content += w.PinLine() + "\n"
+	}
+	content += id.String() + "\n"
 	if _, err := f.WriteString(content); err != nil {
 		f.Close()
 		os.Remove(path)

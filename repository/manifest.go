@@ -79,6 +79,9 @@ type ManifestHeader struct {
 	EncryptionConfig map[string]string `json:"encryption_config,omitempty"`
 	// Summary repeats totals of the chunk lists, filled by WriteManifest.
 	Summary Summary `json:"summary"`
+
+	// Auth says how the manifest was authenticated when it was read.
+	Auth Authenticity `json:"-"`
 }
 
 // Summary is the totals of a manifest's files and objects.
@@ -285,8 +288,13 @@ func (h *ManifestHeader) Validate() error {
 	return nil
 }
 
-// WriteManifest validates and stores a manifest: the commit point of a backup.
+// WriteManifest validates, signs and stores a manifest: the commit point of
+// a backup. The signature (SignatureObjectName) is written first, so the
+// manifest never exists unsigned; it needs the writer key (SetWriterKey).
 func (r *Repository) WriteManifest(ctx context.Context, m *Manifest) error {
+	if r.writer == nil {
+		return fmt.Errorf("%w: backup %s cannot be signed: pass --writer-key FILE or set VTPM_BACKUP_WRITER_KEY", ErrNoWriterKey, m.BackupID)
+	}
 	if m.ChunkSize == 0 {
 		m.ChunkSize = r.cfg.ChunkSize
 	}
@@ -299,27 +307,77 @@ func (r *Repository) WriteManifest(ctx context.Context, m *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("encode manifest %s: %w", m.BackupID, err)
 	}
-	name := ManifestObjectName(m.BackupID)
-	if err := r.be.PutIfAbsent(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
+	sig, err := signManifest(r.writer, r.cfg.ID, data, &m.ManifestHeader)
+	if err != nil {
+		return fmt.Errorf("sign manifest %s: %w", m.BackupID, err)
+	}
+	if err := r.putRetained(ctx, SignatureObjectName(m.BackupID), sig); err != nil {
+		return fmt.Errorf("write signature of backup %s: %w", m.BackupID, err)
+	}
+	if err := r.putRetained(ctx, ManifestObjectName(m.BackupID), data); err != nil {
 		return fmt.Errorf("write manifest %s: %w", m.BackupID, err)
+	}
+	m.Auth = Authenticity{Signed: true, Key: r.writer.Public()}
+	return nil
+}
+
+// putRetained writes a new object and puts the repository's Object Lock
+// retention on it.
+func (r *Repository) putRetained(ctx context.Context, name string, data []byte) error {
+	if err := r.be.PutIfAbsent(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
+		return err
 	}
 	if _, err := r.retain(ctx, name, r.lockPeriod()); err != nil {
 		// Unretained, the backup would exist without the immutability the
 		// repository promises: withdraw it (possible: nothing retains it
 		// yet), so the failure reported is the whole truth.
 		if derr := r.be.Delete(context.WithoutCancel(ctx), name); derr != nil {
-			return fmt.Errorf("%w; withdrawing the manifest failed too, so backup %s exists without retention: %v", err, m.BackupID, derr)
+			return fmt.Errorf("%w; withdrawing %s failed too, so it exists without retention: %v", err, name, derr)
 		}
 		return err
 	}
 	return nil
 }
 
-// ReadManifest reads and validates one manifest.
+// ReadManifest reads, validates and authenticates one manifest. A manifest
+// that is unsigned (unless Trust.AllowUnsigned), forged or signed by an
+// untrusted key is a *RejectedError (errors.Is ErrRejected); one that does
+// not even decode is ErrCorruptManifest, as before signatures existed.
 func (r *Repository) ReadManifest(ctx context.Context, backupID string) (*Manifest, error) {
 	if strings.ContainsAny(backupID, "/\\") || backupID == "" {
 		return nil, fmt.Errorf("%w: %q is not a backup id", ErrManifestNotFound, backupID)
 	}
+	sigc := r.readSignatureAsync(ctx, backupID)
+	data, err := storage.ReadAll(ctx, r.be, ManifestObjectName(backupID))
+	sr := <-sigc
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %s in %s", ErrManifestNotFound, backupID, r.be.Location())
+		}
+		return nil, fmt.Errorf("read manifest %s: %w", backupID, err)
+	}
+	if sr.err != nil && !errors.Is(sr.err, ErrRejected) {
+		return nil, sr.err
+	}
+	m, err := decodeManifest(backupID, data)
+	if err != nil {
+		return nil, err
+	}
+	if m.Auth, err = r.authenticateManifest(backupID, data, sr); err != nil {
+		return nil, claim(err, &m.ManifestHeader)
+	}
+	// Checked after the signature, so that a genuine manifest copied under
+	// another ID is named for what it is.
+	if m.BackupID != backupID {
+		return nil, fmt.Errorf("%w: object %s holds backup %q", ErrCorruptManifest, ManifestObjectName(backupID), m.BackupID)
+	}
+	return m, nil
+}
+
+// readManifestUnverified reads and validates a manifest without
+// authenticating it: for prune's mark phase, where counting a chunk as
+// referenced is always the safe mistake.
+func (r *Repository) readManifestUnverified(ctx context.Context, backupID string) (*Manifest, error) {
 	data, err := storage.ReadAll(ctx, r.be, ManifestObjectName(backupID))
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
@@ -327,12 +385,16 @@ func (r *Repository) ReadManifest(ctx context.Context, backupID string) (*Manife
 		}
 		return nil, fmt.Errorf("read manifest %s: %w", backupID, err)
 	}
+	// Whatever ID it claims, the chunks it names are what matter here.
+	return decodeManifest(backupID, data)
+}
+
+// decodeManifest decodes and validates a manifest (its backup ID is the
+// caller's to check).
+func decodeManifest(backupID string, data []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("%w: backup %s: %v (truncated or not JSON)", ErrCorruptManifest, backupID, err)
-	}
-	if m.BackupID != backupID {
-		return nil, fmt.Errorf("%w: object %s holds backup %q", ErrCorruptManifest, ManifestObjectName(backupID), m.BackupID)
 	}
 	if m.Summary == (Summary{}) {
 		m.Summary = m.summarize() // written before summaries existed
@@ -350,105 +412,47 @@ const headerReadSize = 64 << 10
 // ReadManifestHeader reads the header of a manifest (everything but the
 // chunk lists) from the first bytes of the object, so that catalogs of
 // thousands of backups stay cheap in requests, bytes and memory. The
-// header is validated; the chunk lists are not read (ReadManifest does).
+// header is validated and authenticated (its signature covers the header's
+// bytes apart, see sign.go); the chunk lists are not read (ReadManifest
+// does). Errors are as for ReadManifest; a header that decodes but fails
+// validation is returned with the error, so callers still learn which VM
+// it names.
 func (r *Repository) ReadManifestHeader(ctx context.Context, backupID string) (*ManifestHeader, error) {
 	if strings.ContainsAny(backupID, "/\\") || backupID == "" {
 		return nil, fmt.Errorf("%w: %q is not a backup id", ErrManifestNotFound, backupID)
 	}
 	name := ManifestObjectName(backupID)
-	h, err := r.readHeader(ctx, name, headerReadSize)
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		h, err = r.readHeader(ctx, name, -1) // an unusually large header
-	}
+	sigc := r.readSignatureAsync(ctx, backupID)
+	prefix, full, err := r.readPrefix(ctx, name, headerReadSize)
+	sr := <-sigc
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("%w: %s in %s", ErrManifestNotFound, backupID, r.be.Location())
 		}
+		return nil, err
+	}
+	if sr.err != nil && !errors.Is(sr.err, ErrRejected) {
+		return nil, sr.err
+	}
+	h, err := decodeHeaderPrefix(name, prefix, !full)
+	if errors.Is(err, io.ErrUnexpectedEOF) { // an unusually large header
+		if prefix, full, err = r.readPrefix(ctx, name, -1); err == nil {
+			h, err = decodeHeaderPrefix(name, prefix, false)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := h.Validate(); err != nil {
 		return h, err
+	}
+	if h, err = r.authenticateHeader(ctx, backupID, h, prefix, full, sr); err != nil {
+		return nil, err
 	}
 	if h.BackupID != backupID {
 		return h, fmt.Errorf("%w: object %s holds backup %q", ErrCorruptManifest, name, h.BackupID)
 	}
 	return h, h.Validate()
-}
-
-// readHeader decodes the JSON object's members up to "files" from the
-// first length bytes (all when negative). io.ErrUnexpectedEOF means the
-// header is longer than that. A header that decodes but fails validation
-// is returned with the error, so callers still learn which VM it names.
-func (r *Repository) readHeader(ctx context.Context, name string, length int64) (*ManifestHeader, error) {
-	rc, err := r.be.Get(ctx, name, 0, length)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	src := &errRecorder{r: rc}
-	dec := json.NewDecoder(src)
-	// fail tells a transfer cut short (not the manifest's fault), a header
-	// longer than the ranged read (read more), and a corrupt manifest.
-	fail := func(err error) error {
-		switch {
-		case src.err != nil && src.err != io.EOF:
-			return fmt.Errorf("read %s: %w", name, src.err)
-		case length >= 0 && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)):
-			return io.ErrUnexpectedEOF
-		}
-		return fmt.Errorf("%w: %s: %v (truncated or not JSON)", ErrCorruptManifest, name, err)
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		if err == nil {
-			err = fmt.Errorf("not an object")
-		}
-		return nil, fail(err)
-	}
-	members := map[string]json.RawMessage{}
-	complete := false
-	for !complete {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fail(err)
-		}
-		switch key := tok.(type) {
-		case json.Delim: // '}': a manifest without chunk lists
-			complete = true
-		case string:
-			if key == "files" || key == "objects" {
-				complete = true
-				break
-			}
-			var v json.RawMessage
-			if err := dec.Decode(&v); err != nil {
-				return nil, fail(err)
-			}
-			members[key] = v
-		default:
-			return nil, fail(fmt.Errorf("unexpected %v", tok))
-		}
-	}
-	raw, err := json.Marshal(members)
-	if err != nil {
-		return nil, err
-	}
-	var h ManifestHeader
-	if err := json.Unmarshal(raw, &h); err != nil {
-		return nil, fail(err)
-	}
-	return &h, nil
-}
-
-// errRecorder remembers the last error its reader returned, so a transfer
-// cut short is not mistaken for a truncated manifest.
-type errRecorder struct {
-	r   io.Reader
-	err error
-}
-
-func (e *errRecorder) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil {
-		e.err = err
-	}
-	return n, err
 }
 
 // ListBackupIDs returns every backup ID in the repository, oldest first.
@@ -480,9 +484,13 @@ type ManifestResult struct {
 // reported in its result, not as a failure of the whole call, so one corrupt
 // manifest does not hide the others.
 func (r *Repository) ReadManifests(ctx context.Context, ids []string) []ManifestResult {
+	return r.readManifests(ctx, ids, r.ReadManifest)
+}
+
+func (r *Repository) readManifests(ctx context.Context, ids []string, read func(context.Context, string) (*Manifest, error)) []ManifestResult {
 	out := make([]ManifestResult, len(ids))
 	parallel(len(ids), manifestReaders, func(i int) {
-		m, err := r.ReadManifest(ctx, ids[i])
+		m, err := read(ctx, ids[i])
 		out[i] = ManifestResult{BackupID: ids[i], Manifest: m, Err: err}
 	})
 	return out

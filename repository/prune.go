@@ -94,6 +94,15 @@ type PruneReport struct {
 	DebrisRemoved int
 	// StaleLocks are expired locks prune took over (removed).
 	StaleLocks []LockInfo
+	// Rejected are backups that failed authentication: never counted as
+	// kept backups of a VM, never deleted (they are evidence, or genuine
+	// backups of a key this host does not trust), and the chunks they
+	// name are kept.
+	Rejected []*RejectedError
+	// SignaturesDeleted counts signatures removed (would be, in a dry
+	// run): those of deleted manifests, and orphans (a backup that died
+	// between its signature and its manifest).
+	SignaturesDeleted int
 	// Warnings are things an operator should know (late manifests,
 	// missing chunks).
 	Warnings []string
@@ -322,12 +331,15 @@ func (pl *PrunePlan) decide(ctx context.Context, start time.Time) ([]string, err
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	summaries, err := pl.repo.readSummaries(ctx, ids)
+	summaries, err := pl.repo.readSummaries(ctx, ids, rep)
 	if err != nil {
 		return nil, err
 	}
 	rep.Decisions = ApplyPolicy(summaries, rep.Policy, start, pl.opts.Location)
 	var keep []string
+	for _, re := range rep.Rejected {
+		keep = append(keep, re.BackupID) // marked, never decided on
+	}
 	for _, d := range rep.Decisions {
 		if d.Keep {
 			rep.Kept++
@@ -487,6 +499,14 @@ func (pl *PrunePlan) forget(ctx context.Context) error {
 		}
 		rep.ManifestsDeleted++
 		rep.ManifestBytesFreed += fi.Size
+		// The signature goes after its manifest, never before: a manifest
+		// left without one would be rejected.
+		if pl.opts.DryRun || pl.repo.be.Delete(ctx, SignatureObjectName(manifestID(fi.Name))) == nil {
+			rep.SignaturesDeleted++
+		}
+	}
+	if err := pl.repo.deleteOrphanSignatures(ctx, pl.opts.DryRun, rep); err != nil {
+		return err
 	}
 	if len(refused) == 0 {
 		return nil
@@ -630,17 +650,20 @@ func manifestID(name string) string { return strings.TrimSuffix(path.Base(name),
 // large VM lists hundreds of thousands of chunks.
 const manifestBatch = 32
 
-// forEachManifest reads manifests in batches and calls fn for each. A
-// manifest deleted meanwhile is skipped; any other failure is collected and
-// returned as one ErrUnreadableManifest naming them all.
-func (r *Repository) forEachManifest(ctx context.Context, ids []string, fn func(*Manifest)) error {
+// forEachManifest reads manifests with read in batches and calls fn for
+// each, or with its error when it was rejected. A manifest deleted
+// meanwhile is skipped; any other failure is collected and returned as one
+// ErrUnreadableManifest naming them all.
+func (r *Repository) forEachManifest(ctx context.Context, ids []string, read func(context.Context, string) (*Manifest, error), fn func(*Manifest, error)) error {
 	var bad []string
 	for i := 0; i < len(ids); i += manifestBatch {
 		batch := ids[i:min(i+manifestBatch, len(ids))]
-		for _, res := range r.ReadManifests(ctx, batch) {
+		for _, res := range r.readManifests(ctx, batch, read) {
 			switch {
 			case res.Err == nil:
-				fn(res.Manifest)
+				fn(res.Manifest, nil)
+			case errors.Is(res.Err, ErrRejected):
+				fn(nil, res.Err)
 			case errors.Is(res.Err, ErrManifestNotFound):
 			default:
 				if err := ctx.Err(); err != nil {
@@ -661,10 +684,17 @@ func (r *Repository) forEachManifest(ctx context.Context, ids []string, fn func(
 		ErrUnreadableManifest, len(bad), r.be.Location(), strings.Join(shown, "; "))
 }
 
-// readSummaries reads what the policy needs from each manifest.
-func (r *Repository) readSummaries(ctx context.Context, ids []string) ([]BackupSummary, error) {
+// readSummaries reads what the policy needs from each authenticated
+// manifest, and lists the rejected ones in rep.
+func (r *Repository) readSummaries(ctx context.Context, ids []string, rep *PruneReport) ([]BackupSummary, error) {
 	var out []BackupSummary
-	err := r.forEachManifest(ctx, ids, func(m *Manifest) {
+	err := r.forEachManifest(ctx, ids, r.ReadManifest, func(m *Manifest, err error) {
+		if re := (*RejectedError)(nil); errors.As(err, &re) {
+			rep.Rejected = append(rep.Rejected, re)
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%v: not counted as a backup%s; left in place with the chunks it names: investigate, then delete %s and %s",
+				re, claimedOf(re), ManifestObjectName(re.BackupID), SignatureObjectName(re.BackupID)))
+			return
+		}
 		t := m.Started
 		if t.IsZero() {
 			t, _ = BackupTime(m.BackupID) // valid: Validate checked it
@@ -674,9 +704,46 @@ func (r *Repository) readSummaries(ctx context.Context, ids []string) ([]BackupS
 	return out, err
 }
 
-// markReferenced adds the chunks the manifests reference to refs.
+func claimedOf(re *RejectedError) string {
+	if re.ClaimedVM == "" {
+		return ""
+	}
+	return " of VM " + re.ClaimedVM + " (as it claims)"
+}
+
+// deleteOrphanSignatures removes signatures without a manifest written
+// before the cutoff: a backup that died between its signature and its
+// manifest (later ones may belong to a backup committing now).
+func (r *Repository) deleteOrphanSignatures(ctx context.Context, dryRun bool, rep *PruneReport) error {
+	var orphans []string
+	err := r.be.List(ctx, manifestPrefix, func(fi storage.ObjectInfo) error {
+		if strings.HasSuffix(fi.Name, signatureSuffix) && fi.ModTime.Before(rep.Cutoff) {
+			orphans = append(orphans, fi.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list signatures in %s: %w", r.be.Location(), err)
+	}
+	for _, name := range orphans {
+		id := strings.TrimSuffix(path.Base(name), signatureSuffix)
+		if _, err := r.be.Stat(ctx, ManifestObjectName(id)); !errors.Is(err, storage.ErrNotFound) {
+			continue // it has a manifest, or we cannot tell: keep it
+		}
+		if !dryRun && r.be.Delete(ctx, name) != nil {
+			continue // retained or unreachable: harmless, the next prune retries
+		}
+		rep.SignaturesDeleted++
+	}
+	return nil
+}
+
+// markReferenced adds the chunks the manifests reference to refs. It does
+// not authenticate them: a chunk wrongly kept costs storage, a chunk
+// wrongly deleted costs a backup (a reader that pins the wrong key must
+// not destroy what it rejects).
 func (r *Repository) markReferenced(ctx context.Context, ids []string, refs map[ChunkID]bool) error {
-	return r.forEachManifest(ctx, ids, func(m *Manifest) {
+	return r.forEachManifest(ctx, ids, r.readManifestUnverified, func(m *Manifest, _ error) {
 		for s := range m.Objects {
 			if id, err := ParseChunkID(s); err == nil { // Validate checked it
 				if _, ok := refs[id]; !ok {

@@ -24,6 +24,12 @@ type Repository struct {
 	cfg        Config
 	recipients []age.Recipient
 	identities []age.Identity
+	// writers are the config's writer keys, parsed.
+	writers []WriterPublicKey
+	// writer signs manifests (nil: this Repository cannot commit backups).
+	writer *WriterKey
+	// trust is what readers accept.
+	trust Trust
 	// clk is the repository's one clock: lock times and expiry, Object
 	// Lock retention dates, prune's grace period and policy.
 	clk       clock.Clock
@@ -79,13 +85,21 @@ func Init(ctx context.Context, be storage.Backend, opts InitOptions, options ...
 		return nil, err
 	}
 	r := newRepository(be, Config{}, recipients, options)
-	idBytes := make([]byte, 16)
-	if _, err := rand.Read(idBytes); err != nil {
-		return nil, err
+	if opts.ID == "" {
+		opts.ID = NewRepositoryID()
+	} else if !isLowerHex(opts.ID, 32) {
+		return nil, fmt.Errorf("repository id %q: want 32 lowercase hex digits", opts.ID)
 	}
+	if opts.WriterKey == nil {
+		if opts.WriterKey, err = GenerateWriterKey(); err != nil {
+			return nil, err
+		}
+	}
+	r.writer = opts.WriterKey
+	r.writers = []WriterPublicKey{r.writer.Public()}
 	r.cfg = Config{
 		Version:        FormatVersion,
-		ID:             hex.EncodeToString(idBytes),
+		ID:             opts.ID,
 		Created:        r.clk.Now().UTC(),
 		ChunkSize:      opts.ChunkSize,
 		ChunkHash:      "sha256",
@@ -93,6 +107,7 @@ func Init(ctx context.Context, be storage.Backend, opts InitOptions, options ...
 		Encryption:     "age",
 		Recipients:     opts.Recipients,
 		ObjectLockDays: opts.ObjectLockDays,
+		WriterKeys:     []string{r.writer.Public().String()},
 	}
 	data, err := json.MarshalIndent(r.cfg, "", "  ")
 	if err != nil {
@@ -106,6 +121,13 @@ func Init(ctx context.Context, be storage.Backend, opts InitOptions, options ...
 		return nil, fmt.Errorf("init %s: write config: %w", be.Location(), err)
 	}
 	return r, nil
+}
+
+// NewRepositoryID returns a new random repository ID.
+func NewRepositoryID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24)
+	return hex.EncodeToString(b)
 }
 
 // ensureEmpty refuses anything already at the location, not only a
@@ -147,7 +169,13 @@ func Open(ctx context.Context, be storage.Backend, options ...Option) (*Reposito
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w: %w", be.Location(), ErrCorruptConfig, err)
 	}
-	return newRepository(be, cfg, recipients, options), nil
+	writers, err := parseWriterKeys(cfg.WriterKeys)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w: %w", be.Location(), ErrCorruptConfig, err)
+	}
+	r := newRepository(be, cfg, recipients, options)
+	r.writers = writers
+	return r, nil
 }
 
 // Close releases what the repository holds: it closes the storage backend
@@ -167,6 +195,7 @@ func (r *Repository) Close() error {
 func (r *Repository) Config() Config {
 	c := r.cfg
 	c.Recipients = append([]string(nil), r.cfg.Recipients...)
+	c.WriterKeys = append([]string(nil), r.cfg.WriterKeys...)
 	return c
 }
 

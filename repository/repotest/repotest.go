@@ -1,6 +1,8 @@
 // Package repotest gives tests a fresh repository and the keys that open it
 // (restic's TestRepository): one place instead of a hand-rolled Init in
-// every test file. It is for tests only; production code never imports it.
+// every test file. Forger plays an attacker who holds only the bucket's
+// credentials, and Forgeries lists the planted backups every reader must
+// reject (forge.go). It is for tests only; production code never imports it.
 package repotest
 
 import (
