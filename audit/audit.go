@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -195,6 +196,7 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 			rep.Problems = append(rep.Problems, fmt.Sprintf("backup %s: manifest unreadable, its VM is unknown: %v", b.ID, b.Err))
 		}
 	}
+	rep.Problems = append(rep.Problems, rejectedProblems(cat, opts.VMs)...)
 	rows := map[string]*VMReport{}
 	var audited []*VMReport
 	var manifests []*repository.Manifest
@@ -259,6 +261,26 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 		rep.Problems = append(rep.Problems, fmt.Sprintf("no backups in %s: check --repo, or run a backup", repo.Location()))
 	}
 	return rep, nil
+}
+
+// rejectedProblems names every backup that failed authentication (all, or
+// those claiming one of vms): a planted or foreign manifest means someone
+// wrote to the repository without a trusted writer key, so the repository
+// is not ready until someone looks, whatever the genuine backups say.
+func rejectedProblems(cat *repository.Catalog, vms []string) []string {
+	var out []string
+	for _, b := range cat.Rejected() {
+		if len(vms) > 0 && !slices.Contains(vms, b.VM) {
+			continue
+		}
+		claim := ""
+		if b.VM != "" {
+			claim = fmt.Sprintf(" (claims to be a backup of VM %s)", b.VM)
+		}
+		out = append(out, fmt.Sprintf("%v%s: it is never restored; find out who wrote it, then delete %s and %s",
+			b.Err, claim, repository.ManifestObjectName(b.ID), repository.SignatureObjectName(b.ID)))
+	}
+	return out
 }
 
 func withDefaults(o Options, repo *repository.Repository) Options {

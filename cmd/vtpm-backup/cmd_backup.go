@@ -30,6 +30,7 @@ type backupOptions struct {
 	Quiesce     bool
 	DryRun      bool
 	IncludeLogs bool
+	WriterKey   writerKeyFlag
 }
 
 // AddFlags registers the flags of the backup command.
@@ -46,6 +47,7 @@ func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Quiesce, "quiesce", false, "quiesce guest file systems with VMware Tools before the snapshot")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "list the files, sizes and keys that would be backed up; touch nothing")
 	fs.BoolVar(&o.IncludeLogs, "include-logs", false, "also back up the VM's vmware*.log files")
+	o.WriterKey.AddFlags(fs, "sign backups with the writer key in `file`")
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
@@ -58,7 +60,10 @@ func newBackupCommand(g *globalOptions) *cobra.Command {
 For each VM, vtpm-backup copies every home file (.vmx, .vmxf, .nvram, .vmsd,
 disk descriptors) before taking a snapshot named vtpm-backup-<backup id>,
 then streams every disk of the VM's chain into the repository and removes
-the snapshot, also on failure or Ctrl-C. A stale vtpm-backup-* snapshot left
+the snapshot, also on failure or Ctrl-C. The manifest is signed with the
+writer key (--writer-key FILE, VTPM_BACKUP_WRITER_KEY, or the file init
+created); into a repository created before writer keys existed, the first
+backup creates one and says so. A stale vtpm-backup-* snapshot left
 by a killed run is removed at the start of the next backup of that VM.
 
 The backup records the VM's key IDs (config.keyId and disk keys), their key
@@ -129,13 +134,18 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		return err
 	}
 	defer repo.Close()
+	p := g.printer()
+	if !opts.DryRun {
+		if err := opts.WriterKey.useWriterKey(ctx, g, repo, p); err != nil {
+			return err
+		}
+	}
 	c, err := opts.VCenter.connect(ctx, g.lookupEnv)
 	if err != nil {
 		return err
 	}
 	defer logout(ctx, c)
 
-	p := g.printer()
 	start := time.Now()
 	ev := newBackupEvents(p, g.progress())
 	b := backup.New(c, repo, backup.Options{

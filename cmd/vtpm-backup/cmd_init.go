@@ -25,6 +25,7 @@ type initOptions struct {
 	GenerateIdentity string
 	ChunkSize        byteSize
 	ObjectLockDays   int
+	WriterKey        writerKeyFlag
 }
 
 // AddFlags registers the flags of the init command.
@@ -36,6 +37,7 @@ func (o *initOptions) AddFlags(fs *pflag.FlagSet) {
 	o.ChunkSize = repository.DefaultChunkSize
 	fs.Var(&o.ChunkSize, "chunk-size", "chunk size: a power of two from 512KiB to 64MiB")
 	fs.IntVar(&o.ObjectLockDays, "object-lock-days", 0, "retain chunks and manifests with S3 Object Lock for `days` (bucket must have Object Lock enabled)")
+	o.WriterKey.AddFlags(fs, "create the writer key backups are signed with in `file` (mode 0600, never overwritten)")
 }
 
 func newInitCommand(g *globalOptions) *cobra.Command {
@@ -52,6 +54,15 @@ Restores and "audit --read-data" need a matching private key (identity).
 --generate-identity FILE creates a new identity for you. Keep that file
 offline (password manager, safe, HSM-backed vault): it is the only key that
 decrypts the backups, and nobody can recover them without it.
+
+Backups are signed with a writer key (Ed25519), created here in a file with
+mode 0600 (--writer-key FILE, default
+$XDG_CONFIG_HOME/vtpm-backup/writer-<repository id>.key). Backup hosts need
+that file; restores, audits and listings trust a backup only when its
+signature verifies with a pinned public key: --generate-identity writes it
+into the identity file, otherwise pass it with --trust-writer. Whoever can
+write to the bucket can store chunks encrypted to the public recipients, but
+cannot sign a manifest.
 
 The chunk size is fixed at init: disks are cut into aligned chunks of this
 size, and identical chunks are stored once. Larger chunks mean fewer objects
@@ -129,10 +140,15 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 	}
 	defer be.Close()
 
+	id := repository.NewRepositoryID()
+	writer, writerPath, err := newWriterKeyFile(g, &opts.WriterKey, id)
+	if err != nil {
+		return err
+	}
 	if identityPath != "" {
-		pub, err := repository.GenerateIdentityFile(identityPath, time.Now())
+		pub, err := repository.GenerateIdentityFile(identityPath, time.Now(), writer.Public())
 		if err != nil {
-			return err
+			return discardWriterKey(writerPath, err)
 		}
 		recipients = append(recipients, pub)
 	}
@@ -140,18 +156,58 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 		Recipients:     recipients,
 		ChunkSize:      int64(opts.ChunkSize),
 		ObjectLockDays: opts.ObjectLockDays,
+		ID:             id,
+		WriterKey:      writer,
 	})
 	if err != nil {
 		if identityPath != "" {
 			err = discardIdentity(identityPath, recipients[len(recipients)-1], err)
 		}
+		if errors.Is(err, repository.ErrAlreadyInitialized) {
+			err = discardWriterKey(writerPath, err)
+		}
 		return err
 	}
+	printInit(g, repo, identityPath, writerPath)
+	return nil
+}
+
+// newWriterKeyFile creates the writer key of a new repository, before the
+// repository exists: a config listing a key nobody holds would leave its
+// backups unsignable.
+func newWriterKeyFile(g *globalOptions, f *writerKeyFlag, repoID string) (*repository.WriterKey, string, error) {
+	path, err := f.path(g, repoID)
+	if err != nil {
+		return nil, "", err
+	}
+	k, err := repository.GenerateWriterKey()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := createWriterKeyFile(path, k, repoID); err != nil {
+		return nil, "", newUsageError(err, "pass --writer-key with a new file name")
+	}
+	return k, path, nil
+}
+
+// discardWriterKey removes the writer key of an init that created nothing.
+func discardWriterKey(path string, initErr error) error {
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("%w (and removing the unused writer key %s failed: %w)", initErr, path, err)
+	}
+	return initErr
+}
+
+// printInit reports the new repository, its identity and writer key files.
+func printInit(g *globalOptions, repo *repository.Repository, identityPath, writerPath string) {
 	cfg := repo.Config()
+	writer := repo.WriterKey().Public()
 	g.logger().Debug("repository created", "location", repo.Location(), "id", cfg.ID)
 
 	p := g.printer()
-	p.JSON(initMessage(repo.Location(), cfg, identityPath))
+	msg := initMessage(repo.Location(), cfg, identityPath)
+	msg.WriterKey, msg.WriterKeyFile = writer.String(), writerPath
+	p.JSON(msg)
 	p.P("created repository %s at %s", cfg.ID, repo.Location())
 	p.P("  format version %d, chunk size %s, %s compression, %d age recipient(s)",
 		cfg.Version, formatByteSize(cfg.ChunkSize), cfg.Compression, len(cfg.Recipients))
@@ -159,11 +215,17 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 		p.P("  chunks and manifests are retained for %d days (S3 Object Lock)", cfg.ObjectLockDays)
 	}
 	if identityPath != "" {
-		p.P("wrote a new age identity to %s (public key %s)", identityPath, recipients[len(recipients)-1])
+		p.P("wrote a new age identity to %s (public key %s)", identityPath, cfg.Recipients[len(cfg.Recipients)-1])
 		p.P("Keep this file offline: it is the only key that decrypts these backups, and it is needed for restore.")
 		p.P("Backup hosts need only the public key (already in the repository config).")
 	}
-	return nil
+	p.P("wrote the writer key backups are signed with to %s (public key %s)", writerPath, writer)
+	p.P("Backup hosts need this file (--writer-key FILE or %s); keep it off restore hosts.", writerKeyEnv)
+	if identityPath != "" {
+		p.P("The identity file pins its public key (%q): restores with it trust only backups it signed.", writer.PinLine())
+	} else {
+		p.P("Restores trust only pinned writer keys: pass --trust-writer %s, or add the line %q to your identity file.", writer, writer.PinLine())
+	}
 }
 
 // discardIdentity deals with the identity generated for an init that

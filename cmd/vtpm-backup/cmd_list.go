@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/dustin/go-humanize"
@@ -80,6 +81,11 @@ func runList(ctx context.Context, opts listOptions, g *globalOptions, args []str
 			entries = append(entries, backupEntryMessage(b))
 		}
 	}
+	for _, b := range cat.Rejected() {
+		if len(args) == 0 || slices.Contains(args, b.VM) {
+			entries = append(entries, backupEntryMessage(b))
+		}
+	}
 
 	p := g.printer()
 	for _, e := range entries {
@@ -95,6 +101,10 @@ func runList(ctx context.Context, opts listOptions, g *globalOptions, args []str
 	}
 	t := p.Table("ID", "VM", "Time", "Size", "Stored", "vTPM", "Key provider")
 	for _, e := range entries {
+		if e.Rejected != "" {
+			t.Row(e.BackupID, orDash(e.VM)+" (claimed)", e.Time, "-", "-", "-", "REJECTED: "+e.Error)
+			continue
+		}
 		if e.Error != "" {
 			vm := e.VM
 			if vm == "" {

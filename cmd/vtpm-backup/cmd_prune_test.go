@@ -33,6 +33,7 @@ func pruneRepo(t *testing.T) (string, *repository.Repository) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	repo.SetWriterKey(initWriterKey(t, repo)) // as a backup host would
 	w := repo.NewChunkWriter()
 	defer w.Close()
 	for n := 1; n <= 4; n++ {

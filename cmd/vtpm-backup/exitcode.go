@@ -28,7 +28,8 @@ const exitStatusHelp = `EXIT STATUS
   2  usage error or bad input (unknown flag, bad --repo URL, bad recipient,
      bad chunk size, repository already initialized)
   3  refused or not ready (a key a backup depends on is not available on the
-     target vCenter; an audit found a VM that cannot be restored)`
+     target vCenter; an audit found a VM that cannot be restored; a backup
+     is rejected as unsigned, forged or signed by an untrusted writer key)`
 
 // errUsage marks errors in how the command was invoked (exit 2). Create them
 // with usageErrorf or newUsageError.
@@ -108,6 +109,10 @@ func exitRules() []exitRule {
 		{restore.ErrNotRestorable, exitNotReady},
 		{repository.ErrLocked, exitNotReady},
 		{repository.ErrUnreadableManifest, exitNotReady},
+		{repository.ErrRejected, exitNotReady},
+		{repository.ErrNoWriterKey, exitUsage},
+		{repository.ErrBadWriterKey, exitUsage},
+		{repository.ErrWriterKeyNotListed, exitUsage},
 		{backup.ErrBadSelection, exitUsage},
 		{backup.ErrNothingSelected, exitUsage},
 	}

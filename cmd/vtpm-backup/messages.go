@@ -57,6 +57,10 @@ func initMessage(location string, cfg repository.Config, identityFile string) ui
 // backupEntryMessage is one catalog entry of "list".
 func backupEntryMessage(b repository.Backup) ui.BackupEntryMessage {
 	e := ui.BackupEntryMessage{BackupID: b.ID, VM: b.VM, Time: rfc3339(b.Time)}
+	if re := b.Rejection(); re != nil {
+		e.Rejected, e.Error = re.Kind, re.Reason
+		return e
+	}
 	if b.Err != nil {
 		e.Error = b.Err.Error()
 		return e

@@ -149,6 +149,7 @@ func envBindings() []envBinding {
 		{"ca-certs", "GOVC_TLS_CA_CERTS"},
 		{"datacenter", "GOVC_DATACENTER"},
 		{"identity", "VTPM_BACKUP_IDENTITY"}, // --identity of the commands that decrypt
+		{"writer-key", writerKeyEnv},         // --writer-key of the commands that sign
 	}
 }
 

@@ -69,6 +69,12 @@ type InitMessage struct {
 	// IdentityFile is the path of the identity written by
 	// --generate-identity, if any. The identity itself is never printed.
 	IdentityFile string `json:"identity_file,omitempty"`
+	// WriterKey is the public key backups of the repository are signed
+	// with (ed25519:<base64url>): restores pin it.
+	WriterKey string `json:"writer_key,omitempty"`
+	// WriterKeyFile is the path of the private writer key, which backup
+	// hosts need (--writer-key).
+	WriterKeyFile string `json:"writer_key_file,omitempty"`
 }
 
 // MessageType implements Message.

@@ -25,6 +25,14 @@ type BackupEntryMessage struct {
 	// Error is set when the manifest cannot be read; the other fields
 	// but backup_id, time and (when known) vm are then empty.
 	Error string `json:"error,omitempty"`
+	// Rejected is set when the backup failed authentication: "unsigned",
+	// "forged" or "foreign" (signed by a writer key that is not trusted);
+	// Error says why, and vm is only what the manifest claims. A rejected
+	// backup is never restored, selected or counted.
+	Rejected string `json:"rejected,omitempty"`
+	// Unsigned is true for a backup without signature that was accepted
+	// because --allow-unsigned was given.
+	Unsigned bool `json:"unsigned,omitempty"`
 }
 
 // MessageType implements Message.
