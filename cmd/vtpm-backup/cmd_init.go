@@ -9,11 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
@@ -146,7 +146,7 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 		return err
 	}
 	if identityPath != "" {
-		pub, err := repository.GenerateIdentityFile(identityPath, time.Now(), writer.Public())
+		pub, err := repository.GenerateIdentityFile(identityPath, clock.Real().Now(), writer.Public())
 		if err != nil {
 			return discardWriterKey(writerPath, err)
 		}

@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 )
@@ -56,7 +56,7 @@ func createWriterKeyFile(path string, k *repository.WriterKey, repoID string) er
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("writer key file %s: %w", path, err)
 	}
-	return repository.WriteWriterKeyFile(path, k, repoID, time.Now())
+	return repository.WriteWriterKeyFile(path, k, repoID, clock.Real().Now())
 }
 
 // useWriterKey gives a backup its writer key. A repository created before
