@@ -88,8 +88,9 @@ func (b *bars) NewBar(name string, total int64) Bar {
 		),
 		mpb.AppendDecorators(
 			decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace),
-			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done"),
-			decor.OnAbort(decor.Name(""), "failed"),
+			// One column ends as "done" or "failed" in place of the ETA; a
+			// separate abort column left the ETA's "0s" glued to "failed".
+			decor.OnAbort(decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done"), "failed"),
 		),
 	)
 	return &mpbBar{bar: bar}

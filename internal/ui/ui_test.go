@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -233,5 +234,10 @@ func TestBarsFakeTerminal(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("progress output lacks %q:\n%s", want, out)
 		}
+	}
+	// The aborted bar ends in "failed" as a word of its own, not glued to
+	// the ETA ("0sfailed", issue 15 item 9).
+	if glued := regexp.MustCompile(`\S+failed`).FindString(out); glued != "" {
+		t.Errorf("aborted bar shows %q:\n%s", glued, out)
 	}
 }
