@@ -131,9 +131,38 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestUnknownCommandSuggests(t *testing.T) {
-	_, stderr, _ := cli(t, "versoin")
-	if !strings.Contains(stderr, `did you mean "version"`) {
-		t.Errorf("stderr %q lacks a suggestion", stderr)
+	for typed, want := range map[string]string{
+		"versoin": "version",
+		"lsit":    "list", // cobra alone suggested "init" (issue 15 item 9)
+		"inti":    "init",
+		"restroe": "restore",
+		"audti":   "audit",
+		"bakcup":  "backup",
+		"unlokc":  "unlock",
+		"prun":    "prune",
+		"lst":     "list",
+	} {
+		_, stderr, code := cli(t, typed)
+		if code != exitUsage || !strings.Contains(stderr, fmt.Sprintf("did you mean %q", want)) {
+			t.Errorf("%s: exit %d, stderr %q; want a suggestion of %q", typed, code, stderr, want)
+		}
+	}
+	if _, stderr, _ := cli(t, "frobnicate"); strings.Contains(stderr, "did you mean") {
+		t.Errorf("a word far from every command got a suggestion: %q", stderr)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"list", "list", 0}, {"lsit", "list", 1}, {"lsit", "init", 2}, {"", "abc", 3},
+		{"kitten", "sitting", 3}, {"ab", "ba", 1}, {"ca", "abc", 3},
+	} {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
 	}
 }
 

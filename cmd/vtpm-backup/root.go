@@ -92,10 +92,62 @@ line wins over the environment. There is no password flag: use
 // command NAME, with cobra's spelling suggestions.
 func unknownCommand(root *cobra.Command, name string) error {
 	hint := fmt.Sprintf("run '%s --help' for the list of commands", root.CommandPath())
-	if s := root.SuggestionsFor(name); len(s) > 0 {
-		hint = fmt.Sprintf("did you mean %q? %s", s[0], hint)
+	if s := suggestCommand(root, name); s != "" {
+		hint = fmt.Sprintf("did you mean %q? %s", s, hint)
 	}
 	return newUsageError(fmt.Errorf("unknown command %q", name), hint)
+}
+
+// suggestCommand returns the command name closest to a mistyped one, or "".
+// Cobra's own suggestions use the Levenshtein distance, for which "lsit" is
+// as far from "init" as from "list"; a swap of two neighbouring letters is
+// the commonest typo, so it counts as one edit here (optimal string
+// alignment), and ties go to the command listed first.
+func suggestCommand(root *cobra.Command, typed string) string {
+	best, bestDist := "", root.SuggestionsMinimumDistance+1
+	for _, c := range root.Commands() {
+		if !c.IsAvailableCommand() {
+			continue
+		}
+		for _, n := range append([]string{c.Name()}, c.Aliases...) {
+			d := editDistance(strings.ToLower(typed), strings.ToLower(n))
+			if strings.HasPrefix(strings.ToLower(n), strings.ToLower(typed)) {
+				d = min(d, 1) // "ver" for "version"
+			}
+			if d < bestDist {
+				best, bestDist = c.Name(), d
+			}
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance between a and b:
+// insertions, deletions, substitutions and transpositions of adjacent
+// letters each cost one.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
 }
 
 // noArgs is cobra.NoArgs returning a usage error.
