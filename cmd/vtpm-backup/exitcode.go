@@ -19,6 +19,9 @@ const (
 	exitFailed   = 1 // it failed (I/O, network, corrupt data, ...)
 	exitUsage    = 2 // bad command line or bad input: fix the invocation
 	exitNotReady = 3 // refused or not ready: e.g. a key is missing on the target vCenter
+	// exitInterrupted: SIGINT or SIGTERM stopped the command (it cleaned
+	// up first). 128+SIGINT, the shell's and restic's convention.
+	exitInterrupted = 130
 )
 
 // exitStatusHelp is the EXIT STATUS section of the root command's help.
@@ -29,7 +32,9 @@ const exitStatusHelp = `EXIT STATUS
      bad chunk size, repository already initialized)
   3  refused or not ready (a key a backup depends on is not available on the
      target vCenter; an audit found a VM that cannot be restored; a backup
-     is rejected as unsigned, forged or signed by an untrusted writer key)`
+     is rejected as unsigned, forged or signed by an untrusted writer key)
+  130  interrupted by SIGINT (Ctrl-C) or SIGTERM, after cleaning up (a
+     second signal stops at once)`
 
 // errUsage marks errors in how the command was invoked (exit 2). Create them
 // with usageErrorf or newUsageError.

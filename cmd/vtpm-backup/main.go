@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -42,10 +41,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		err = fmt.Errorf("interrupted: %w", err)
-	}
 	code := exitCode(err)
+	if ctx.Err() != nil {
+		// A signal stopped the command: say so with 128+SIGINT, as shells
+		// and restic do, so a wrapper can tell an interrupted run from a
+		// failed one.
+		err = fmt.Errorf("interrupted: %w", err)
+		code = exitInterrupted
+	}
 	ui.NewPrinter(stdout, stderr, g.JSON).Error(ui.WithExitCode(err, code))
 	return code
 }

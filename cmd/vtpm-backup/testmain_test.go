@@ -9,7 +9,15 @@ import (
 // TestMain isolates the command tests from the developer's own setup: a
 // ~/.config/vtpm-backup/config.yaml or exported VTPM_BACKUP_* / GOVC_*
 // variables would otherwise change what the commands under test see.
+//
+// With VTPM_BACKUP_TEST_AS_MAIN=1 the test binary is vtpm-backup itself:
+// tests that need a real process (signals, the README tutorial as a shell
+// script) run it under that name instead of building the binary.
 func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		main()
+		return
+	}
 	dir, err := os.MkdirTemp("", "vtpm-backup-cmd-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -25,3 +33,6 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// asMainEnv makes the test binary run main (see TestMain).
+const asMainEnv = "VTPM_BACKUP_TEST_AS_MAIN"
