@@ -48,6 +48,10 @@ var (
 	ErrCertificate = errors.New("vCenter certificate not trusted")
 	// ErrLogin: the vCenter refused the user name or password.
 	ErrLogin = errors.New("vCenter login failed")
+	// ErrNoPassword: the vCenter refused a login for which no password
+	// was given at all (wrapped together with ErrLogin): the caller says
+	// where the password is read from.
+	ErrNoPassword = errors.New("no password given")
 	// ErrKeyRequired: vCenter refused an operation on an encrypted VM
 	// because it cannot get the VM's key (fault EncryptionKeyRequired).
 	ErrKeyRequired = errors.New("encryption key not available to vCenter")
@@ -159,6 +163,9 @@ func Connect(ctx context.Context, opts ConnectOptions) (*Client, error) {
 	gc := &govmomi.Client{Client: vc, SessionManager: session.NewManager(vc)}
 	if user != nil {
 		if err := gc.Login(ctx, user); err != nil {
+			if pass, _ := user.Password(); fault.Is(err, &types.InvalidLogin{}) && pass == "" {
+				return nil, fmt.Errorf("log in to %s as %q: %w: %w", host, user.Username(), ErrLogin, ErrNoPassword)
+			}
 			if fault.Is(err, &types.InvalidLogin{}) {
 				return nil, fmt.Errorf("log in to %s as %q: %w (check the user name and password)", host, user.Username(), ErrLogin)
 			}

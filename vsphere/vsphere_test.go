@@ -40,6 +40,7 @@ func TestConnect(t *testing.T) {
 		{"url with credentials", vsphere.ConnectOptions{URL: env.URL.String(), Insecure: true}, nil},
 		{"host:port only", vsphere.ConnectOptions{URL: u.Host, Username: "user", Password: "pass", Insecure: true}, nil},
 		{"bad password", vsphere.ConnectOptions{URL: u.String(), Username: "user", Password: "wrong-secret", Insecure: true}, vsphere.ErrLogin},
+		{"no password", vsphere.ConnectOptions{URL: u.String(), Username: "user", Insecure: true}, vsphere.ErrNoPassword},
 		{"no URL", vsphere.ConnectOptions{}, vsphere.ErrBadURL},
 		{"bad URL", vsphere.ConnectOptions{URL: "https://[::1"}, vsphere.ErrBadURL},
 		{"untrusted certificate", vsphere.ConnectOptions{URL: u.String(), Username: "user", Password: "pass"}, vsphere.ErrCertificate},
@@ -55,6 +56,9 @@ func TestConnect(t *testing.T) {
 				}
 				if strings.Contains(err.Error(), "wrong-secret") {
 					t.Errorf("error shows the password: %v", err)
+				}
+				if tt.name == "bad password" && errors.Is(err, vsphere.ErrNoPassword) {
+					t.Errorf("a wrong password is reported as none: %v", err)
 				}
 				return
 			}

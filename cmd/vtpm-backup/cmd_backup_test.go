@@ -222,3 +222,25 @@ func TestBackupCommandByTag(t *testing.T) {
 		})
 	}
 }
+
+// A login without any password says that none was given and where it is
+// read from, instead of "check the user name and password" (issue 15
+// item 9).
+func TestNoPasswordSaysWhereItIsRead(t *testing.T) {
+	env := simtest.Start(t)
+	u := *env.URL
+	u.User = nil
+	repo := initLocalRepo(t)
+	_, stderr, code := cli(t, "--repo", repo, "--url", u.String(), "--username", env.Username, "--insecure", "backup", "--all")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d: %s", code, exitUsage, stderr)
+	}
+	for _, want := range []string{"no password given", "--password-file", "GOVC_PASSWORD"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q: %s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "check the user name and password") {
+		t.Errorf("stderr blames the password: %s", stderr)
+	}
+}

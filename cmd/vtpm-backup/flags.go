@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -125,7 +126,7 @@ func (f *vcenterFlags) connect(ctx context.Context, env func(string) (string, bo
 	if err != nil {
 		return nil, err
 	}
-	return vsphere.Connect(ctx, vsphere.ConnectOptions{
+	c, err := vsphere.Connect(ctx, vsphere.ConnectOptions{
 		URL:         f.URL,
 		Username:    f.Username,
 		Password:    password,
@@ -133,6 +134,10 @@ func (f *vcenterFlags) connect(ctx context.Context, env func(string) (string, bo
 		CACertsFile: f.CACerts,
 		Datacenter:  f.Datacenter,
 	})
+	if errors.Is(err, vsphere.ErrNoPassword) {
+		return nil, newUsageError(err, "the vCenter password is read from the file named by --password-file (password_file in the config file), else from the GOVC_PASSWORD variable; neither was set")
+	}
+	return c, err
 }
 
 // logout ends a vCenter session even when ctx is cancelled (Ctrl-C).
