@@ -53,6 +53,16 @@ func TestInitS3(t *testing.T) {
 		}
 	})
 
+	// s3:// is HTTPS; against a plain-HTTP endpoint the error says which
+	// URL to use instead (issue 15 item 9).
+	t.Run("https URL on a plain-HTTP endpoint", func(t *testing.T) {
+		setCreds(t, srv.SecretKey)
+		_, stderr, code := cli(t, "init", "--repo", "s3://"+srv.Endpoint+"/vtpm/plain", "--recipient", newRecipient(t))
+		if code == exitOK || !strings.Contains(stderr, "use s3+http://"+srv.Endpoint+"/vtpm/") {
+			t.Errorf("exit status %d, stderr %q; want a hint at s3+http://", code, stderr)
+		}
+	})
+
 	t.Run("object lock", func(t *testing.T) {
 		setCreds(t, srv.SecretKey)
 		_, stderr, code := cli(t, "--json", "init", "--repo", base+"/locked/repo", "--recipient", newRecipient(t), "--object-lock-days", "1")

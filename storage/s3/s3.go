@@ -270,6 +270,9 @@ func (b *Backend) connError(err error) error {
 	host := b.client.EndpointURL().Host
 	resp := minio.ToErrorResponse(err)
 	switch {
+	case b.client.EndpointURL().Scheme == "https" && isPlainHTTPAnswer(err):
+		return fmt.Errorf("s3: %s answered an HTTPS request in plain HTTP: for a plain-HTTP endpoint use s3+http://%s/%s/...: %w: %w",
+			host, host, b.bucket, ErrUnreachable, err)
 	case isAuthError(resp):
 		return fmt.Errorf("s3: %s refused access to bucket %s (%s): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE and the bucket policy: %w",
 			host, b.bucket, codeOr(resp, "403"), ErrAccessDenied)
@@ -279,6 +282,13 @@ func (b *Backend) connError(err error) error {
 		return fmt.Errorf("s3: cannot reach %s: %w: %w", host, ErrUnreachable, err)
 	}
 	return fmt.Errorf("s3: check bucket %s on %s: %w", b.bucket, host, err)
+}
+
+// isPlainHTTPAnswer tells the error net/http gives when an HTTPS request
+// gets a plain-HTTP answer. net/http has no type or variable for it, so its
+// text is the only way to know.
+func isPlainHTTPAnswer(err error) bool {
+	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 // isAuthError tells refused credentials or permissions.
