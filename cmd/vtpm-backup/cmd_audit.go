@@ -281,16 +281,19 @@ func okBad(ok bool) string {
 }
 
 // humanAge writes a duration the way people read backup ages: 2d3h, 5h12m,
-// 42m, 30s.
+// 42m, 30s. It rounds to the last unit it shows, as the audit's reasons do
+// ("2m0s old" is "2m", not "1m").
 func humanAge(d time.Duration) string {
-	d = d.Round(time.Second)
+	const day = 24 * time.Hour
 	switch {
-	case d >= 24*time.Hour:
-		return fmt.Sprintf("%dd%dh", d/(24*time.Hour), d%(24*time.Hour)/time.Hour)
-	case d >= time.Hour:
+	case d.Round(time.Hour) >= day:
+		d = d.Round(time.Hour)
+		return fmt.Sprintf("%dd%dh", d/day, d%day/time.Hour)
+	case d.Round(time.Minute) >= time.Hour:
+		d = d.Round(time.Minute)
 		return fmt.Sprintf("%dh%dm", d/time.Hour, d%time.Hour/time.Minute)
-	case d >= time.Minute:
-		return fmt.Sprintf("%dm", d/time.Minute)
+	case d.Round(time.Second) >= time.Minute:
+		return fmt.Sprintf("%dm", d.Round(time.Minute)/time.Minute)
 	}
-	return fmt.Sprintf("%ds", d/time.Second)
+	return fmt.Sprintf("%ds", d.Round(time.Second)/time.Second)
 }

@@ -220,7 +220,13 @@ func TestHumanFormats(t *testing.T) {
 			t.Errorf("humanBytes(%d) = %q, want %q", in, got, want)
 		}
 	}
-	for in, want := range map[time.Duration]string{30 * time.Second: "30s", 42 * time.Minute: "42m", 5*time.Hour + 12*time.Minute: "5h12m", 51 * time.Hour: "2d3h"} {
+	for in, want := range map[time.Duration]string{
+		30 * time.Second: "30s", 42 * time.Minute: "42m", 5*time.Hour + 12*time.Minute: "5h12m", 51 * time.Hour: "2d3h",
+		// Rounded like the reasons ("2m0s old"), not truncated (issue 15
+		// item 9: the table said 1m).
+		time.Minute + 50*time.Second: "2m", 59*time.Minute + 40*time.Second: "1h0m", 5*time.Hour + 12*time.Minute + 40*time.Second: "5h13m",
+		23*time.Hour + 50*time.Minute: "1d0h", 51*time.Hour + 40*time.Minute: "2d4h", 59*time.Second + 600*time.Millisecond: "1m",
+	} {
 		if got := humanAge(in); got != want {
 			t.Errorf("humanAge(%v) = %q, want %q", in, got, want)
 		}
