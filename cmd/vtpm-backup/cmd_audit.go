@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vtpm-backup/vtpm-backup/audit"
-	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
@@ -31,8 +30,6 @@ type auditOptions struct {
 	// default for --read-data: a nightly audit with the environment of a
 	// restore host must not fail because of it.
 	identityFlag bool
-	// clock tells the audit's time (tests); nil means the repository's.
-	clock clock.Clock
 }
 
 // AddFlags registers the flags of the audit command.
@@ -123,7 +120,7 @@ func parseSubset(s string) (float64, error) {
 }
 
 func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []string) error {
-	aopts := audit.Options{VMs: args, MaxAge: opts.MaxAge, ReadData: opts.ReadData, Inventory: opts.Inventory, Clock: opts.clock}
+	aopts := audit.Options{VMs: args, MaxAge: opts.MaxAge, ReadData: opts.ReadData, Inventory: opts.Inventory}
 	if opts.Subset != "" {
 		f, err := parseSubset(opts.Subset)
 		if err != nil {
@@ -141,7 +138,7 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 		return newUsageError(fmt.Errorf("--inventory lists the VMs of a vCenter, and none was given"), "pass --url or set GOVC_URL")
 	}
 
-	repo, err := opts.Repo.open(ctx)
+	repo, err := opts.Repo.open(ctx, g.clock)
 	if err != nil {
 		return err
 	}

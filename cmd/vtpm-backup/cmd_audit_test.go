@@ -159,7 +159,9 @@ func TestRunAuditMaxAge(t *testing.T) {
 	b := newBackedUp(t)
 	g, out, _ := testGlobals(t, nil)
 	opts := auditOptions{Repo: repoFlags{URL: b.repo}, VCenter: vcenterFlags{URL: b.env.URL.String(), Insecure: true}}
-	opts.MaxAge, opts.clock = 26*time.Hour, clock.NewFake(time.Now().Add(27*time.Hour))
+	// The repository, and so the audit, reads the command's clock.
+	g.clock = clock.NewFake(time.Now().Add(27 * time.Hour))
+	opts.MaxAge = 26 * time.Hour
 	err := runAudit(t.Context(), opts, g, nil)
 	if exitCode(err) != exitNotReady || !strings.Contains(out.String(), "older than the maximum age 26h0m0s") {
 		t.Fatalf("27h old backup: %v\n%s", err, out)

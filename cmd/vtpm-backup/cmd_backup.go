@@ -129,7 +129,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	if opts.Parallel < 1 || opts.Workers < 1 {
 		return newUsageError(fmt.Errorf("--parallel %d / --workers %d: must be at least 1", opts.Parallel, opts.Workers), "")
 	}
-	repo, err := opts.Repo.open(ctx)
+	repo, err := opts.Repo.open(ctx, g.clock)
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	}
 	defer logout(ctx, c)
 
-	start := time.Now()
+	start := g.clock.Now()
 	ev := newBackupEvents(p, g.progress())
 	b := backup.New(c, repo, backup.Options{
 		Workers:     opts.Workers,
@@ -167,7 +167,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		printBackupSummary(p, results)
 	}
 	failed := backup.Failed(results)
-	p.JSON(summaryMessage("backup", len(results)-failed, failed, time.Since(start)))
+	p.JSON(summaryMessage("backup", len(results)-failed, failed, g.clock.Now().Sub(start)))
 	if failed > 0 {
 		var names []string
 		for _, r := range results {

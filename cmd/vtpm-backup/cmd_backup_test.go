@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/internal/s3server"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
@@ -154,7 +155,7 @@ func TestBackupToS3(t *testing.T) {
 	if len(done) != 1 || done[0]["success"] != true {
 		t.Fatalf("vm_done: %v", done)
 	}
-	repo, err := (&repoFlags{URL: repoURL}).open(t.Context())
+	repo, err := (&repoFlags{URL: repoURL}).open(t.Context(), clock.Real())
 	if err != nil {
 		t.Fatal(err)
 	}

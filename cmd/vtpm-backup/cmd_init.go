@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/storage"
 )
 
 // initOptions are the flags of "vtpm-backup init".
@@ -92,26 +92,16 @@ EXIT STATUS
 	return cmd
 }
 
+// runInit checks the whole command line before it touches the location,
+// then creates the repository, its writer key and (if asked) an identity,
+// and reports them.
 func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string) error {
 	if _, err := opts.Repo.require(); err != nil {
 		return err
 	}
-	recipients := append([]string(nil), opts.Recipients...)
-	if opts.RecipientsFile != "" {
-		rs, err := readRecipientsFile(opts.RecipientsFile)
-		if err != nil {
-			return err
-		}
-		recipients = append(recipients, rs...)
-	}
-	if len(recipients) == 0 && opts.GenerateIdentity == "" {
-		return newUsageError(errors.New("no age recipient given: backups would be readable by nobody"),
-			"pass --recipient age1..., --recipients-file FILE or --generate-identity FILE")
-	}
-	if len(recipients) > 0 {
-		if _, err := repository.ParseRecipients(recipients); err != nil {
-			return err // wraps repository.ErrBadRecipient: exit 2
-		}
+	recipients, err := opts.recipients()
+	if err != nil {
+		return err
 	}
 	if err := repository.ValidateChunkSize(int64(opts.ChunkSize)); err != nil {
 		return fmt.Errorf("--chunk-size %s: %w", opts.ChunkSize.String(), err)
@@ -119,19 +109,9 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 	if opts.ObjectLockDays < 0 {
 		return newUsageError(fmt.Errorf("--object-lock-days %d: must not be negative", opts.ObjectLockDays), "")
 	}
-	identityPath := ""
-	if opts.GenerateIdentity != "" {
-		p, err := filepath.Abs(opts.GenerateIdentity)
-		if err != nil {
-			return fmt.Errorf("--generate-identity %s: %w", opts.GenerateIdentity, err)
-		}
-		if _, err := os.Lstat(p); err == nil {
-			return newUsageError(fmt.Errorf("identity file %s already exists: refusing to overwrite a private key", p),
-				"choose another path, or pass the existing identity's public key with --recipient")
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("--generate-identity %s: %w", p, err)
-		}
-		identityPath = p
+	identityPath, err := newIdentityPath(opts.GenerateIdentity)
+	if err != nil {
+		return err
 	}
 
 	be, err := opts.Repo.openBackend(ctx)
@@ -139,16 +119,73 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 		return err
 	}
 	defer be.Close()
-
-	id := repository.NewRepositoryID()
-	writer, writerPath, err := newWriterKeyFile(g, &opts.WriterKey, id)
+	repo, writerPath, err := createRepository(ctx, be, g, opts, recipients, identityPath)
 	if err != nil {
 		return err
 	}
-	if identityPath != "" {
-		pub, err := repository.GenerateIdentityFile(identityPath, clock.Real().Now(), writer.Public())
+	printInit(g, repo, identityPath, writerPath)
+	return nil
+}
+
+// recipients returns the age public keys of --recipient and
+// --recipients-file, checked; none is an error unless --generate-identity
+// will add one.
+func (o *initOptions) recipients() ([]string, error) {
+	recipients := append([]string(nil), o.Recipients...)
+	if o.RecipientsFile != "" {
+		rs, err := readRecipientsFile(o.RecipientsFile)
 		if err != nil {
-			return discardWriterKey(writerPath, err)
+			return nil, err
+		}
+		recipients = append(recipients, rs...)
+	}
+	if len(recipients) == 0 && o.GenerateIdentity == "" {
+		return nil, newUsageError(errors.New("no age recipient given: backups would be readable by nobody"),
+			"pass --recipient age1..., --recipients-file FILE or --generate-identity FILE")
+	}
+	if len(recipients) > 0 {
+		if _, err := repository.ParseRecipients(recipients); err != nil {
+			return nil, err // wraps repository.ErrBadRecipient: exit 2
+		}
+	}
+	return recipients, nil
+}
+
+// newIdentityPath returns the absolute path of --generate-identity (""
+// when not given), refusing a path that exists: a private key is never
+// overwritten.
+func newIdentityPath(flag string) (string, error) {
+	if flag == "" {
+		return "", nil
+	}
+	p, err := filepath.Abs(flag)
+	if err != nil {
+		return "", fmt.Errorf("--generate-identity %s: %w", flag, err)
+	}
+	if _, err := os.Lstat(p); err == nil {
+		return "", newUsageError(fmt.Errorf("identity file %s already exists: refusing to overwrite a private key", p),
+			"choose another path, or pass the existing identity's public key with --recipient")
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("--generate-identity %s: %w", p, err)
+	}
+	return p, nil
+}
+
+// createRepository writes the writer key file, the new identity (when
+// identityPath is set) and the repository config on be, encrypting to
+// recipients and the new identity's public key. It returns the writer
+// key's path. Key files that nothing was encrypted to or signed with are
+// removed again (discardIdentity, discardWriterKey).
+func createRepository(ctx context.Context, be storage.Backend, g *globalOptions, opts initOptions, recipients []string, identityPath string) (*repository.Repository, string, error) {
+	id := repository.NewRepositoryID()
+	writer, writerPath, err := newWriterKeyFile(g, &opts.WriterKey, id)
+	if err != nil {
+		return nil, "", err
+	}
+	if identityPath != "" {
+		pub, err := repository.GenerateIdentityFile(identityPath, g.clock.Now(), writer.Public())
+		if err != nil {
+			return nil, "", discardWriterKey(writerPath, err)
 		}
 		recipients = append(recipients, pub)
 	}
@@ -158,7 +195,7 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 		ObjectLockDays: opts.ObjectLockDays,
 		ID:             id,
 		WriterKey:      writer,
-	})
+	}, repository.WithClock(g.clock))
 	if err != nil {
 		if identityPath != "" {
 			err = discardIdentity(identityPath, recipients[len(recipients)-1], err)
@@ -166,10 +203,9 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 		if errors.Is(err, repository.ErrAlreadyInitialized) {
 			err = discardWriterKey(writerPath, err)
 		}
-		return err
+		return nil, "", err
 	}
-	printInit(g, repo, identityPath, writerPath)
-	return nil
+	return repo, writerPath, nil
 }
 
 // newWriterKeyFile creates the writer key of a new repository, before the
@@ -184,7 +220,7 @@ func newWriterKeyFile(g *globalOptions, f *writerKeyFlag, repoID string) (*repos
 	if err != nil {
 		return nil, "", err
 	}
-	if err := createWriterKeyFile(path, k, repoID); err != nil {
+	if err := createWriterKeyFile(path, k, repoID, g.clock.Now()); err != nil {
 		return nil, "", newUsageError(err, "pass --writer-key with a new file name")
 	}
 	return k, path, nil

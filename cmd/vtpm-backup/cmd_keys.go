@@ -165,7 +165,7 @@ func runKeysStatus(ctx context.Context, opts keysStatusOptions, g *globalOptions
 	if opts.VCenter.URL == "" {
 		return newUsageError(fmt.Errorf("no vCenter given: key status is asked of a vCenter"), "pass --url or set GOVC_URL (the vCenter you would restore to)")
 	}
-	repo, err := opts.Repo.open(ctx)
+	repo, err := opts.Repo.open(ctx, g.clock)
 	if err != nil {
 		return err
 	}

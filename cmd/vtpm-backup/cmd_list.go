@@ -57,7 +57,7 @@ EXIT STATUS
 }
 
 func runList(ctx context.Context, opts listOptions, g *globalOptions, args []string) error {
-	repo, err := opts.Repo.open(ctx)
+	repo, err := opts.Repo.open(ctx, g.clock)
 	if err != nil {
 		return err
 	}

@@ -111,7 +111,7 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 	if err := policy.Validate(); err != nil {
 		return newUsageError(err, "pass a count of 0 or more, or -1 for unlimited")
 	}
-	repo, err := opts.Repo.open(ctx)
+	repo, err := opts.Repo.open(ctx, g.clock)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 		grace = -1 // the API's "none"
 	}
 	p := g.printer()
-	start := time.Now()
+	start := g.clock.Now()
 	plan, err := repository.PlanPrune(ctx, repo, policy, repository.PruneOptions{
 		DryRun: opts.DryRun,
 		Grace:  grace,
@@ -137,7 +137,7 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 		rep, err = plan.Execute(ctx)
 	}
 	if rep != nil {
-		printPruneDone(p, rep, time.Since(start))
+		printPruneDone(p, rep, g.clock.Now().Sub(start))
 	}
 	return err // ErrLocked and ErrUnreadableManifest: exit 3 (exitRules)
 }

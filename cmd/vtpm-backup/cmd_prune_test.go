@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -137,7 +138,11 @@ func TestPruneRefusedWhileLocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Unlock(t.Context())
+	t.Cleanup(func() {
+		if err := l.Unlock(context.WithoutCancel(t.Context())); err != nil {
+			t.Error(err)
+		}
+	})
 	_, stderr, code := cli(t, "prune", "--repo", dir, "--keep-last", "1")
 	if code != exitNotReady || !strings.Contains(stderr, "backup-host-7") {
 		t.Fatalf("exit status %d, stderr %q; want 3 naming the lock holder", code, stderr)

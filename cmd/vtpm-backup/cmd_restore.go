@@ -53,12 +53,9 @@ func (o *restoreOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Workers, "workers", restore.DefaultWorkers, "chunks downloaded and decoded in parallel")
 }
 
-func newRestoreCommand(g *globalOptions) *cobra.Command {
-	var opts restoreOptions
-	cmd := &cobra.Command{
-		Use:   "restore BACKUP-ID|VM[@latest|@TIME] [flags]",
-		Short: "Restore a backup as a new VM on vCenter, or its files to a folder",
-		Long: `Restore one backup: as a registered VM on a vCenter, or with --to-dir as
+// restoreHelp is the long help of "vtpm-backup restore": what is checked
+// before anything is written, and in which order.
+const restoreHelp = `Restore one backup: as a registered VM on a vCenter, or with --to-dir as
 files in a local folder.
 
 The backup is a backup ID, or a VM (name or inventory path at backup time):
@@ -105,7 +102,14 @@ EXIT STATUS
   3  refused: a key is not available on the target vCenter (each key is
      listed with its provider and the remedy), the VM name or its home
      folder already exists, not enough free space, or a backup that cannot
-     be restored to vCenter`,
+     be restored to vCenter`
+
+func newRestoreCommand(g *globalOptions) *cobra.Command {
+	var opts restoreOptions
+	cmd := &cobra.Command{
+		Use:   "restore BACKUP-ID|VM[@latest|@TIME] [flags]",
+		Short: "Restore a backup as a new VM on vCenter, or its files to a folder",
+		Long:  restoreHelp,
 		Example: `  # the latest backup of a lost VM, in its original place, powered on
   vtpm-backup restore --repo s3://s3.example.com/backups/vtpm --identity ~/vtpm-backup.key \
       win11-01@latest --power-on
@@ -136,7 +140,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if err := opts.validate(args); err != nil {
 		return err
 	}
-	repo, err := opts.Repo.open(ctx)
+	repo, err := opts.Repo.open(ctx, g.clock)
 	if err != nil {
 		return err
 	}
@@ -174,7 +178,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 
 	progress := g.progress()
 	ev.bar = progress.NewBar(plan.Name, plan.TotalSize)
-	start := time.Now()
+	start := g.clock.Now()
 	res, err := restore.Run(ctx, c, repo, plan)
 	if err == nil && res.PowerOnErr != nil {
 		err = res.PowerOnErr // the VM is kept; the command still fails (exit 1)
@@ -184,7 +188,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if res != nil {
 		printRestoreDone(p, res, err)
 	}
-	p.JSON(restoreSummary(res, err, start))
+	p.JSON(restoreSummary(res, err, g.clock.Now().Sub(start)))
 	return err
 }
 
@@ -215,14 +219,14 @@ func runRestoreToDir(ctx context.Context, opts restoreOptions, g *globalOptions,
 	}
 	progress := g.progress()
 	ev.bar = progress.NewBar(m.VM.Name, msg.TotalBytes)
-	start := time.Now()
+	start := g.clock.Now()
 	res, err := restore.RunDir(ctx, repo, plan)
 	ev.bar.Done(err)
 	progress.Wait()
 	if res != nil {
 		printRestoreDone(p, res, nil)
 	}
-	p.JSON(restoreSummary(res, err, start))
+	p.JSON(restoreSummary(res, err, g.clock.Now().Sub(start)))
 	return err
 }
 
@@ -313,9 +317,9 @@ func printRestoreDone(p ui.Printer, res *restore.Result, err error) {
 	p.JSON(restoreDoneMessage(res, err))
 }
 
-func restoreSummary(res *restore.Result, err error, start time.Time) ui.SummaryMessage {
+func restoreSummary(res *restore.Result, err error, took time.Duration) ui.SummaryMessage {
 	if res != nil && err == nil {
-		return summaryMessage("restore", 1, 0, time.Since(start))
+		return summaryMessage("restore", 1, 0, took)
 	}
-	return summaryMessage("restore", 0, 1, time.Since(start))
+	return summaryMessage("restore", 0, 1, took)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -53,12 +52,12 @@ EXIT STATUS
 }
 
 func runUnlock(ctx context.Context, opts unlockOptions, g *globalOptions, _ []string) error {
-	repo, err := opts.Repo.open(ctx)
+	repo, err := opts.Repo.open(ctx, g.clock)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	now := time.Now()
+	now := g.clock.Now()
 	locks, err := repo.ListLocks(ctx)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/internal/location"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage"
@@ -60,14 +61,14 @@ func (f *repoFlags) openBackend(ctx context.Context) (storage.Backend, error) {
 	})
 }
 
-// open opens the repository at --repo. The caller closes it
-// (repo.Close()).
-func (f *repoFlags) open(ctx context.Context) (*repository.Repository, error) {
+// open opens the repository at --repo, reading time from clk. The caller
+// closes it (repo.Close()).
+func (f *repoFlags) open(ctx context.Context, clk clock.Clock) (*repository.Repository, error) {
 	be, err := f.openBackend(ctx)
 	if err != nil {
 		return nil, err
 	}
-	repo, err := repository.Open(ctx, be)
+	repo, err := repository.Open(ctx, be, repository.WithClock(clk))
 	if err != nil {
 		_ = be.Close()
 		return nil, err

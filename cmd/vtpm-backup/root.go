@@ -10,13 +10,14 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 )
 
 // newRootCommand builds the whole command tree writing to stdout and stderr.
 // The returned options are filled in when the command line is parsed.
 func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
-	g := &globalOptions{stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
+	g := &globalOptions{stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv, clock: clock.Real()}
 	root := &cobra.Command{
 		Use:   "vtpm-backup",
 		Short: "Back up and restore vSphere VMs that have a virtual TPM",
@@ -175,6 +176,9 @@ type globalOptions struct {
 	stdout, stderr io.Writer
 	// lookupEnv reads the environment (os.LookupEnv; tests inject a map).
 	lookupEnv func(string) (string, bool)
+	// clock is the commands' one clock (clock.Real; tests inject a fake):
+	// repositories are opened with it, and commands time their runs by it.
+	clock clock.Clock
 }
 
 // AddFlags registers the global flags on fs (the root's persistent flags).

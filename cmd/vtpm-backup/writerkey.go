@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 )
@@ -51,12 +51,13 @@ func (o *writerKeyFlag) path(g *globalOptions, repoID string) (string, error) {
 }
 
 // createWriterKeyFile writes a new writer key for the repository with this
-// ID, creating the default directory (mode 0700) when needed.
-func createWriterKeyFile(path string, k *repository.WriterKey, repoID string) error {
+// ID, created at now, creating the default directory (mode 0700) when
+// needed.
+func createWriterKeyFile(path string, k *repository.WriterKey, repoID string, now time.Time) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("writer key file %s: %w", path, err)
 	}
-	return repository.WriteWriterKeyFile(path, k, repoID, clock.Real().Now())
+	return repository.WriteWriterKeyFile(path, k, repoID, now)
 }
 
 // useWriterKey gives a backup its writer key. A repository created before
@@ -75,7 +76,7 @@ func (o *writerKeyFlag) useWriterKey(ctx context.Context, g *globalOptions, repo
 		if k, err = repository.GenerateWriterKey(); err != nil {
 			return err
 		}
-		if err := createWriterKeyFile(path, k, repo.Config().ID); err != nil {
+		if err := createWriterKeyFile(path, k, repo.Config().ID, g.clock.Now()); err != nil {
 			return err
 		}
 	case missing:
