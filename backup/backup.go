@@ -251,6 +251,8 @@ func (b *Backuper) sweepSnapshots(ctx context.Context, vm *object.VirtualMachine
 		if lockErr != nil {
 			return true // cannot tell: touch nothing
 		}
+		// A stale lock is one that expired or, on this host, one whose
+		// process is gone (killed): its snapshot is swept at once.
 		for _, l := range locks {
 			if l.ID == lock && !l.Stale(now) {
 				busy = fmt.Sprintf("snapshot %s belongs to a backup that is still running (%s)", s.Name, l.Describe(now))

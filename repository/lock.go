@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -40,9 +39,9 @@ var (
 // LockInfo is the content of a lock object.
 type LockInfo struct {
 	// ID names the lock object (locks/<ID>.json); not stored in it.
-	ID        string    `json:"-"`
-	Hostname  string    `json:"hostname"`
-	PID       int       `json:"pid"`
+	ID string `json:"-"`
+	// Process is the holder: host name, boot ID, pid and start time.
+	Process
 	Exclusive bool      `json:"exclusive"`
 	Purpose   string    `json:"purpose,omitempty"`
 	Created   time.Time `json:"created"`
@@ -52,10 +51,17 @@ type LockInfo struct {
 	// treated as exclusive and expiring DefaultLockExpiry after it was
 	// written, so garbage in locks/ blocks nothing forever.
 	Unreadable bool `json:"-"`
+	// HolderGone says why the holder is known to have stopped (it ran on
+	// this host and is gone, see Host.Gone); set by ListLocks. Such a lock
+	// is stale at once, whatever its expiry.
+	HolderGone string `json:"-"`
 }
 
-// Stale reports whether the lock has expired at now.
-func (li LockInfo) Stale(now time.Time) bool { return !now.Before(li.Expires) }
+// Stale reports whether the lock is stale at now: its holder is known gone,
+// or it has expired.
+func (li LockInfo) Stale(now time.Time) bool {
+	return li.HolderGone != "" || !now.Before(li.Expires)
+}
 
 // Describe names the lock for people: kind, holder, age and expiry.
 func (li LockInfo) Describe(now time.Time) string {
@@ -72,7 +78,10 @@ func (li LockInfo) Describe(now time.Time) string {
 		purpose = " for " + li.Purpose
 	}
 	expiry := "expires in " + roundAge(li.Expires.Sub(now))
-	if li.Stale(now) {
+	switch {
+	case li.HolderGone != "":
+		expiry = "stale: " + li.HolderGone
+	case li.Stale(now):
 		expiry = "expired " + roundAge(now.Sub(li.Expires)) + " ago"
 	}
 	return fmt.Sprintf("%s lock %s%s held by %s (pid %d), created %s ago, refreshed %s ago, %s",
@@ -141,12 +150,16 @@ type LockOptions struct {
 	// zero fails at once with ErrLocked.
 	RetryFor      time.Duration
 	RetryInterval time.Duration
-	// Hostname and PID identify the holder; they default to this process.
+	// Hostname and PID name the holder; they default to this process.
+	// A holder named here is judged by expiry only: its boot ID and start
+	// time are recorded only when it is this process.
 	Hostname string
 	PID      int
 }
 
-func (o *LockOptions) defaults() {
+// defaults fills in the timing and returns the holder: self unless the
+// options name another.
+func (o *LockOptions) defaults(self Process) Process {
 	if o.Expiry <= 0 {
 		o.Expiry = DefaultLockExpiry
 	}
@@ -159,15 +172,17 @@ func (o *LockOptions) defaults() {
 	if o.RetryInterval <= 0 {
 		o.RetryInterval = time.Minute
 	}
-	if o.Hostname == "" {
-		o.Hostname, _ = os.Hostname()
-		if o.Hostname == "" {
-			o.Hostname = "unknown"
+	holder := self
+	if (o.Hostname != "" && o.Hostname != self.Hostname) || (o.PID != 0 && o.PID != self.PID) {
+		holder = Process{Hostname: o.Hostname, PID: o.PID}
+		if holder.Hostname == "" {
+			holder.Hostname = self.Hostname
+		}
+		if holder.PID == 0 {
+			holder.PID = self.PID
 		}
 	}
-	if o.PID == 0 {
-		o.PID = os.Getpid()
-	}
+	return holder
 }
 
 // Lock is a lock held in a repository. Its methods are safe for concurrent
@@ -175,15 +190,34 @@ func (o *LockOptions) defaults() {
 //
 // Locks coordinate writers that must not overlap (restic's model):
 //
-//	locks/<random id>.json   {hostname, pid, exclusive, purpose, created, refreshed, expires}
+//	locks/<random id>.json   {hostname, boot_id, pid, process_start_ticks,
+//	                          exclusive, purpose, created, refreshed, expires}
 //
 // Backups take a shared lock, prune an exclusive one. Any number of shared
-// locks coexist; an exclusive lock excludes every other lock. A lock is
-// refreshed every RefreshInterval and is stale once its Expires time has
-// passed (a dead host stops refreshing): stale locks never block anyone,
-// and an exclusive locker removes them and reports each one. A holder that
-// cannot refresh its lock before it expires treats it as lost and cancels
-// its work (Lock.Context), because from then on another host may take over.
+// locks coexist; an exclusive lock excludes every other lock. Stale locks
+// never block anyone, and an exclusive locker removes them and reports each
+// one. A lock is stale by one of two rules:
+//
+//   - Same host, holder gone: a lock written on this host (same host name)
+//     whose process is known to have stopped is stale at once: the host has
+//     booted since (another boot ID), no process has its pid, or the process
+//     with its pid started at another time (the pid was reused, as in a
+//     restarted container whose every run is pid 1). A killed backup thus
+//     blocks nothing: the next run on the host takes over at once.
+//   - Expiry, for every lock: a lock is refreshed every RefreshInterval and
+//     is stale once its Expires time has passed (a dead host stops
+//     refreshing). Locks of other hosts, and locks written without a boot ID
+//     and start time (older versions, systems without /proc), are judged by
+//     this rule only.
+//
+// The first rule trusts host names: two machines or containers with the
+// same host name could take each other's live lock for a dead one (the
+// twin's lock shows another boot ID, or a pid this one does not run). Give
+// every backup host its own host name.
+//
+// A holder that cannot refresh its lock before it expires treats it as lost
+// and cancels its work (Lock.Context), because from then on another host may
+// take over.
 //
 // Taking a lock is check-write-check: list the locks, write ours, list
 // again; on a conflict in the second look, remove ours and fail. Two
@@ -202,7 +236,7 @@ type Lock struct {
 
 	mu   sync.Mutex
 	info LockInfo
-	// stale are expired locks of others met while locking.
+	// stale are stale locks of others met while locking.
 	stale []LockInfo
 }
 
@@ -221,11 +255,11 @@ func (r *Repository) Lock(ctx context.Context, exclusive bool) (*Lock, error) {
 // until Unlock; its Context is cancelled (cause ErrLockLost) if that fails
 // for so long that the lock would expire.
 func (r *Repository) LockWithOptions(ctx context.Context, opts LockOptions) (*Lock, error) {
-	opts.defaults()
+	holder := opts.defaults(r.host.Self())
 	clk := r.clk
 	deadline := clk.Now().Add(opts.RetryFor)
 	for {
-		l, err := r.tryLock(ctx, opts)
+		l, err := r.tryLock(ctx, opts, holder)
 		if err == nil {
 			return l, nil
 		}
@@ -240,7 +274,7 @@ func (r *Repository) LockWithOptions(ctx context.Context, opts LockOptions) (*Lo
 	}
 }
 
-func (r *Repository) tryLock(ctx context.Context, opts LockOptions) (*Lock, error) {
+func (r *Repository) tryLock(ctx context.Context, opts LockOptions, holder Process) (*Lock, error) {
 	now := r.clk.Now()
 	locks, err := r.ListLocks(ctx)
 	if err != nil {
@@ -256,8 +290,7 @@ func (r *Repository) tryLock(ctx context.Context, opts LockOptions) (*Lock, erro
 	}
 	info := LockInfo{
 		ID:        hex.EncodeToString(idb[:]),
-		Hostname:  opts.Hostname,
-		PID:       opts.PID,
+		Process:   holder,
 		Exclusive: opts.Exclusive,
 		Purpose:   opts.Purpose,
 		Created:   now.UTC(),
@@ -361,15 +394,18 @@ func (r *Repository) ListLocks(ctx context.Context) ([]LockInfo, error) {
 				Expires: fi.ModTime.Add(DefaultLockExpiry)}
 		}
 		li.ID = id
+		if !li.Unreadable {
+			li.HolderGone = r.host.Gone(li.Process)
+		}
 		out = append(out, li)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	return out, nil
 }
 
-// RemoveStaleLocks removes the locks that expired at now (all locks with
-// force, for an operator who knows their holders are gone) and returns
-// them.
+// RemoveStaleLocks removes the locks that are stale at now (expired, or
+// held by a process of this host that is gone; all locks with force, for an
+// operator who knows their holders are gone) and returns them.
 func (r *Repository) RemoveStaleLocks(ctx context.Context, now time.Time, force bool) ([]LockInfo, error) {
 	locks, err := r.ListLocks(ctx)
 	if err != nil {
@@ -400,7 +436,7 @@ func (l *Lock) Info() LockInfo {
 	return l.info
 }
 
-// StaleLocks returns the expired locks of others met while locking:
+// StaleLocks returns the stale locks of others met while locking:
 // removed when this lock is exclusive, ignored when it is shared.
 func (l *Lock) StaleLocks() []LockInfo {
 	return append([]LockInfo(nil), l.stale...)

@@ -468,3 +468,96 @@ func TestLockRefreshDoesNotOutliveTheLock(t *testing.T) {
 		t.Fatalf("cause = %v, want ErrLockLost", cause)
 	}
 }
+
+// fakeHost plays the machine locks run on: self, and the reasons why some
+// pids of it are gone.
+type fakeHost struct {
+	self repository.Process
+	gone map[int]string
+	// asked are the holders Gone was asked about.
+	asked []repository.Process
+}
+
+func (h *fakeHost) Self() repository.Process { return h.self }
+
+func (h *fakeHost) Gone(p repository.Process) string {
+	h.asked = append(h.asked, p)
+	if p.Hostname != h.self.Hostname {
+		return ""
+	}
+	return h.gone[p.PID]
+}
+
+// TestLockHostSeam: a lock records its holder as the Host tells it (boot ID
+// and start time only for this process), ListLocks asks the Host about every
+// readable lock, and a holder the Host knows gone makes its lock stale at
+// once; a Host that knows nothing (systems without /proc) leaves every lock
+// to its expiry.
+func TestLockHostSeam(t *testing.T) {
+	be := storagetest.NewMemory()
+	clk := clock.NewFake(time.Now())
+	newRepo(t, be, clk)
+	host := &fakeHost{self: repository.Process{Hostname: "backup01", BootID: "boot-1", PID: 100, StartTicks: 777}, gone: map[int]string{}}
+	repo, err := repository.Open(t.Context(), be, repository.WithClock(clk), repository.WithHost(host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := repo.LockWithOptions(t.Context(), repository.LockOptions{Purpose: "backup", NoRefresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := repo.LockWithOptions(t.Context(), repository.LockOptions{Hostname: "backup02", PID: 100, NoRefresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := storage.ReadAll(t.Context(), be, "locks/"+own.Info().ID+".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"hostname":"backup01"`, `"boot_id":"boot-1"`, `"pid":100`, `"process_start_ticks":777`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("lock object %s lacks %s", raw, want)
+		}
+	}
+	if p := other.Info().Process; p.BootID != "" || p.StartTicks != 0 {
+		t.Errorf("a lock for another holder records %+v, want no boot ID or start time", p)
+	}
+	if err := be.Put(t.Context(), "locks/garbage.json", strings.NewReader("{"), 1); err != nil {
+		t.Fatal(err)
+	}
+
+	// Nothing known gone: both locks live, prune refused.
+	host.asked = nil
+	if _, err := repo.LockWithOptions(t.Context(), lockOpts("prune01", true)); !errors.Is(err, repository.ErrLocked) {
+		t.Fatalf("prune = %v, want ErrLocked", err)
+	}
+	if len(host.asked) != 2 {
+		t.Errorf("Gone asked about %+v, want the two readable locks", host.asked)
+	}
+	host.gone[100] = "process 100 is no longer running on backup01"
+	locks, err := repo.ListLocks(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range locks {
+		wantGone := l.ID == own.Info().ID
+		if (l.HolderGone != "") != wantGone || l.Stale(clk.Now()) != wantGone {
+			t.Errorf("lock %s of %s: holder gone %q, stale %v", l.ID, l.Hostname, l.HolderGone, l.Stale(clk.Now()))
+		}
+	}
+	// The other host's lock and the unreadable one still block prune
+	// until they expire.
+	_, err = repo.LockWithOptions(t.Context(), lockOpts("prune01", true))
+	var le *repository.LockedError
+	if !errors.As(err, &le) || len(le.Holders) != 2 {
+		t.Fatalf("prune = %v, want the other host's and the unreadable lock holding it", err)
+	}
+	clk.Advance(repository.DefaultLockExpiry + time.Minute) // the unreadable one dates from its real write time
+	ex, err := repo.LockWithOptions(t.Context(), lockOpts("prune01", true))
+	if err != nil {
+		t.Fatalf("prune after expiry: %v", err)
+	}
+	if s := ex.StaleLocks(); len(s) != 3 {
+		t.Fatalf("StaleLocks = %+v, want all three", s)
+	}
+}

@@ -32,7 +32,10 @@ type Repository struct {
 	trust Trust
 	// clk is the repository's one clock: lock times and expiry, Object
 	// Lock retention dates, prune's grace period and policy.
-	clk       clock.Clock
+	clk clock.Clock
+	// host identifies lock holders and tells which of this host's are
+	// gone.
+	host      Host
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -52,7 +55,7 @@ func WithClock(c clock.Clock) Option {
 }
 
 func newRepository(be storage.Backend, cfg Config, recipients []age.Recipient, options []Option) *Repository {
-	r := &Repository{be: be, cfg: cfg, recipients: recipients, clk: clock.Real()}
+	r := &Repository{be: be, cfg: cfg, recipients: recipients, clk: clock.Real(), host: LocalHost()}
 	for _, o := range options {
 		o(r)
 	}

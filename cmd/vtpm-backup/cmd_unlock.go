@@ -23,11 +23,26 @@ func newUnlockCommand(g *globalOptions) *cobra.Command {
 	var opts unlockOptions
 	cmd := &cobra.Command{
 		Use:   "unlock [--remove-all]",
-		Short: "List the repository's locks and remove expired ones",
+		Short: "List the repository's locks and remove stale ones",
 		Long: `List the repository's locks (backups hold shared ones, prune an exclusive
-one) and remove those that expired: their process stopped refreshing them
-(it was killed, or its host died). Expired locks never block anyone and
-prune takes them over by itself, so this is housekeeping, not a repair.
+one) and remove the stale ones. A lock is stale by one of two rules:
+
+  - Its holder ran on this host and is gone: the lock records the host
+    name, the boot ID, the pid and the process start time, so a run that
+    was killed (kill -9, the OOM killer) or whose host rebooted is known
+    dead at once, even when its pid now belongs to another process (a
+    restarted container is pid 1 again).
+  - It expired: a running holder refreshes its lock every 5 minutes and a
+    lock not refreshed for 30 minutes is stale. Locks of other hosts, and
+    locks written by versions that did not record a boot ID and start
+    time, are judged by this rule only, since their process cannot be
+    looked up from here.
+
+Stale locks never block anyone: backup sweeps the snapshot a dead run left
+and proceeds, and prune takes stale locks over by itself, so this is
+housekeeping, not a repair. The first rule trusts host names: give every
+backup host (and container) its own, or two of them could take each
+other's live lock for a dead one.
 
 --remove-all also removes live locks. Do that only when you are sure their
 holders are gone (the host is down for good): a backup whose lock is

@@ -240,6 +240,6 @@ func restoreDoneMessage(res *restore.Result, err error) ui.RestoreDoneMessage {
 func lockMessage(l repository.LockInfo, now time.Time, removed bool) ui.LockMessage {
 	return ui.LockMessage{
 		ID: l.ID, Hostname: l.Hostname, PID: l.PID, Exclusive: l.Exclusive, Purpose: l.Purpose,
-		Created: l.Created.UTC(), Expires: l.Expires.UTC(), Stale: l.Stale(now), Removed: removed,
+		Created: l.Created.UTC(), Expires: l.Expires.UTC(), Stale: l.Stale(now), StaleReason: l.HolderGone, Removed: removed,
 	}
 }

@@ -17,8 +17,13 @@ type LockMessage struct {
 	Purpose   string    `json:"purpose,omitempty"`
 	Created   time.Time `json:"created"`
 	Expires   time.Time `json:"expires"`
-	// Stale is true when the lock expired (its holder stopped refreshing it).
+	// Stale is true when the lock expired (its holder stopped refreshing
+	// it) or its holder ran on this host and is gone.
 	Stale bool `json:"stale"`
+	// StaleReason says why a lock of this host is stale before its expiry
+	// (its process is gone, its pid reused, the host restarted); empty
+	// otherwise.
+	StaleReason string `json:"stale_reason,omitempty"`
 	// Removed is true when this run removed the lock.
 	Removed bool `json:"removed"`
 }

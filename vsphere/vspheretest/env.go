@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"reflect"
 	"unsafe"
@@ -46,6 +47,10 @@ type EnvOptions struct {
 	// Username and Password the vCenter accepts (default "user"/"pass").
 	// Any other pair is refused with InvalidLogin.
 	Username, Password string
+	// Handler, when set, wraps the simulator's HTTP handler (SOAP and the
+	// datastore file service) before its first request: tests observe,
+	// hold or fail requests there.
+	Handler func(next http.Handler) http.Handler
 }
 
 // Env is one in-process simulated vCenter with an HTTPS endpoint.
@@ -88,6 +93,9 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 	model.Service.RegisterEndpoints = true
 	model.Service.Listen = &url.URL{User: url.UserPassword(opts.Username, opts.Password)}
 	server := model.Service.NewServer()
+	if opts.Handler != nil {
+		server.Config.Handler = opts.Handler(server.Config.Handler)
+	}
 	env := &Env{
 		Model:    model,
 		Server:   server,
