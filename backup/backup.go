@@ -290,33 +290,87 @@ func (b *Backuper) BackupVM(ctx context.Context, vm *object.VirtualMachine) *Res
 	return res
 }
 
-func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res *Result) (err error) {
-	info, err := b.client.VMInfo(ctx, vm)
+func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res *Result) error {
+	j := &vmBackup{b: b, vm: vm, res: res}
+	if err := j.inspect(ctx); err != nil {
+		return err
+	}
+	j.captureKeys(ctx)
+	if err := j.chooseFiles(); err != nil {
+		return err
+	}
+	if b.opts.DryRun {
+		return nil
+	}
+	if err := b.indexPrevious(ctx, j.info, res); err != nil {
+		return err
+	}
+	j.start()
+	defer j.p.close()
+	defer func() { res.Stats = j.p.stats() }()
+	if err := j.copyFiles(ctx, true); err != nil {
+		return err
+	}
+	if err := j.snapshotAndCopyDisks(ctx); err != nil {
+		return err
+	}
+	return j.writeManifest(ctx)
+}
+
+// vmBackup is one VM's backup in progress: each step of backupVM records
+// what the next ones need.
+type vmBackup struct {
+	b   *Backuper
+	vm  *object.VirtualMachine
+	res *Result
+
+	info  *vsphere.VMInfo
+	keys  keys.VMKeys
+	files []sourceFile
+	// id is the backup ID; p stores the files' chunks, stored describes
+	// the files copied so far.
+	id     string
+	p      *pipeline
+	stored []repository.File
+}
+
+// inspect reads the VM and, for a real run, removes the stale snapshots of
+// interrupted runs first (reading the VM again if any went).
+func (j *vmBackup) inspect(ctx context.Context) error {
+	b, res := j.b, j.res
+	info, err := b.client.VMInfo(ctx, j.vm)
 	if err != nil {
 		return err
 	}
+	j.info = info
 	res.VM = info.Name
-	if !b.opts.DryRun {
-		b.events.Status(info.Name, "sweeping stale snapshots")
-		swept, warnings, err := b.sweepSnapshots(ctx, vm, info.Name)
-		res.Warnings = append(res.Warnings, warnings...)
-		res.SweptSnapshots = swept
-		if err != nil {
+	if b.opts.DryRun {
+		return nil
+	}
+	b.events.Status(info.Name, "sweeping stale snapshots")
+	swept, warnings, err := b.sweepSnapshots(ctx, j.vm, info.Name)
+	res.Warnings = append(res.Warnings, warnings...)
+	res.SweptSnapshots = swept
+	if err != nil {
+		return err
+	}
+	if len(swept) > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("removed %d stale snapshot(s) left by an interrupted backup: %s", len(swept), strings.Join(swept, ", ")))
+		if j.info, err = b.client.VMInfo(ctx, j.vm); err != nil {
 			return err
 		}
-		if len(swept) > 0 {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("removed %d stale snapshot(s) left by an interrupted backup: %s", len(swept), strings.Join(swept, ", ")))
-			if info, err = b.client.VMInfo(ctx, vm); err != nil {
-				return err
-			}
-		}
 	}
+	return nil
+}
 
-	vmKeys, err := keys.Capture(ctx, b.client.Vim25(), info.Raw.Config)
+// captureKeys records the VM's keys and their providers. The key IDs come
+// from the VM config and are always recorded; a provider listing that
+// fails only leaves the providers' types out, with a warning.
+func (j *vmBackup) captureKeys(ctx context.Context) {
+	res, cfg := j.res, j.info.Raw.Config
+	vmKeys, err := keys.Capture(ctx, j.b.client.Vim25(), cfg)
 	if err != nil {
-		// The key IDs come from the VM config and are always recorded;
-		// only the providers' types are missing.
-		vmKeys = keys.FromVMConfig(info.Raw.Config)
+		vmKeys = keys.FromVMConfig(cfg)
 		res.Warnings = append(res.Warnings, fmt.Sprintf("key providers could not be read (provider types not recorded): %v", err))
 	}
 	if vmKeys.VMKey != nil {
@@ -326,60 +380,66 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 			}
 		}
 	}
+	j.keys = vmKeys
 	res.Keys = manifestKeys(vmKeys)
+}
 
-	files, err := selectFiles(info, b.opts.IncludeLogs)
+// chooseFiles decides which files to copy. A vTPM VM without a .nvram
+// fails here, before anything is written.
+func (j *vmBackup) chooseFiles() error {
+	info := j.info
+	files, err := selectFiles(info, j.b.opts.IncludeLogs)
 	if err != nil {
 		return err
 	}
 	for _, f := range files {
-		res.Files = append(res.Files, PlannedFile{Path: f.String(), Type: f.Type, Size: f.Size})
+		j.res.Files = append(j.res.Files, PlannedFile{Path: f.String(), Type: f.Type, Size: f.Size})
 	}
 	if info.VTPM && !hasType(files, repository.FileNvram) {
 		return fmt.Errorf("%w: VM %s has a virtual TPM but vCenter lists no .nvram file in its home folder %s: the TPM state cannot be backed up; check the VM's files", ErrNoNvram, info.Name, info.HomeFolder())
 	}
-	if b.opts.DryRun {
-		return nil
-	}
+	j.files = files
+	return nil
+}
 
-	if err := b.indexPrevious(ctx, info, res); err != nil {
-		return err
-	}
-
+// start announces the copy and sets up the backup ID and chunk pipeline.
+func (j *vmBackup) start() {
+	b, name := j.b, j.info.Name
 	var total int64
-	for _, f := range files {
+	for _, f := range j.files {
 		total += f.Size
 	}
-	b.events.VMStarted(info.Name, total)
-	backupID := repository.NewBackupID(res.Started)
-	p := newPipeline(b.repo, b.index, b.opts.Workers, func(n int64) { b.events.Progress(info.Name, n) })
-	defer p.close()
-	defer func() { res.Stats = p.stats() }()
+	b.events.VMStarted(name, total)
+	j.id = repository.NewBackupID(j.res.Started)
+	j.p = newPipeline(b.repo, b.index, b.opts.Workers, func(n int64) { b.events.Progress(name, n) })
+}
 
-	var stored []repository.File
-	storeFiles := func(home bool) error {
-		for _, f := range files {
-			if f.Home != home {
-				continue
-			}
-			b.events.Status(info.Name, "copying "+f.String())
-			mf, err := b.storeFile(ctx, p, f)
-			if err != nil {
-				if f.Type == repository.FileNvram && errors.Is(err, vsphere.ErrFileNotFound) {
-					return fmt.Errorf("%w: VM %s: %s is missing on the datastore: the TPM state cannot be backed up", ErrNoNvram, info.Name, f)
-				}
-				return fmt.Errorf("VM %s: %w", info.Name, err)
-			}
-			stored = append(stored, mf)
+// copyFiles stores the home files (home) or the disk extents (!home).
+func (j *vmBackup) copyFiles(ctx context.Context, home bool) error {
+	name := j.info.Name
+	for _, f := range j.files {
+		if f.Home != home {
+			continue
 		}
-		return nil
+		j.b.events.Status(name, "copying "+f.String())
+		mf, err := j.b.storeFile(ctx, j.p, f)
+		if err != nil {
+			if f.Type == repository.FileNvram && errors.Is(err, vsphere.ErrFileNotFound) {
+				return fmt.Errorf("%w: VM %s: %s is missing on the datastore: the TPM state cannot be backed up", ErrNoNvram, name, f)
+			}
+			return fmt.Errorf("VM %s: %w", name, err)
+		}
+		j.stored = append(j.stored, mf)
 	}
-	if err := storeFiles(true); err != nil {
-		return err
-	}
+	return nil
+}
 
-	snapName := SnapshotPrefix + backupID
-	b.events.Status(info.Name, "creating snapshot "+snapName)
+// snapshotAndCopyDisks takes our snapshot, copies the disks under it and
+// removes it: always, on error and Ctrl-C too (with a fresh context).
+func (j *vmBackup) snapshotAndCopyDisks(ctx context.Context) (err error) {
+	b, vm, name := j.b, j.vm, j.info.Name
+	snapName := SnapshotPrefix + j.id
+	b.events.Status(name, "creating snapshot "+snapName)
 	snap, err := b.client.CreateSnapshot(ctx, vm, snapName, b.snapshotDescription(), b.opts.Quiesce)
 	if err != nil {
 		// Cancelled while vCenter was still taking it, the snapshot may
@@ -389,7 +449,7 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 		if _, serr := b.client.SweepSnapshots(cctx, vm, snapName, nil); serr != nil {
 			err = errors.Join(err, fmt.Errorf("remove the half-created snapshot %s (the next backup of this VM removes it): %w", snapName, serr))
 		}
-		return fmt.Errorf("VM %s: %w", info.Name, err)
+		return fmt.Errorf("VM %s: %w", name, err)
 	}
 	snapRemoved := false
 	defer func() {
@@ -401,20 +461,26 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		if rerr := b.client.RemoveSnapshot(cctx, vm, snap); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("VM %s: remove snapshot %s (the next backup of this VM removes it): %w", info.Name, snapName, rerr))
+			err = errors.Join(err, fmt.Errorf("VM %s: remove snapshot %s (the next backup of this VM removes it): %w", name, snapName, rerr))
 		}
 	}()
-	if err := storeFiles(false); err != nil {
+	if err := j.copyFiles(ctx, false); err != nil {
 		return err
 	}
-	b.events.Status(info.Name, "removing snapshot "+snapName)
+	b.events.Status(name, "removing snapshot "+snapName)
 	if err := b.client.RemoveSnapshot(ctx, vm, snap); err != nil {
-		return fmt.Errorf("VM %s: remove snapshot %s: %w", info.Name, snapName, err)
+		return fmt.Errorf("VM %s: remove snapshot %s: %w", name, snapName, err)
 	}
 	snapRemoved = true
+	return nil
+}
 
+// writeManifest commits the backup: a backup without its manifest does
+// not exist.
+func (j *vmBackup) writeManifest(ctx context.Context) error {
+	b, info, res := j.b, j.info, j.res
 	m := &repository.Manifest{ManifestHeader: repository.ManifestHeader{
-		BackupID:    backupID,
+		BackupID:    j.id,
 		ToolVersion: b.opts.ToolVersion,
 		Started:     res.Started,
 		Finished:    b.opts.Clock.Now().UTC(),
@@ -438,16 +504,16 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 			Encrypted:       info.KeyID != nil,
 		},
 		Keys:             res.Keys,
-		EncryptionConfig: vmKeys.EncryptionExtraConfig,
+		EncryptionConfig: j.keys.EncryptionExtraConfig,
 	},
-		Files:   stored,
-		Objects: p.objects,
+		Files:   j.stored,
+		Objects: j.p.objects,
 	}
-	b.events.Status(info.Name, "writing manifest "+backupID)
+	b.events.Status(info.Name, "writing manifest "+j.id)
 	if err := b.repo.WriteManifest(ctx, m); err != nil {
 		return fmt.Errorf("VM %s: %w", info.Name, err)
 	}
-	res.BackupID = backupID
+	res.BackupID = j.id
 	res.Manifest = m
 	return nil
 }
