@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -87,70 +88,19 @@ type job struct {
 func (p *pipeline) store(ctx context.Context, r io.Reader) (size int64, sum string, chunks []string, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	jobs := make(chan job)
-	var (
-		mu      sync.Mutex
-		results []string
-		wg      sync.WaitGroup
-	)
+	f := &fileChunks{p: p, jobs: make(chan job), h: sha256.New()}
+	var wg sync.WaitGroup
 	for _, w := range p.writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range jobs {
-				id, err := p.storeChunk(ctx, w, j.data)
-				p.bufs <- j.data[:cap(j.data)]
-				if err != nil {
-					cancel(err)
-					continue // drain jobs so the reader never blocks
-				}
-				mu.Lock()
-				results[j.index] = id
-				mu.Unlock()
-				p.progress(int64(len(j.data)))
-			}
+			f.work(ctx, cancel, w)
 		}()
 	}
-
-	h := sha256.New()
 	// io.ReadFull says ErrUnexpectedEOF both at a file's short last chunk
 	// and when the reader itself failed that way (an HTTP body cut off
 	// before its Content-Length). Only the reader's own io.EOF ends a file.
-	src := &eofReader{r: r}
-	readErr := func() error {
-		defer close(jobs)
-		for i := 0; ; i++ {
-			var buf []byte
-			select {
-			case buf = <-p.bufs:
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-			n, err := io.ReadFull(src, buf[:p.chunkSize])
-			if n > 0 {
-				h.Write(buf[:n])
-				size += int64(n)
-				p.bytesRead.Add(int64(n))
-				mu.Lock()
-				results = append(results, "")
-				mu.Unlock()
-				select {
-				case jobs <- job{index: i, data: buf[:n]}:
-				case <-ctx.Done():
-					p.bufs <- buf
-					return context.Cause(ctx)
-				}
-			} else {
-				p.bufs <- buf
-			}
-			if (err == io.EOF || err == io.ErrUnexpectedEOF) && src.err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("read after %d bytes: %w", size, err)
-			}
-		}
-	}()
+	readErr := f.read(ctx, &eofReader{r: r})
 	wg.Wait()
 	if cause := context.Cause(ctx); cause != nil {
 		return 0, "", nil, cause
@@ -158,7 +108,76 @@ func (p *pipeline) store(ctx context.Context, r io.Reader) (size int64, sum stri
 	if readErr != nil {
 		return 0, "", nil, readErr
 	}
-	return size, hex.EncodeToString(h.Sum(nil)), results, nil
+	return f.size, hex.EncodeToString(f.h.Sum(nil)), f.results, nil
+}
+
+// fileChunks is one file going through the pipeline: the reader cuts it
+// into jobs, the workers store them and note each chunk's entry by index.
+type fileChunks struct {
+	p    *pipeline
+	jobs chan job
+	h    hash.Hash
+	size int64
+
+	mu      sync.Mutex
+	results []string
+}
+
+// work stores chunks until the reader closes jobs. A failure cancels ctx
+// with its cause; the worker keeps draining so the reader never blocks.
+func (f *fileChunks) work(ctx context.Context, cancel context.CancelCauseFunc, w *repository.ChunkWriter) {
+	p := f.p
+	for j := range f.jobs {
+		id, err := p.storeChunk(ctx, w, j.data)
+		p.bufs <- j.data[:cap(j.data)]
+		if err != nil {
+			cancel(err)
+			continue
+		}
+		f.mu.Lock()
+		f.results[j.index] = id
+		f.mu.Unlock()
+		p.progress(int64(len(j.data)))
+	}
+}
+
+// read cuts src into chunk-sized jobs, hashing the whole file on the way,
+// and closes jobs at the end of the file, on a read error or when ctx is
+// cancelled.
+func (f *fileChunks) read(ctx context.Context, src *eofReader) error {
+	p := f.p
+	defer close(f.jobs)
+	for i := 0; ; i++ {
+		var buf []byte
+		select {
+		case buf = <-p.bufs:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		n, err := io.ReadFull(src, buf[:p.chunkSize])
+		if n > 0 {
+			f.h.Write(buf[:n])
+			f.size += int64(n)
+			p.bytesRead.Add(int64(n))
+			f.mu.Lock()
+			f.results = append(f.results, "")
+			f.mu.Unlock()
+			select {
+			case f.jobs <- job{index: i, data: buf[:n]}:
+			case <-ctx.Done():
+				p.bufs <- buf
+				return context.Cause(ctx)
+			}
+		} else {
+			p.bufs <- buf
+		}
+		if (err == io.EOF || err == io.ErrUnexpectedEOF) && src.err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read after %d bytes: %w", f.size, err)
+		}
+	}
 }
 
 // eofReader remembers the error its reader returned, so a clean end of

@@ -50,6 +50,43 @@ type target struct {
 // resolve turns a selection into VMs. A named VM that cannot be found is
 // kept as a failed target, so a nightly run still backs up the others.
 func resolve(ctx context.Context, c *vsphere.Client, sel Selection) ([]target, error) {
+	tags, err := sel.check()
+	if err != nil {
+		return nil, err
+	}
+	r := &resolver{sel: sel, seen: map[string]bool{}}
+	r.addNamed(ctx, c)
+	// Tagged VMs, resolved before any listing so that a mistyped tag fails
+	// the run instead of silently backing up less.
+	tagged, err := taggedVMs(ctx, c, sel.Tags, tags)
+	if err != nil {
+		return nil, err
+	}
+	if sel.All || sel.Folder != "" {
+		vms, err := c.ListVMs(ctx, sel.Folder)
+		if err != nil {
+			return nil, err
+		}
+		r.addListed(vms, func(vsphere.VMListEntry) bool { return true })
+	}
+	// With All every tagged VM is already in; otherwise one listing of the
+	// inventory tells the tagged VMs' names, templates and vTPMs.
+	if len(tagged) > 0 && !sel.All {
+		vms, err := c.ListVMs(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		r.addListed(vms, func(e vsphere.VMListEntry) bool { return tagged[e.Ref.Value] })
+	}
+	if len(r.out) == 0 {
+		return nil, fmt.Errorf("%w: check the names, --folder, --vsphere-tag and --exclude", ErrNothingSelected)
+	}
+	return r.out, nil
+}
+
+// check validates the selection before anything is asked of vCenter and
+// returns its tags as category and name.
+func (sel Selection) check() ([][2]string, error) {
 	if len(sel.Names) == 0 && !sel.All && sel.Folder == "" && len(sel.Tags) == 0 {
 		return nil, fmt.Errorf("%w: name VMs, or use --all, --folder or --vsphere-tag", ErrBadSelection)
 	}
@@ -66,71 +103,71 @@ func resolve(ctx context.Context, c *vsphere.Client, sel Selection) ([]target, e
 		}
 		tags = append(tags, [2]string{cat, name})
 	}
-	excluded := func(name string) bool {
-		for _, g := range sel.Exclude {
-			if ok, _ := path.Match(g, name); ok {
-				return true
-			}
+	return tags, nil
+}
+
+// excluded reports whether a VM name matches an --exclude glob.
+func (sel Selection) excluded(name string) bool {
+	for _, g := range sel.Exclude {
+		if ok, _ := path.Match(g, name); ok {
+			return true
 		}
-		return false
 	}
-	var out []target
-	seen := map[string]bool{}
-	for _, n := range sel.Names {
+	return false
+}
+
+// resolver collects the selected VMs in selection order, each once.
+type resolver struct {
+	sel  Selection
+	seen map[string]bool // by moref
+	out  []target
+}
+
+// addNamed adds the named VMs; one that cannot be found becomes a failed
+// target.
+func (r *resolver) addNamed(ctx context.Context, c *vsphere.Client) {
+	for _, n := range r.sel.Names {
 		vm, err := c.FindVM(ctx, n)
 		if err != nil {
-			out = append(out, target{name: n, err: err})
+			r.out = append(r.out, target{name: n, err: err})
 			continue
 		}
-		if !seen[vm.Reference().Value] && !excluded(path.Base(n)) {
-			seen[vm.Reference().Value] = true
-			out = append(out, target{name: n, vm: vm})
+		if !r.seen[vm.Reference().Value] && !r.sel.excluded(path.Base(n)) {
+			r.seen[vm.Reference().Value] = true
+			r.out = append(r.out, target{name: n, vm: vm})
 		}
 	}
-	// Tagged VMs, resolved before any listing so that a mistyped tag fails
-	// the run instead of silently backing up less.
+}
+
+// addListed adds the listed VMs that keep accepts, leaving out templates,
+// excluded names and, with VTPMOnly, VMs without a vTPM.
+func (r *resolver) addListed(vms []vsphere.VMListEntry, keep func(vsphere.VMListEntry) bool) {
+	for _, e := range vms {
+		if !keep(e) || e.Template || r.seen[e.Ref.Value] || r.sel.excluded(e.Name) || (r.sel.VTPMOnly && !e.VTPM) {
+			continue
+		}
+		r.seen[e.Ref.Value] = true
+		r.out = append(r.out, target{name: e.Name, vm: e.VM})
+	}
+}
+
+// taggedVMs returns the morefs of the VMs carrying any of the tags; names
+// are the --vsphere-tag values, for messages.
+func taggedVMs(ctx context.Context, c *vsphere.Client, names []string, tags [][2]string) (map[string]bool, error) {
 	tagged := map[string]bool{}
 	for i, t := range tags {
 		refs, err := c.VMsWithTag(ctx, t[0], t[1])
 		if err != nil {
 			if errors.Is(err, vsphere.ErrNotFound) {
-				return nil, fmt.Errorf("%w: --vsphere-tag %s: %w (check the spelling; names are case-sensitive)", ErrBadSelection, sel.Tags[i], err)
+				return nil, fmt.Errorf("%w: --vsphere-tag %s: %w (check the spelling; names are case-sensitive)", ErrBadSelection, names[i], err)
 			}
-			return nil, fmt.Errorf("--vsphere-tag %s: %w", sel.Tags[i], err)
+			return nil, fmt.Errorf("--vsphere-tag %s: %w", names[i], err)
 		}
 		for _, r := range refs {
 			tagged[r.Value] = true
 		}
 	}
-	add := func(vms []vsphere.VMListEntry, keep func(vsphere.VMListEntry) bool) {
-		for _, e := range vms {
-			if !keep(e) || e.Template || seen[e.Ref.Value] || excluded(e.Name) || (sel.VTPMOnly && !e.VTPM) {
-				continue
-			}
-			seen[e.Ref.Value] = true
-			out = append(out, target{name: e.Name, vm: e.VM})
-		}
-	}
-	if sel.All || sel.Folder != "" {
-		vms, err := c.ListVMs(ctx, sel.Folder)
-		if err != nil {
-			return nil, err
-		}
-		add(vms, func(vsphere.VMListEntry) bool { return true })
-	}
-	// With All every tagged VM is already in; otherwise one listing of the
-	// inventory tells the tagged VMs' names, templates and vTPMs.
-	if len(tagged) > 0 && !sel.All {
-		vms, err := c.ListVMs(ctx, "")
-		if err != nil {
-			return nil, err
-		}
-		add(vms, func(e vsphere.VMListEntry) bool { return tagged[e.Ref.Value] })
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: check the names, --folder, --vsphere-tag and --exclude", ErrNothingSelected)
-	}
-	return out, nil
+	return tagged, nil
 }
 
 // ParseTag splits a --vsphere-tag value "CATEGORY/NAME" at its one slash.
