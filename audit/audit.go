@@ -168,16 +168,51 @@ type Retention struct {
 // findings are in the Report.
 func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, opts Options) (*Report, error) {
 	opts = withDefaults(opts, repo)
-	if opts.Inventory && vc == nil {
-		return nil, fmt.Errorf("%w: the inventory check lists the VMs of a vCenter", ErrNoVCenter)
-	}
-	if opts.Subset < 0 || opts.Subset > 1 || math.IsNaN(opts.Subset) {
-		return nil, fmt.Errorf("read-data subset %v: must be a fraction from 0 to 1", opts.Subset)
+	if err := opts.check(vc); err != nil {
+		return nil, err
 	}
 	cat, err := repository.LoadCatalog(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
+	rep := newReport(repo, vc, opts)
+	names := opts.VMs
+	if len(names) == 0 {
+		names = cat.VMs()
+		for _, b := range cat.Unattributed {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("backup %s: manifest unreadable, its VM is unknown: %v", b.ID, b.Err))
+		}
+	}
+	rep.Problems = append(rep.Problems, rejectedProblems(cat, opts.VMs)...)
+	rows, audited, manifests, err := readLatest(ctx, repo, cat, names)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Inventory {
+		if err := addUncovered(ctx, vc, opts, rows); err != nil {
+			return nil, err
+		}
+	}
+	if err := judge(ctx, repo, vc, opts, rep.Time, audited, manifests); err != nil {
+		return nil, err
+	}
+	rep.finish(rows, repo.Location())
+	return rep, nil
+}
+
+// check refuses options that cannot work.
+func (o Options) check(vc *vsphere.Client) error {
+	if o.Inventory && vc == nil {
+		return fmt.Errorf("%w: the inventory check lists the VMs of a vCenter", ErrNoVCenter)
+	}
+	if o.Subset < 0 || o.Subset > 1 || math.IsNaN(o.Subset) {
+		return fmt.Errorf("read-data subset %v: must be a fraction from 0 to 1", o.Subset)
+	}
+	return nil
+}
+
+// newReport starts the report: when, where and how deep the audit looks.
+func newReport(repo *repository.Repository, vc *vsphere.Client, opts Options) *Report {
 	rep := &Report{Time: opts.Clock.Now(), MaxAge: opts.MaxAge, Mode: "stat", Subset: opts.Subset}
 	if opts.ReadData {
 		rep.Mode = "read"
@@ -188,18 +223,15 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 	if vc != nil {
 		rep.VCenter = vc.Host()
 	}
+	return rep
+}
 
-	names := opts.VMs
-	if len(names) == 0 {
-		names = cat.VMs()
-		for _, b := range cat.Unattributed {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("backup %s: manifest unreadable, its VM is unknown: %v", b.ID, b.Err))
-		}
-	}
-	rep.Problems = append(rep.Problems, rejectedProblems(cat, opts.VMs)...)
-	rows := map[string]*VMReport{}
-	var audited []*VMReport
-	var manifests []*repository.Manifest
+// readLatest makes a row for each VM name and reads the manifest of its
+// latest backup. audited are the rows whose manifest is readable, in the
+// order of manifests. A VM without a backup or with an invalid manifest
+// gets its reason; other read errors fail the audit.
+func readLatest(ctx context.Context, repo *repository.Repository, cat *repository.Catalog, names []string) (rows map[string]*VMReport, audited []*VMReport, manifests []*repository.Manifest, err error) {
+	rows = map[string]*VMReport{}
 	for _, name := range names {
 		if _, dup := rows[name]; dup {
 			continue
@@ -220,7 +252,7 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 			if errors.Is(err, repository.ErrManifestNotFound) {
 				err = fmt.Errorf("removed while the audit ran (a prune?): run the audit again: %w", err)
 			} else if err != nil && !errors.Is(err, repository.ErrCorruptManifest) {
-				return nil, err
+				return nil, nil, nil, err
 			}
 		}
 		if err != nil {
@@ -231,36 +263,40 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 		audited = append(audited, row)
 		manifests = append(manifests, m)
 	}
+	return rows, audited, manifests, nil
+}
 
-	if opts.Inventory {
-		if err := addUncovered(ctx, vc, opts, rows); err != nil {
-			return nil, err
-		}
-	}
-
+// judge checks the stored objects and keys of the audited backups and
+// fills each row: facts and age, objects and .nvram, keys, retention.
+func judge(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, opts Options, now time.Time, audited []*VMReport, manifests []*repository.Manifest) error {
 	results, err := checkObjects(ctx, repo, manifests, opts)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	kc := &keyChecker{vc: vc}
 	kc.prepare(ctx, manifests)
 	for i, row := range audited {
 		m := manifests[i]
-		fillFacts(row, m, rep.Time, opts.MaxAge)
+		fillFacts(row, m, now, opts.MaxAge)
 		judgeObjects(row, m, results)
 		kc.judge(row, m)
-		judgeRetention(ctx, repo, row, m, rep.Time, opts.RetentionSample)
+		judgeRetention(ctx, repo, row, m, now, opts.RetentionSample)
 	}
+	return nil
+}
 
+// finish gives each row its verdict and the report its rows, by VM name.
+// An audit that found nothing is a problem: more often a wrong --repo than
+// a site without VMs.
+func (rep *Report) finish(rows map[string]*VMReport, location string) {
 	for _, row := range rows {
 		row.Ready = len(row.Reasons) == 0
 		rep.VMs = append(rep.VMs, *row)
 	}
 	sort.Slice(rep.VMs, func(i, j int) bool { return rep.VMs[i].VM < rep.VMs[j].VM })
 	if len(rep.VMs) == 0 && len(rep.Problems) == 0 {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("no backups in %s: check --repo, or run a backup", repo.Location()))
+		rep.Problems = append(rep.Problems, fmt.Sprintf("no backups in %s: check --repo, or run a backup", location))
 	}
-	return rep, nil
 }
 
 // rejectedProblems names every backup that failed authentication (all, or
