@@ -50,7 +50,7 @@ func parseMetrics(t *testing.T, data []byte) []sample {
 			t.Fatalf("line %d: unexpected %q", n, line)
 		}
 		var s sample
-		rest := line
+		var rest string
 		if i := strings.IndexByte(line, '{'); i >= 0 {
 			s.name = line[:i]
 			lbl := line[i+1:]

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -273,6 +274,9 @@ func TestRunParallelWithOneFailure(t *testing.T) {
 	for _, r := range results {
 		if (r.Err != nil) != (r.VM == "fleet-05") {
 			t.Errorf("VM %s: err %v", r.VM, r.Err)
+		}
+		if !slices.Contains(names, r.VM) {
+			t.Errorf("result for %s, which is not one of the fleet %v", r.VM, names)
 		}
 	}
 	if ids := f.manifests(t); len(ids) != 7 {

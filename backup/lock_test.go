@@ -59,7 +59,7 @@ func TestRunRefusedDuringPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer prune.Unlock(t.Context())
+	defer func() { _ = prune.Unlock(t.Context()) }()
 	f.be.ResetCounters()
 	results, err := backup.New(f.env.Client, f.repo, backup.Options{}, nil).Run(t.Context(), backup.Selection{Names: []string{vm.Name}})
 	if !errors.Is(err, repository.ErrLocked) || results != nil {

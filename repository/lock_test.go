@@ -204,7 +204,7 @@ func TestLockRefresher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Unlock(context.WithoutCancel(t.Context()))
+	defer func() { _ = l.Unlock(context.WithoutCancel(t.Context())) }()
 	// Two hours of a long backup: the refresher keeps the lock alive, so
 	// prune is refused all along.
 	for i := 1; i <= 24; i++ {
@@ -328,7 +328,7 @@ func TestLockRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ex.Unlock(t.Context())
+	defer func() { _ = ex.Unlock(t.Context()) }()
 	go func() {
 		o := lockOpts("backup01", false)
 		o.RetryFor, o.RetryInterval = 3*time.Minute, time.Minute
@@ -453,7 +453,7 @@ func TestLockRefreshDoesNotOutliveTheLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Unlock(context.Background())
+	defer func() { _ = l.Unlock(context.Background()) }()
 	be.hang.Store(true)
 	if err := clk.BlockUntil(t.Context(), 1); err != nil {
 		t.Fatal(err)

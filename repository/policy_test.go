@@ -71,7 +71,9 @@ func keptNumbers(t *testing.T, ds []repository.Decision) []int {
 		}
 		if d.Keep {
 			var n int
-			fmt.Sscanf(d.BackupID, "b%d", &n)
+			if _, err := fmt.Sscanf(d.BackupID, "b%d", &n); err != nil {
+				t.Fatalf("backup ID %s: %v", d.BackupID, err)
+			}
 			kept = append(kept, n)
 		}
 	}

@@ -286,7 +286,9 @@ func TestIdentityFile(t *testing.T) {
 		t.Fatalf("overwriting an identity = %v", err)
 	}
 	bad := filepath.Join(dir, "bad")
-	os.WriteFile(bad, []byte("not a key\n"), 0o600)
+	if err := os.WriteFile(bad, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := repository.LoadIdentityFile(bad); err == nil {
 		t.Fatal("LoadIdentityFile of garbage succeeded")
 	}
