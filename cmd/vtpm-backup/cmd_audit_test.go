@@ -318,3 +318,31 @@ func TestAuditMetricsWrittenOnlyAfterWrite(t *testing.T) {
 		t.Errorf("audit_summary names a metrics file that was not written: %v", sum)
 	}
 }
+
+// A VM without backup has no age: its audit_vm omits age_seconds instead
+// of claiming 0 s, which reads as "backed up just now" (issue 15 item 10).
+func TestAuditJSONAgeOnlyWithABackup(t *testing.T) {
+	b := newBackedUp(t)
+	simtest.CreateVTPMVM(t, b.env, vspheretest.VMOptions{Name: "never-backed-up", Seed: 14, DiskSize: 1 << 20})
+	stdout, _, code := cli(t, append([]string{"--json"}, b.args("audit", "--inventory")...)...)
+	if code != exitNotReady {
+		t.Fatalf("audit --inventory: exit %d, want 3", code)
+	}
+	vms := ofType(jsonLines(t, stdout), "audit_vm")
+	if len(vms) != 2 {
+		t.Fatalf("audit_vm messages: %v", vms)
+	}
+	for _, v := range vms {
+		_, has := v["age_seconds"]
+		switch v["vm"] {
+		case "never-backed-up":
+			if has {
+				t.Errorf("audit_vm of a VM without backup has age_seconds: %v", v)
+			}
+		case b.vm.Name:
+			if !has {
+				t.Errorf("audit_vm of a backed-up VM lacks age_seconds: %v", v)
+			}
+		}
+	}
+}

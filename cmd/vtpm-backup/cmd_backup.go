@@ -199,7 +199,7 @@ func (e *backupEvents) VMStarted(vm string, total int64) {
 }
 
 func (e *backupEvents) Status(vm, step string) {
-	e.p.JSON(statusMessage(vm + ": " + step))
+	e.p.JSON(statusMessage(vm, step))
 }
 
 func (e *backupEvents) Progress(vm string, n int64) {

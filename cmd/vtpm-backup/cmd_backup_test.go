@@ -62,11 +62,25 @@ func TestBackupCommand(t *testing.T) {
 	repoDir := initLocalRepo(t)
 
 	args := append([]string{"--json", "--repo", repoDir}, vcArgs(env)...)
-	stdout, stderr, code := cli(t, append(args, "backup", a.Name, b.Name)...)
+	stdout, stderr, code := cli(t, append(args, "backup", "--parallel", "2", a.Name, b.Name)...)
 	if code != exitOK {
 		t.Fatalf("backup: exit %d\n%s", code, stderr)
 	}
 	msgs := jsonLines(t, stdout)
+	// With --parallel the steps of two VMs interleave: each status names
+	// its VM in a field of its own (issue 15 item 10).
+	statuses := ofType(msgs, "status")
+	seen := map[any]bool{}
+	for _, s := range statuses {
+		vm, _ := s["vm"].(string)
+		if vm != a.Name && vm != b.Name || strings.HasPrefix(s["message"].(string), vm+": ") {
+			t.Errorf("status message without its own vm field: %v", s)
+		}
+		seen[vm] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("status messages of %d VMs, want 2: %v", len(seen), statuses)
+	}
 	done := ofType(msgs, "vm_done")
 	if len(done) != 2 || done[0]["success"] != true || done[1]["success"] != true || done[0]["backup_id"] == "" {
 		t.Fatalf("vm_done messages: %v", done)

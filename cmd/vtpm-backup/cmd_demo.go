@@ -66,13 +66,13 @@ type demoReporter struct{ p ui.Printer }
 
 func (r demoReporter) Step(n int, title, why string) {
 	r.p.P("\n%d. %s\n   why: %s", n, title, why)
-	r.p.JSON(statusMessage(fmt.Sprintf("step %d: %s", n, title)))
+	r.p.JSON(statusMessage("", fmt.Sprintf("step %d: %s", n, title)))
 }
 
 func (r demoReporter) Detail(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	r.p.P("   %s", msg)
-	r.p.JSON(statusMessage(msg))
+	r.p.JSON(statusMessage("", msg))
 }
 
 func runDemo(ctx context.Context, opts demoOptions, g *globalOptions, _ []string) error {

@@ -91,6 +91,7 @@ func runList(ctx context.Context, opts listOptions, g *globalOptions, args []str
 	for _, e := range entries {
 		p.JSON(e)
 	}
+	p.JSON(listSummaryMessage(repo.Location(), entries))
 	if len(entries) == 0 {
 		if len(args) > 0 {
 			p.P("no backups of %s in %s", strings.Join(args, ", "), repo.Location())

@@ -45,7 +45,8 @@ func (o *restoreOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Pool, "pool", "", "resource `pool` (inventory path) to run in (default: the original pool)")
 	fs.StringVar(&o.Host, "host", "", "`host` to register on (default: the original host if in the original pool, else vCenter chooses)")
 	fs.BoolVar(&o.PowerOn, "power-on", false, "power the VM on after registration, answering the moved-or-copied question with --uuid")
-	fs.StringVar(&o.UUID, "uuid", "", "answer to vSphere's moved-or-copied question at power-on: `keep` (moved: same BIOS UUID and MACs; default) or new (copied)")
+	fs.Var(newChoiceValue(&o.UUID, string(vsphere.UUIDKeep), string(vsphere.UUIDNew)), "uuid",
+		"answer to vSphere's moved-or-copied question at power-on: keep (moved: same BIOS UUID and MACs; default) or new (copied: a new BIOS UUID and MACs)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "run every pre-flight check and print the plan; write nothing")
 	fs.StringVar(&o.Identity, "identity", "", "age identity `file` that decrypts the repository (env VTPM_BACKUP_IDENTITY)")
 	fs.StringVar(&o.ToDir, "to-dir", "", "write the backed-up files into local `folder` instead of restoring to vCenter (no vCenter needed)")
@@ -133,6 +134,7 @@ func newRestoreCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	_ = cmd.RegisterFlagCompletionFunc("uuid", cobra.FixedCompletions([]string{string(vsphere.UUIDKeep), string(vsphere.UUIDNew)}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -153,7 +155,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 		return err
 	}
 	p := g.printer()
-	ev := &restoreEvents{p: p, log: g.logger()}
+	ev := &restoreEvents{p: p, log: g.logger(), vm: m.VM.Name}
 	if opts.ToDir != "" {
 		return runRestoreToDir(ctx, opts, g, p, ev, repo, m)
 	}
@@ -262,11 +264,13 @@ type restoreEvents struct {
 	p   ui.Printer
 	log *slog.Logger
 	bar ui.Bar
+	// vm is the backed-up VM, for the status messages.
+	vm string
 }
 
 func (e *restoreEvents) Status(step string) {
 	e.log.Info(step)
-	e.p.JSON(statusMessage(step))
+	e.p.JSON(statusMessage(e.vm, step))
 }
 
 func (e *restoreEvents) Progress(n int64) {

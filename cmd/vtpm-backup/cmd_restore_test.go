@@ -189,3 +189,52 @@ func TestRestoreCommandPowerOnFails(t *testing.T) {
 		t.Errorf("the restored VM was not kept: %v", err)
 	}
 }
+
+// Each pre-flight step is reported once, with the VM it is about, in a
+// restore to vCenter and to a folder (issue 15 item 10: "checking the
+// identity" came twice).
+func TestRestoreJSONStepsOnce(t *testing.T) {
+	f := newRestoreFixture(t, "steps-once")
+	for name, extra := range map[string][]string{
+		"vcenter": {"--name", "steps-once-copy"},
+		"to-dir":  {"--to-dir", t.TempDir()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := append(append([]string{"--json", "--identity", f.identity}, f.args(f.env)...), "restore", "steps-once")
+			stdout, stderr, code := cli(t, append(args, extra...)...)
+			if code != exitOK {
+				t.Fatalf("restore: exit %d: %s", code, stderr)
+			}
+			count := map[string]int{}
+			for _, s := range ofType(jsonLines(t, stdout), "status") {
+				count[s["message"].(string)]++
+				if s["vm"] != "steps-once" {
+					t.Errorf("status without the VM: %v", s)
+				}
+			}
+			if count["checking the identity"] != 1 {
+				t.Errorf("\"checking the identity\" %d times, want once: %v", count["checking the identity"], count)
+			}
+			for msg, n := range count {
+				if n > 1 {
+					t.Errorf("status %q %d times", msg, n)
+				}
+			}
+			if strings.Contains(stderr, "checking the identity") {
+				t.Errorf("the step also went to stderr: %s", stderr)
+			}
+		})
+	}
+}
+
+// --uuid shows its two choices in the help, not a placeholder to fill in.
+func TestRestoreUUIDHelpShowsChoices(t *testing.T) {
+	stdout, _, _ := cli(t, "restore", "--help")
+	if !strings.Contains(stdout, "--uuid keep|new") {
+		t.Errorf("restore --help does not show --uuid keep|new:\n%s", stdout)
+	}
+	_, stderr, code := cli(t, "restore", "--uuid", "maybe", "vm")
+	if code != exitUsage || !strings.Contains(stderr, "keep, new") {
+		t.Errorf("--uuid maybe: exit %d: %s", code, stderr)
+	}
+}

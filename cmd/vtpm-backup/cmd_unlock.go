@@ -101,5 +101,6 @@ func runUnlock(ctx context.Context, opts unlockOptions, g *globalOptions, _ []st
 	if len(locks) == 0 {
 		p.P("no locks in %s", repo.Location())
 	}
+	p.JSON(unlockSummaryMessage(repo.Location(), len(locks), len(gone)))
 	return err
 }

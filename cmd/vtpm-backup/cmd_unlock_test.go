@@ -63,3 +63,30 @@ func TestUnlockCommand(t *testing.T) {
 		t.Fatalf("empty: %s", stdout)
 	}
 }
+
+// With nothing to list or remove, --json still prints a closing summary:
+// silence cannot be told from a command that died (issue 15 item 10).
+func TestEmptyListAndUnlockJSONSummaries(t *testing.T) {
+	repo := initLocalRepo(t)
+	for _, tc := range []struct {
+		cmd, typ string
+		want     map[string]any
+	}{
+		{"list", "list_summary", map[string]any{"backups": float64(0), "vms": float64(0)}},
+		{"unlock", "unlock_summary", map[string]any{"locks": float64(0), "removed": float64(0), "kept": float64(0)}},
+	} {
+		stdout, stderr, code := cli(t, "--json", "--repo", repo, tc.cmd)
+		if code != exitOK {
+			t.Fatalf("%s --json: exit %d: %s", tc.cmd, code, stderr)
+		}
+		msgs := jsonLines(t, stdout)
+		if len(msgs) != 1 || msgs[0]["message_type"] != tc.typ || msgs[0]["repository"] == "" {
+			t.Fatalf("%s --json on an empty repository printed %v, want one %s", tc.cmd, msgs, tc.typ)
+		}
+		for k, v := range tc.want {
+			if msgs[0][k] != v {
+				t.Errorf("%s: %s = %v, want %v", tc.typ, k, msgs[0][k], v)
+			}
+		}
+	}
+}

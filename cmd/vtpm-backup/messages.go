@@ -32,8 +32,10 @@ func errorText(err error) string {
 	return err.Error()
 }
 
-func statusMessage(msg string) ui.StatusMessage {
-	return ui.StatusMessage{Message: msg}
+// statusMessage is a step of the run; vm is "" when the step is not about
+// one VM.
+func statusMessage(vm, msg string) ui.StatusMessage {
+	return ui.StatusMessage{VM: vm, Message: msg}
 }
 
 func summaryMessage(command string, succeeded, failed int, took time.Duration) ui.SummaryMessage {
@@ -88,10 +90,14 @@ func backupEntryMessage(b repository.Backup) ui.BackupEntryMessage {
 func auditVMMessage(v audit.VMReport) ui.AuditVMMessage {
 	m := ui.AuditVMMessage{
 		VM: v.VM, BackupID: v.BackupID, BackupTime: rfc3339(v.BackupTime),
-		AgeSeconds: int64(v.Age.Seconds()), Size: v.Size, StoredSize: v.StoredSize, VTPM: v.VTPM,
+		Size: v.Size, StoredSize: v.StoredSize, VTPM: v.VTPM,
 		ManifestOK: v.ManifestOK, Objects: v.Objects, ObjectsRead: v.ObjectsRead, ObjectsBad: v.ObjectsBad,
 		ObjectsOK: v.ObjectsOK, NvramOK: v.NvramOK, KeysChecked: v.KeysChecked, KeysOK: v.KeysOK, AgeOK: v.AgeOK,
 		Ready: v.Ready, Verdict: verdict(v.Ready), Reasons: v.Reasons, Warnings: v.Warnings,
+	}
+	if v.BackupID != "" {
+		age := int64(v.Age.Seconds())
+		m.AgeSeconds = &age
 	}
 	if r := v.Retention; r != nil {
 		m.Retention = &ui.AuditRetention{Checked: r.Checked, Retained: r.Retained, Until: rfc3339(r.Until)}
@@ -242,4 +248,20 @@ func lockMessage(l repository.LockInfo, now time.Time, removed bool) ui.LockMess
 		ID: l.ID, Hostname: l.Hostname, PID: l.PID, Exclusive: l.Exclusive, Purpose: l.Purpose,
 		Created: l.Created.UTC(), Expires: l.Expires.UTC(), Stale: l.Stale(now), StaleReason: l.HolderGone, Removed: removed,
 	}
+}
+
+// unlockSummaryMessage closes "unlock": locks found, removed of them.
+func unlockSummaryMessage(location string, locks, removed int) ui.UnlockSummaryMessage {
+	return ui.UnlockSummaryMessage{Repository: location, Locks: locks, Removed: removed, Kept: locks - removed}
+}
+
+// listSummaryMessage closes "list": how many entries, of how many VMs.
+func listSummaryMessage(location string, entries []ui.BackupEntryMessage) ui.ListSummaryMessage {
+	vms := map[string]bool{}
+	for _, e := range entries {
+		if e.VM != "" {
+			vms[e.VM] = true
+		}
+	}
+	return ui.ListSummaryMessage{Repository: location, Backups: len(entries), VMs: len(vms)}
 }

@@ -13,6 +13,9 @@ const (
 // StatusMessage is a progress or informational line meant for logs, the JSON
 // counterpart of a human status line.
 type StatusMessage struct {
+	// VM names the VM the step is about, when there is one: with backup
+	// --parallel, steps of several VMs interleave.
+	VM      string `json:"vm,omitempty"`
 	Message string `json:"message"`
 }
 

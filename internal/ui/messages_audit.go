@@ -3,6 +3,7 @@ package ui
 // Message types of "list", "audit" and "keys" with --json.
 const (
 	TypeBackupEntry  = "backup_entry"
+	TypeListSummary  = "list_summary"
 	TypeAuditVM      = "audit_vm"
 	TypeAuditSummary = "audit_summary"
 	TypeKeyProvider  = "key_provider"
@@ -38,12 +39,28 @@ type BackupEntryMessage struct {
 // MessageType implements Message.
 func (BackupEntryMessage) MessageType() string { return TypeBackupEntry }
 
+// ListSummaryMessage closes "vtpm-backup list --json", also when there is
+// nothing to list, so a script can tell an empty repository from a list
+// that was cut short.
+type ListSummaryMessage struct {
+	Repository string `json:"repository"`
+	// Backups is the number of backup_entry messages before this one.
+	Backups int `json:"backups"`
+	// VMs is the number of distinct VM names among them.
+	VMs int `json:"vms"`
+}
+
+// MessageType implements Message.
+func (ListSummaryMessage) MessageType() string { return TypeListSummary }
+
 // AuditVMMessage is the verdict on one VM of "vtpm-backup audit --json".
 type AuditVMMessage struct {
-	VM          string `json:"vm"`
-	BackupID    string `json:"backup_id,omitempty"`
-	BackupTime  string `json:"backup_time,omitempty"`
-	AgeSeconds  int64  `json:"age_seconds"`
+	VM         string `json:"vm"`
+	BackupID   string `json:"backup_id,omitempty"`
+	BackupTime string `json:"backup_time,omitempty"`
+	// AgeSeconds is the latest backup's age; absent for a VM without
+	// backup (--inventory), which has no age.
+	AgeSeconds  *int64 `json:"age_seconds,omitempty"`
 	Size        int64  `json:"size"`
 	StoredSize  int64  `json:"stored_size"`
 	VTPM        bool   `json:"vtpm"`

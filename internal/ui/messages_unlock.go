@@ -4,7 +4,8 @@ import "time"
 
 // Message types of "vtpm-backup unlock --json".
 const (
-	TypeLock = "lock"
+	TypeLock          = "lock"
+	TypeUnlockSummary = "unlock_summary"
 )
 
 // LockMessage is one repository lock that "unlock" found: removed, or
@@ -30,3 +31,17 @@ type LockMessage struct {
 
 // MessageType implements Message.
 func (LockMessage) MessageType() string { return TypeLock }
+
+// UnlockSummaryMessage closes "vtpm-backup unlock --json", also when the
+// repository has no locks.
+type UnlockSummaryMessage struct {
+	Repository string `json:"repository"`
+	// Locks is the number of lock messages before this one.
+	Locks int `json:"locks"`
+	// Removed and Kept split Locks by what this run did.
+	Removed int `json:"removed"`
+	Kept    int `json:"kept"`
+}
+
+// MessageType implements Message.
+func (UnlockSummaryMessage) MessageType() string { return TypeUnlockSummary }
