@@ -131,8 +131,8 @@ func TestFlagsBeforeCommand(t *testing.T) {
 		t.Fatalf("--repo before init: exit status %d: %s", code, stderr)
 	}
 	stdout, stderr, code := cli(t, "--s3-insecure", "--repo", repo, "--json", "list")
-	if code != exitOK || stdout != "" || stderr != "" {
-		t.Errorf("--s3-insecure --repo R --json list: exit status %d, stdout %q, stderr %q; want 0 and no backups", code, stdout, stderr)
+	if code != exitOK || stderr != "" || !strings.HasPrefix(stdout, `{"message_type":"list_summary"`) || !strings.Contains(stdout, `"backups":0`) {
+		t.Errorf("--s3-insecure --repo R --json list: exit status %d, stdout %q, stderr %q; want 0 and a list_summary of no backups", code, stdout, stderr)
 	}
 	stdout, _, code = cli(t, "--repo", repo, "help", "list")
 	if code != exitOK || !strings.Contains(stdout, "List the backups in the repository") {
