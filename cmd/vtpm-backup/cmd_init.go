@@ -241,9 +241,7 @@ func printInit(g *globalOptions, repo *repository.Repository, identityPath, writ
 	g.logger().Debug("repository created", "location", repo.Location(), "id", cfg.ID)
 
 	p := g.printer()
-	msg := initMessage(repo.Location(), cfg, identityPath)
-	msg.WriterKey, msg.WriterKeyFile = writer.String(), writerPath
-	p.JSON(msg)
+	p.JSON(initMessage(repo.Location(), cfg, identityPath, writer, writerPath))
 	p.P("created repository %s at %s", cfg.ID, repo.Location())
 	p.P("  format version %d, chunk size %s, %s compression, %d age recipient(s)",
 		cfg.Version, formatByteSize(cfg.ChunkSize), cfg.Compression, len(cfg.Recipients))

@@ -42,8 +42,9 @@ func summaryMessage(command string, succeeded, failed int, took time.Duration) u
 	return ui.SummaryMessage{Command: command, Succeeded: succeeded, Failed: failed, DurationSeconds: took.Seconds()}
 }
 
-// initMessage describes the repository init created at location.
-func initMessage(location string, cfg repository.Config, identityFile string) ui.InitMessage {
+// initMessage describes the repository init created at location, with
+// the identity file it wrote (if any) and the writer key it created.
+func initMessage(location string, cfg repository.Config, identityFile string, writer repository.WriterPublicKey, writerFile string) ui.InitMessage {
 	return ui.InitMessage{
 		Repository:     location,
 		ID:             cfg.ID,
@@ -53,7 +54,16 @@ func initMessage(location string, cfg repository.Config, identityFile string) ui
 		Recipients:     cfg.Recipients,
 		ObjectLockDays: cfg.ObjectLockDays,
 		IdentityFile:   identityFile,
+		WriterKey:      writer.String(),
+		WriterKeyFile:  writerFile,
 	}
+}
+
+// writerKeyMessage reports what happened to the writer key k of the
+// repository at location (action: created, added, replaced, listed); file
+// is its private key file when this run used one.
+func writerKeyMessage(action, location string, k repository.WriterPublicKey, file string) ui.WriterKeyMessage {
+	return ui.WriterKeyMessage{Action: action, Repository: location, WriterKey: k.String(), WriterKeyFile: file, PinLine: k.PinLine()}
 }
 
 // backupEntryMessage is one catalog entry of "list".

@@ -93,7 +93,7 @@ func (o *writerKeyFlag) useWriterKey(ctx context.Context, g *globalOptions, repo
 	if _, err := repo.AddWriterKey(ctx, k.Public(), false); err != nil {
 		return err
 	}
-	p.JSON(ui.WriterKeyMessage{Action: "created", Repository: repo.Location(), WriterKey: k.Public().String(), WriterKeyFile: path, PinLine: k.Public().PinLine()})
+	p.JSON(writerKeyMessage("created", repo.Location(), k.Public(), path))
 	p.P("this repository had no writer key (it predates signed backups): its backups are signed from now on with %s", path)
 	p.P("  public key %s, now listed in the repository config", k.Public())
 	p.P("  restores trust it only where it is pinned: add the line %q to the identity file, or pass --trust-writer %s", k.Public().PinLine(), k.Public())
