@@ -146,7 +146,7 @@ func TestKilledHolderTakenOverByPrune(t *testing.T) {
 	if err != nil {
 		t.Fatalf("prune after the holder was killed: %v", err)
 	}
-	defer ex.Unlock(context.WithoutCancel(t.Context()))
+	defer func() { _ = ex.Unlock(context.WithoutCancel(t.Context())) }()
 	if s := ex.StaleLocks(); len(s) != 1 || s[0].ID != id || s[0].HolderGone == "" {
 		t.Fatalf("StaleLocks = %+v, want the killed holder's", s)
 	}
