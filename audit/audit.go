@@ -260,6 +260,9 @@ func readLatest(ctx context.Context, repo *repository.Repository, cat *repositor
 			continue
 		}
 		row.ManifestOK = true
+		if !m.Auth.Signed {
+			row.Warnings = append(row.Warnings, fmt.Sprintf("backup %s is UNSIGNED, accepted by --allow-unsigned: nothing proves a backup host of this repository wrote it", m.BackupID))
+		}
 		audited = append(audited, row)
 		manifests = append(manifests, m)
 	}

@@ -107,6 +107,9 @@ type BackupSummary struct {
 	VMKey  string
 	VMName string
 	Time   time.Time
+	// Unsigned: the backup has no signature and was accepted only because
+	// the reader allows unsigned backups (Trust.AllowUnsigned).
+	Unsigned bool
 }
 
 // VMKey returns the grouping key of a manifest's VM.

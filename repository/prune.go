@@ -699,7 +699,7 @@ func (r *Repository) readSummaries(ctx context.Context, ids []string, rep *Prune
 		if t.IsZero() {
 			t, _ = BackupTime(m.BackupID) // valid: Validate checked it
 		}
-		out = append(out, BackupSummary{BackupID: m.BackupID, VMKey: VMKey(m), VMName: m.VM.Name, Time: t})
+		out = append(out, BackupSummary{BackupID: m.BackupID, VMKey: VMKey(m), VMName: m.VM.Name, Time: t, Unsigned: !m.Auth.Signed})
 	})
 	return out, err
 }

@@ -146,6 +146,9 @@ func (c *Catalog) selectVM(sp Spec, spec, where string) (*ManifestHeader, error)
 		}
 	}
 	if len(matches) == 0 {
+		if err := c.rejectedOnly(sp.VM, where); err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: no backup of a VM named %q in %s%s; VMs with backups: %s",
 			ErrBackupNotFound, sp.VM, where, unreadableNote(unreadable), listNames(allNames))
 	}
@@ -235,4 +238,20 @@ func unreadableNote(n int) string {
 		return ""
 	}
 	return fmt.Sprintf(" (%d manifest(s) could not be read: run 'vtpm-backup audit')", n)
+}
+
+// rejectedOnly explains a VM whose backups were all rejected (a repository
+// older than signed backups, or a planted one): the error wraps the
+// newest rejection, so it is ErrRejected and carries its remedy.
+func (c *Catalog) rejectedOnly(vm, where string) error {
+	var claimed []Backup
+	for _, b := range c.rejected {
+		if b.VM == vm {
+			claimed = append(claimed, b)
+		}
+	}
+	if len(claimed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("no authenticated backup of VM %q in %s: %d backup(s) claiming it were rejected, the newest: %w", vm, where, len(claimed), claimed[0].Err)
 }
