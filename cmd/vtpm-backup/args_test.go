@@ -16,7 +16,7 @@ import (
 // open a repository, the vCenter flags to those that talk to a vCenter,
 // and no other command has them.
 func TestFlagsOnlyWhereUsed(t *testing.T) {
-	repoUsers := []string{"audit", "backup", "init", "keys status", "list", "prune", "restore", "unlock"}
+	repoUsers := []string{"audit", "backup", "init", "keys status", "keys writer add", "keys writer list", "list", "prune", "restore", "unlock"}
 	vcenterUsers := []string{"audit", "backup", "keys providers", "keys status", "restore"}
 	groups := []struct {
 		flags []string
@@ -59,11 +59,11 @@ func TestFlagOfOtherCommands(t *testing.T) {
 		{[]string{"--insecure", "version"}, "--insecure",
 			"--insecure is a flag of audit, backup, keys providers, keys status and restore; run 'vtpm-backup version --help' for usage"},
 		{[]string{"demo", "--repo", "/r"}, "--repo",
-			"--repo is a flag of audit, backup, init, keys status, list, prune, restore and unlock; run 'vtpm-backup demo --help' for usage"},
+			"--repo is a flag of audit, backup, init, keys status, keys writer add, keys writer list, list, prune, restore and unlock; run 'vtpm-backup demo --help' for usage"},
 		{[]string{"keys", "providers", "--s3-region", "eu"}, "--s3-region",
-			"--s3-region is a flag of audit, backup, init, keys status, list, prune, restore and unlock; run 'vtpm-backup keys providers --help' for usage"},
+			"--s3-region is a flag of audit, backup, init, keys status, keys writer add, keys writer list, list, prune, restore and unlock; run 'vtpm-backup keys providers --help' for usage"},
 		{[]string{"completion", "bash", "--repo=/r"}, "--repo",
-			"--repo is a flag of audit, backup, init, keys status, list, prune, restore and unlock; run 'vtpm-backup completion --help' for usage"},
+			"--repo is a flag of audit, backup, init, keys status, keys writer add, keys writer list, list, prune, restore and unlock; run 'vtpm-backup completion --help' for usage"},
 		{[]string{"list", "--bogus"}, "--bogus", "run 'vtpm-backup list --help' for usage"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 // auditOptions are the flags of "vtpm-backup audit".
 type auditOptions struct {
 	Repo        repoFlags
+	Trust       trustFlags
 	VCenter     vcenterFlags
 	ReadData    bool
 	Subset      string
@@ -35,6 +36,7 @@ type auditOptions struct {
 // AddFlags registers the flags of the audit command.
 func (o *auditOptions) AddFlags(fs *pflag.FlagSet) {
 	o.Repo.AddFlags(fs)
+	o.Trust.AddFlags(fs)
 	o.VCenter.AddFlags(fs)
 	fs.BoolVar(&o.ReadData, "read-data", false, "download every stored object and verify its SHA-256 (with --identity: also decrypt and verify the plaintext)")
 	fs.StringVar(&o.Subset, "read-data-subset", "", "like --read-data for a random `fraction` of the objects only, e.g. 10% or 0.1")
@@ -80,11 +82,17 @@ vtpm_backup_last_backup_age_seconds, vtpm_backup_ready, vtpm_backup_size_bytes
 and vtpm_backup_stored_bytes (label vm), vtpm_backup_audit_ready and
 vtpm_backup_audit_timestamp_seconds.
 
+The latest backup of a VM is its latest authenticated one (see "vtpm-backup
+list" for which keys are trusted). A rejected backup (unsigned, forged, or
+signed by a writer key that is not trusted) is a repository problem that
+names it: someone wrote to the repository without a trusted writer key.
+
 EXIT STATUS
   0  every audited VM is READY
   1  the audit could not run (repository or vCenter unreachable, ...)
   2  usage error (bad flag, --inventory without --url, bad identity file)
-  3  at least one VM is NOT READY, or there was nothing to audit`,
+  3  at least one VM is NOT READY, a backup was rejected, or there was
+     nothing to audit`,
 		Example: `  # nightly, after the backups, against the vCenter you would restore to
   GOVC_URL=vc-dr.example.com GOVC_USERNAME=audit@vsphere.local GOVC_PASSWORD=... \
     vtpm-backup audit --repo s3://s3.example.com/backups/vtpm --inventory \
@@ -138,7 +146,7 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 		return newUsageError(fmt.Errorf("--inventory lists the VMs of a vCenter, and none was given"), "pass --url or set GOVC_URL")
 	}
 
-	repo, err := opts.Repo.open(ctx, g.clock)
+	repo, err := opts.Trust.open(ctx, g, &opts.Repo, opts.Identity)
 	if err != nil {
 		return err
 	}

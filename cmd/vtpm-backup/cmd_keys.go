@@ -14,7 +14,7 @@ import (
 
 func newKeysCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "keys providers | status BACKUP-ID|VM",
+		Use:   "keys providers | status BACKUP-ID|VM | writer add|list",
 		Short: "Show key providers and whether a backup's keys are available on a vCenter",
 		Long: `Inspect the encryption keys vTPM VMs depend on, on the vCenter given with
 --url or GOVC_URL (usually the one you would restore to).
@@ -22,6 +22,7 @@ func newKeysCommand(g *globalOptions) *cobra.Command {
   keys providers          the vCenter's key providers
   keys status BACKUP|VM   each key of a backup (or of a VM's latest backup)
                           and whether that vCenter can serve it
+  keys writer add|list    the writer keys backups are signed with (no vCenter)
 
 EXIT STATUS
   0  success (keys status: every key is available)
@@ -40,7 +41,7 @@ EXIT STATUS
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newKeysProvidersCommand(g), newKeysStatusCommand(g))
+	cmd.AddCommand(newKeysProvidersCommand(g), newKeysStatusCommand(g), newKeysWriterCommand(g))
 	return cmd
 }
 
@@ -118,12 +119,14 @@ func runKeysProviders(ctx context.Context, opts keysProvidersOptions, g *globalO
 // keysStatusOptions are the flags of "keys status".
 type keysStatusOptions struct {
 	Repo    repoFlags
+	Trust   trustFlags
 	VCenter vcenterFlags
 }
 
 // AddFlags registers the flags of the keys status command.
 func (o *keysStatusOptions) AddFlags(fs *pflag.FlagSet) {
 	o.Repo.AddFlags(fs)
+	o.Trust.AddFlags(fs)
 	o.VCenter.AddFlags(fs)
 }
 
@@ -137,12 +140,14 @@ whether the vCenter (--url or GOVC_URL) can serve it: the check restore makes
 before writing anything. The backup is chosen exactly as restore chooses it:
 a backup ID, or a VM name meaning its latest backup (VM@latest), or VM@TIME
 for the latest backup at or before TIME. Unavailable keys come with the remedy.
+Backups are authenticated as restore does (--trust-writer, --allow-unsigned).
 
 EXIT STATUS
   0  every key is available (or the backup needs none)
   1  failure (repository or vCenter unreachable, unreadable manifest)
   2  usage error (no --url, unknown backup or VM, a name shared by several VMs)
-  3  at least one key is not available: a restore there would be refused`,
+  3  at least one key is not available: a restore there would be refused; or
+     the backup is rejected as unsigned, forged or foreign`,
 		Example: `  vtpm-backup keys status win11-ws01 --url vc-dr.example.com
   vtpm-backup keys status 20260101T020000.000Z-1a2b3c4d --json`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -165,7 +170,7 @@ func runKeysStatus(ctx context.Context, opts keysStatusOptions, g *globalOptions
 	if opts.VCenter.URL == "" {
 		return newUsageError(fmt.Errorf("no vCenter given: key status is asked of a vCenter"), "pass --url or set GOVC_URL (the vCenter you would restore to)")
 	}
-	repo, err := opts.Repo.open(ctx, g.clock)
+	repo, err := opts.Trust.open(ctx, g, &opts.Repo, "")
 	if err != nil {
 		return err
 	}
@@ -186,7 +191,7 @@ func runKeysStatus(ctx context.Context, opts keysStatusOptions, g *globalOptions
 	p := g.printer()
 	refs := k.Refs()
 	if len(refs) == 0 {
-		p.P("backup %s of VM %s depends on no keys", m.BackupID, m.VM.Name)
+		p.P("backup %s%s of VM %s depends on no keys", m.BackupID, unsignedSuffix(&m.ManifestHeader), m.VM.Name)
 		return nil
 	}
 	statuses, err := keys.Check(ctx, vc.Vim25(), refs, k.Providers)
@@ -196,7 +201,7 @@ func runKeysStatus(ctx context.Context, opts keysStatusOptions, g *globalOptions
 	for _, st := range statuses {
 		p.JSON(keyStatusMessage(m, vc.Host(), st))
 	}
-	p.P("keys of backup %s (VM %s) on %s:", m.BackupID, m.VM.Name, vc.Host())
+	p.P("keys of backup %s%s (VM %s) on %s:", m.BackupID, unsignedSuffix(&m.ManifestHeader), m.VM.Name, vc.Host())
 	t := p.Table("Key ID", "Use", "Provider", "Type", "Registered", "Available", "Reason")
 	for _, st := range statuses {
 		t.Row(st.Ref.KeyID, st.Ref.Use, orDash(st.Ref.ProviderID), st.ProviderType, yesNo(st.ProviderRegistered), yesNo(st.Available), orDash(strings.Join(st.Reasons, ", ")))

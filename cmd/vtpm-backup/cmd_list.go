@@ -15,12 +15,14 @@ import (
 
 // listOptions are the flags of "vtpm-backup list".
 type listOptions struct {
-	Repo repoFlags
+	Repo  repoFlags
+	Trust trustFlags
 }
 
 // AddFlags registers the flags of the list command.
 func (o *listOptions) AddFlags(fs *pflag.FlagSet) {
 	o.Repo.AddFlags(fs)
+	o.Trust.AddFlags(fs)
 }
 
 func newListCommand(g *globalOptions) *cobra.Command {
@@ -40,6 +42,16 @@ bytes with --json (one backup_entry object per line).
 A backup whose manifest cannot be read is listed with the error; run
 "vtpm-backup audit" to see what it means for restores.
 
+Backups are signed by the backup hosts' writer key. A backup counts only when
+its signature verifies with a trusted writer key: one pinned with
+--trust-writer, in the identity file ("# writer key:" lines), or this host's
+own writer key file; with none pinned, the keys of the repository config,
+with a warning (whoever can write to the bucket can change them).
+Any other backup is listed as REJECTED with the reason (unsigned, forged, or
+foreign: signed by a key that is not trusted); its VM is only what it claims.
+--allow-unsigned accepts backups written before signing existed, and marks
+each of them UNSIGNED.
+
 EXIT STATUS
   0  success (also when there are no backups)
   1  the repository could not be read
@@ -57,7 +69,7 @@ EXIT STATUS
 }
 
 func runList(ctx context.Context, opts listOptions, g *globalOptions, args []string) error {
-	repo, err := opts.Repo.open(ctx, g.clock)
+	repo, err := opts.Trust.open(ctx, g, &opts.Repo, "")
 	if err != nil {
 		return err
 	}
@@ -103,7 +115,7 @@ func runList(ctx context.Context, opts listOptions, g *globalOptions, args []str
 	t := p.Table("ID", "VM", "Time", "Size", "Stored", "vTPM", "Key provider")
 	for _, e := range entries {
 		if e.Rejected != "" {
-			t.Row(e.BackupID, orDash(e.VM)+" (claimed)", e.Time, "-", "-", "-", "REJECTED: "+e.Error)
+			t.Row(e.BackupID, orDash(e.VM)+" (claimed)", e.Time, "-", "-", "-", "REJECTED ("+e.Rejected+"): "+e.Error)
 			continue
 		}
 		if e.Error != "" {
@@ -114,7 +126,11 @@ func runList(ctx context.Context, opts listOptions, g *globalOptions, args []str
 			t.Row(e.BackupID, vm, e.Time, "-", "-", "-", "unreadable: "+e.Error)
 			continue
 		}
-		t.Row(e.BackupID, e.VM, e.Time, humanBytes(e.Size), humanBytes(e.StoredSize), yesNo(e.VTPM), orDash(strings.Join(e.KeyProviders, ",")))
+		vm := e.VM
+		if e.Unsigned {
+			vm += " (" + unsignedNote + ")"
+		}
+		t.Row(e.BackupID, vm, e.Time, humanBytes(e.Size), humanBytes(e.StoredSize), yesNo(e.VTPM), orDash(strings.Join(e.KeyProviders, ",")))
 	}
 	return t.Flush()
 }

@@ -18,6 +18,7 @@ import (
 // pruneOptions are the flags of "vtpm-backup prune".
 type pruneOptions struct {
 	Repo                                         repoFlags
+	Trust                                        trustFlags
 	Last, Hourly, Daily, Weekly, Monthly, Yearly int
 	Within                                       keepDuration
 	Grace                                        keepDuration
@@ -28,6 +29,7 @@ type pruneOptions struct {
 // AddFlags registers the flags of the prune command.
 func (o *pruneOptions) AddFlags(fs *pflag.FlagSet) {
 	o.Repo.AddFlags(fs)
+	o.Trust.AddFlags(fs)
 	fs.IntVar(&o.Last, "keep-last", 0, "keep the `N` newest backups of each VM (-1: all)")
 	fs.IntVar(&o.Hourly, "keep-hourly", 0, "keep the newest backup of each of the last `N` hours that have one (-1: all)")
 	fs.IntVar(&o.Daily, "keep-daily", 0, "keep the newest backup of each of the last `N` days that have one (-1: all)")
@@ -79,6 +81,11 @@ backup may use any chunk. On a repository created with --object-lock-days,
 objects still under retention are skipped and reported, not errors; a
 retained backup keeps its chunks.
 
+A backup whose signature does not verify with a trusted writer key (see
+"vtpm-backup list") is never counted as a kept backup of its VM, never
+deleted (it is evidence, or a genuine backup of a key this host does not
+trust), and the chunks it names stay; the report names it.
+
 With --json, prune prints a prune_plan message (one entry per backup with
 keep/remove and reasons) before deleting anything, then prune_done.
 
@@ -111,7 +118,7 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 	if err := policy.Validate(); err != nil {
 		return newUsageError(err, "pass a count of 0 or more, or -1 for unlimited")
 	}
-	repo, err := opts.Repo.open(ctx, g.clock)
+	repo, err := opts.Trust.open(ctx, g, &opts.Repo, "")
 	if err != nil {
 		return err
 	}
@@ -153,7 +160,11 @@ func printPrunePlan(p ui.Printer, r *repository.PruneReport) {
 	}
 	t := p.Table("VM", "Backup", "Time", "Action", "Reasons")
 	for _, d := range r.Decisions {
-		t.Row(d.VMName, d.BackupID, d.Time.Local().Format("2006-01-02 15:04 MST"), pruneAction(d), orDash(strings.Join(d.Reasons, ", ")))
+		id := d.BackupID
+		if d.Unsigned {
+			id += " (" + unsignedNote + ")"
+		}
+		t.Row(d.VMName, id, d.Time.Local().Format("2006-01-02 15:04 MST"), pruneAction(d), orDash(strings.Join(d.Reasons, ", ")))
 	}
 	_ = t.Flush()
 }

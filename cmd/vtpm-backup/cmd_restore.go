@@ -20,6 +20,7 @@ import (
 // restoreOptions are the flags of "vtpm-backup restore".
 type restoreOptions struct {
 	Repo      repoFlags
+	Trust     trustFlags
 	VCenter   vcenterFlags
 	Name      string
 	Datastore string
@@ -38,6 +39,7 @@ type restoreOptions struct {
 // AddFlags registers the flags of the restore command.
 func (o *restoreOptions) AddFlags(fs *pflag.FlagSet) {
 	o.Repo.AddFlags(fs)
+	o.Trust.AddFlags(fs)
 	o.VCenter.AddFlags(fs)
 	fs.StringVar(&o.Name, "name", "", "`name` of the restored VM and of its new home folder (default: the original name)")
 	fs.StringVar(&o.Datastore, "datastore", "", "`datastore` for the new home folder (default: the original datastore)")
@@ -93,6 +95,15 @@ If the restored VM does not power on, it is kept and the error says so.
 --to-dir needs no vCenter: it writes the files (e.g. the .nvram for another
 tool) as they were on the datastore, verified, never overwriting a file.
 
+Backups are signed by the backup hosts' writer key. A backup counts only when
+its signature verifies with a trusted writer key: one pinned with
+--trust-writer, in the identity file ("# writer key:" lines), or this host's
+own writer key file; with none pinned, the keys of the repository config,
+with a warning (whoever can write to the bucket can change them).
+VM@latest and VM@TIME never pick a rejected backup; a rejected backup named
+by its ID is refused (exit 3) with the reason: unsigned, forged, or foreign.
+--allow-unsigned restores backups written before signing existed.
+
 EXIT STATUS
   0  restored (or --dry-run: every check passed)
   1  failure (storage, vCenter or network error, corrupt chunk, failed
@@ -102,8 +113,9 @@ EXIT STATUS
      --pool, --host or --datastore that does not exist, bad --files
   3  refused: a key is not available on the target vCenter (each key is
      listed with its provider and the remedy), the VM name or its home
-     folder already exists, not enough free space, or a backup that cannot
-     be restored to vCenter`
+     folder already exists, not enough free space, a backup that cannot
+     be restored to vCenter, or a backup rejected as unsigned, forged or
+     foreign`
 
 func newRestoreCommand(g *globalOptions) *cobra.Command {
 	var opts restoreOptions
@@ -142,7 +154,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if err := opts.validate(args); err != nil {
 		return err
 	}
-	repo, err := opts.Repo.open(ctx, g.clock)
+	repo, err := opts.Trust.open(ctx, g, &opts.Repo, opts.Identity)
 	if err != nil {
 		return err
 	}
@@ -172,7 +184,8 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if err != nil {
 		return err
 	}
-	printRestorePlan(p, plan, opts.DryRun)
+	note := unsignedSuffix(&m.ManifestHeader)
+	printRestorePlan(p, plan, opts.DryRun, note)
 	if opts.DryRun {
 		p.P("dry run: every pre-flight check passed; nothing was written")
 		return nil
@@ -188,7 +201,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	ev.bar.Done(runErr(res, err))
 	progress.Wait()
 	if res != nil {
-		printRestoreDone(p, res, err)
+		printRestoreDone(p, res, err, note)
 	}
 	p.JSON(restoreSummary(res, err, g.clock.Now().Sub(start)))
 	return err
@@ -209,8 +222,9 @@ func runRestoreToDir(ctx context.Context, opts restoreOptions, g *globalOptions,
 	if err != nil {
 		return err
 	}
+	note := unsignedSuffix(&m.ManifestHeader)
 	msg := restoreDirPlanMessage(m, opts.ToDir, plan.Files, opts.DryRun)
-	p.P("restore of backup %s of VM %s to %s:", m.BackupID, m.VM.Name, opts.ToDir)
+	p.P("restore of backup %s%s of VM %s to %s:", m.BackupID, note, m.VM.Name, opts.ToDir)
 	for _, f := range plan.Files {
 		p.P("  %-16s %10s  %s", f.Type, humanize.IBytes(uint64(f.Size)), f.Target)
 	}
@@ -226,7 +240,7 @@ func runRestoreToDir(ctx context.Context, opts restoreOptions, g *globalOptions,
 	ev.bar.Done(err)
 	progress.Wait()
 	if res != nil {
-		printRestoreDone(p, res, nil)
+		printRestoreDone(p, res, nil, note)
 	}
 	p.JSON(restoreSummary(res, err, g.clock.Now().Sub(start)))
 	return err
@@ -279,8 +293,10 @@ func (e *restoreEvents) Progress(n int64) {
 	}
 }
 
-func printRestorePlan(p ui.Printer, plan *restore.Plan, dryRun bool) {
-	p.P("restore of backup %s of VM %s:", plan.BackupID, plan.SourceVM)
+// printRestorePlan prints the plan; note marks an unsigned backup
+// (unsignedSuffix).
+func printRestorePlan(p ui.Printer, plan *restore.Plan, dryRun bool, note string) {
+	p.P("restore of backup %s%s of VM %s:", plan.BackupID, note, plan.SourceVM)
 	where := plan.Pool
 	if plan.Host != "" {
 		where += ", host " + plan.Host
@@ -303,22 +319,27 @@ func printRestorePlan(p ui.Printer, plan *restore.Plan, dryRun bool) {
 	for _, w := range plan.Warnings {
 		p.P("warning: %s", w)
 	}
-	p.JSON(restorePlanMessage(plan, dryRun))
+	msg := restorePlanMessage(plan, dryRun)
+	msg.Unsigned = note != ""
+	p.JSON(msg)
 }
 
-func printRestoreDone(p ui.Printer, res *restore.Result, err error) {
+// printRestoreDone reports the restore; note marks an unsigned backup.
+func printRestoreDone(p ui.Printer, res *restore.Result, err error, note string) {
 	rate := fmt.Sprintf("%d files, %s in %s (%.0f MB/s)", len(res.Files), humanize.IBytes(uint64(res.Bytes)),
 		res.Duration().Round(10*time.Millisecond), res.MBPerSecond())
 	switch {
 	case res.Dir != "":
-		p.P("restored backup %s of VM %s to %s: %s", res.BackupID, res.SourceVM, res.Dir, rate)
+		p.P("restored backup %s%s of VM %s to %s: %s", res.BackupID, note, res.SourceVM, res.Dir, rate)
 	default:
-		p.P("restored VM %s (%s) from backup %s of %s: %s", res.Name, res.MoRef, res.BackupID, res.SourceVM, rate)
+		p.P("restored VM %s (%s) from backup %s%s of %s: %s", res.Name, res.MoRef, res.BackupID, note, res.SourceVM, rate)
 		if res.PoweredOn {
 			p.P("VM %s is powered on", res.Name)
 		}
 	}
-	p.JSON(restoreDoneMessage(res, err))
+	done := restoreDoneMessage(res, err)
+	done.Unsigned = note != ""
+	p.JSON(done)
 }
 
 func restoreSummary(res *restore.Result, err error, took time.Duration) ui.SummaryMessage {

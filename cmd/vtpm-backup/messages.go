@@ -78,6 +78,7 @@ func backupEntryMessage(b repository.Backup) ui.BackupEntryMessage {
 		return e
 	}
 	m := b.Header
+	e.Unsigned = b.Unsigned()
 	e.Size, e.StoredSize = m.Summary.Size, m.Summary.StoredSize
 	e.VTPM, e.Encrypted = m.VM.VTPM, m.VM.Encrypted
 	seen := map[string]bool{}
@@ -137,6 +138,7 @@ func keyStatusMessage(m *repository.Manifest, vcenter string, st keys.KeyStatus)
 		BackupID: m.BackupID, VM: m.VM.Name, VCenter: vcenter,
 		KeyID: st.Ref.KeyID, Use: st.Ref.Use, ProviderID: st.Ref.ProviderID, ProviderType: string(st.ProviderType),
 		ProviderRegistered: st.ProviderRegistered, Available: st.Available, Reasons: st.Reasons, Remedy: st.Remedy,
+		Unsigned: !m.Auth.Signed,
 	}
 }
 
@@ -175,7 +177,7 @@ func prunePlanMessage(r *repository.PruneReport) ui.PrunePlanMessage {
 	msg := ui.PrunePlanMessage{DryRun: r.DryRun, Policy: r.Policy.String(), Keep: r.Kept, Remove: r.Forgotten}
 	for _, d := range r.Decisions {
 		msg.Backups = append(msg.Backups, ui.PrunePlanEntry{BackupID: d.BackupID, VM: d.VMName, VMKey: d.VMKey,
-			Time: d.Time.UTC(), Action: pruneAction(d), Reasons: d.Reasons})
+			Time: d.Time.UTC(), Action: pruneAction(d), Reasons: d.Reasons, Unsigned: d.Unsigned})
 	}
 	return msg
 }
@@ -232,7 +234,7 @@ func restorePlanMessage(plan *restore.Plan, dryRun bool) ui.RestorePlanMessage {
 // the files it writes into dir.
 func restoreDirPlanMessage(m *repository.Manifest, dir string, files []restore.PlannedFile, dryRun bool) ui.RestorePlanMessage {
 	msg := ui.RestorePlanMessage{
-		DryRun: dryRun, BackupID: m.BackupID, SourceVM: m.VM.Name, Dir: dir,
+		DryRun: dryRun, BackupID: m.BackupID, SourceVM: m.VM.Name, Dir: dir, Unsigned: !m.Auth.Signed,
 		Files: restoreFiles(files), Keys: []ui.RestoreKey{},
 	}
 	for _, f := range files {

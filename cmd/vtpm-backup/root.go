@@ -206,6 +206,7 @@ func envBindings() []envBinding {
 		{"datacenter", "GOVC_DATACENTER"},
 		{"identity", "VTPM_BACKUP_IDENTITY"}, // --identity of the commands that decrypt
 		{"writer-key", writerKeyEnv},         // --writer-key of the commands that sign
+		{"trust-writer", trustWriterEnv},     // --trust-writer of the commands that read backups
 	}
 }
 

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("XDG_CONFIG_HOME", dir)
 	os.Setenv("HOME", dir)
-	for _, k := range []string{"VTPM_BACKUP_CONFIG", "VTPM_BACKUP_REPO", "VTPM_BACKUP_IDENTITY", "VTPM_BACKUP_WRITER_KEY",
+	for _, k := range []string{"VTPM_BACKUP_CONFIG", "VTPM_BACKUP_REPO", "VTPM_BACKUP_IDENTITY", "VTPM_BACKUP_WRITER_KEY", "VTPM_BACKUP_TRUST_WRITER",
 		"GOVC_URL", "GOVC_USERNAME", "GOVC_PASSWORD", "GOVC_INSECURE", "GOVC_TLS_CA_CERTS", "GOVC_DATACENTER"} {
 		os.Unsetenv(k)
 	}

@@ -139,6 +139,9 @@ type KeyStatusMessage struct {
 	Available          bool     `json:"available"`
 	Reasons            []string `json:"reasons,omitempty"`
 	Remedy             string   `json:"remedy,omitempty"`
+	// Unsigned is true when the backup has no signature and was accepted
+	// only because --allow-unsigned was given.
+	Unsigned bool `json:"unsigned,omitempty"`
 }
 
 // MessageType implements Message.

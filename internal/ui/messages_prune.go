@@ -29,6 +29,9 @@ type PrunePlanEntry struct {
 	Time     time.Time `json:"time"`
 	Action   string    `json:"action"` // "keep" or "remove"
 	Reasons  []string  `json:"reasons,omitempty"`
+	// Unsigned is true for a backup without signature, counted only
+	// because --allow-unsigned was given.
+	Unsigned bool `json:"unsigned,omitempty"`
 }
 
 // PruneDoneMessage is the "prune_done" line: what prune deleted (or with

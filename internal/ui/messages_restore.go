@@ -28,6 +28,9 @@ type RestorePlanMessage struct {
 	TotalBytes int64         `json:"total_bytes"`
 	FreeBytes  int64         `json:"free_bytes,omitempty"`
 	Warnings   []string      `json:"warnings,omitempty"`
+	// Unsigned is true when the backup has no signature and was accepted
+	// only because --allow-unsigned was given.
+	Unsigned bool `json:"unsigned,omitempty"`
 }
 
 // MessageType implements Message.
@@ -68,6 +71,9 @@ type RestoreDoneMessage struct {
 	MBPerSecond     float64 `json:"mb_per_second"`
 	PoweredOn       bool    `json:"powered_on"`
 	Error           string  `json:"error,omitempty"`
+	// Unsigned is true when the backup has no signature and was accepted
+	// only because --allow-unsigned was given.
+	Unsigned bool `json:"unsigned,omitempty"`
 }
 
 // MessageType implements Message.
