@@ -89,7 +89,8 @@ One VM's failure does not stop the others.
 EXIT STATUS
   0 every VM was backed up; 1 at least one VM failed (the summary names
   each); 2 usage error (no VM selected, bad glob, bad or unknown
-  --vsphere-tag, bad --repo).`,
+  --vsphere-tag, bad --repo); 3 the repository is locked by a prune (the
+  error names its host, pid and age, and how to list and remove it).`,
 		Example: `  # one VM, vCenter from the usual govc variables
   export GOVC_URL=vcenter.example.com GOVC_USERNAME=backup@vsphere.local
   vtpm-backup backup --repo s3://s3.example.com/backups/vtpm --password-file /etc/vtpm-backup/vc.pass win11-01

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
 // unlockOptions are the flags of "vtpm-backup unlock".
@@ -101,6 +104,14 @@ func runUnlock(ctx context.Context, opts unlockOptions, g *globalOptions, _ []st
 	if len(locks) == 0 {
 		p.P("no locks in %s", repo.Location())
 	}
-	p.JSON(unlockSummaryMessage(repo.Location(), len(locks), len(gone)))
+	sum := unlockSummaryMessage(repo.Location(), len(locks), len(gone))
+	if sum.Kept > 0 {
+		// A lock left after a killed run is still live until it expires:
+		// say how to get out instead of only "kept".
+		sum.Hint = fmt.Sprintf("%d live lock(s) kept: each expires %s after its holder stopped refreshing it; if you are sure a holder is gone for good (its host is down, its process killed), remove the locks now with 'vtpm-backup unlock --remove-all'",
+			sum.Kept, humanAge(repository.DefaultLockExpiry))
+		p.P("%s", sum.Hint)
+	}
+	p.JSON(sum)
 	return err
 }

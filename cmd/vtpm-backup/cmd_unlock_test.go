@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,8 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/storage/local"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 func TestUnlockCommand(t *testing.T) {
@@ -87,6 +90,71 @@ func TestEmptyListAndUnlockJSONSummaries(t *testing.T) {
 			if msgs[0][k] != v {
 				t.Errorf("%s: %s = %v, want %v", tc.typ, k, msgs[0][k], v)
 			}
+		}
+	}
+}
+
+// Every lock refusal names the holder's host, pid and age and the command
+// that lists or removes the lock (issue 15 item 8): a lock left by a backup
+// killed on another host refuses prune, a prune's refuses backup, and
+// unlock keeps live ones; none of them said how to get out.
+func TestLockRefusalsSayHowToGetOut(t *testing.T) {
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "locked-out", Seed: 21, DiskSize: 1 << 20})
+	dir := initLocalRepo(t)
+	repo := openLocal(t, dir)
+	take := func(t *testing.T, purpose string, exclusive bool) *repository.Lock {
+		t.Helper()
+		l, err := repo.LockWithOptions(t.Context(), repository.LockOptions{Purpose: purpose, Exclusive: exclusive, NoRefresh: true, Hostname: "backup-host-9", PID: 4242})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	release := func(t *testing.T, l *repository.Lock) {
+		t.Helper()
+		if err := l.Unlock(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder := []string{"backup-host-9", "pid 4242", "created", "ago"}
+
+	backupLock := take(t, "backup", false)
+	_, stderr, code := cli(t, "prune", "--repo", dir, "--keep-last", "1")
+	if code != exitNotReady {
+		t.Fatalf("prune under a live backup lock: exit %d: %s", code, stderr)
+	}
+	mustMention(t, "prune", stderr, append(holder, "hint:", "vtpm-backup unlock", "--remove-all")...)
+
+	stdout, _, code := cli(t, "--repo", dir, "unlock")
+	if code != exitOK {
+		t.Fatalf("unlock: exit %d", code)
+	}
+	mustMention(t, "unlock", stdout, append(holder, "kept", "1 live lock(s) kept", "vtpm-backup unlock --remove-all")...)
+	stdout, _, _ = cli(t, "--json", "--repo", dir, "unlock")
+	if sum := ofType(jsonLines(t, stdout), "unlock_summary"); len(sum) != 1 || !strings.Contains(fmt.Sprint(sum[0]["hint"]), "--remove-all") {
+		t.Errorf("unlock --json summary without the hint: %v", sum)
+	}
+	release(t, backupLock)
+
+	pruneLock := take(t, "prune", true)
+	_, stderr, code = cli(t, append(append([]string{"--repo", dir}, vcArgs(env)...), "backup", vm.Name)...)
+	if code != exitNotReady {
+		t.Fatalf("backup under a live prune lock: exit %d: %s", code, stderr)
+	}
+	mustMention(t, "backup", stderr, append(holder, "hint:", "vtpm-backup unlock", "--remove-all")...)
+	_, stderr, _ = cli(t, append(append([]string{"--json", "--repo", dir}, vcArgs(env)...), "backup", vm.Name)...)
+	if errs := ofType(jsonLines(t, stderr), "error"); len(errs) != 1 || !strings.Contains(fmt.Sprint(errs[0]["hint"]), "vtpm-backup unlock") {
+		t.Errorf("backup --json error without the hint: %v", errs)
+	}
+	release(t, pruneLock)
+}
+
+func mustMention(t *testing.T, what, out string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(out, w) {
+			t.Errorf("%s: output lacks %q:\n%s", what, w, out)
 		}
 	}
 }

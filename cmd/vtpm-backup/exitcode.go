@@ -7,6 +7,7 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/location"
+	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/restore"
@@ -121,4 +122,50 @@ func exitRules() []exitRule {
 		{backup.ErrBadSelection, exitUsage},
 		{backup.ErrNothingSelected, exitUsage},
 	}
+}
+
+// lockHint is what to do about a lock in the way: the refusal names each
+// holder (host, pid, age); this says how to list and remove them.
+var lockHint = "list the repository's locks with 'vtpm-backup unlock' (with the same --repo), which also removes expired ones; " +
+	"if a holder is gone for good (its host is down, its process was killed on another host), " +
+	"remove its lock with 'vtpm-backup unlock --remove-all'; a live lock expires " + humanAge(repository.DefaultLockExpiry) + " after its holder stopped"
+
+// hintRules give the errors of the packages below a remedy that names a
+// command of this CLI, which those packages do not know about.
+func hintRules() []struct {
+	target error
+	hint   string
+} {
+	return []struct {
+		target error
+		hint   string
+	}{
+		{repository.ErrLocked, lockHint},
+	}
+}
+
+// hinted is an error with a remedy for the user (ui.Hinter), keeping the
+// error's identity for errors.Is and its exit status.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (h *hinted) Error() string { return h.err.Error() }
+func (h *hinted) Unwrap() error { return h.err }
+func (h *hinted) Hint() string  { return h.hint }
+
+// withHint adds the remedy of the first matching hintRules entry to an error
+// that carries no hint yet.
+func withHint(err error) error {
+	var h ui.Hinter
+	if err == nil || errors.As(err, &h) {
+		return err
+	}
+	for _, r := range hintRules() {
+		if errors.Is(err, r.target) {
+			return &hinted{err: err, hint: r.hint}
+		}
+	}
+	return err
 }

@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	err = withHint(err)
 	code := exitCode(err)
 	if ctx.Err() != nil {
 		// A signal stopped the command: say so with 128+SIGINT, as shells

@@ -41,6 +41,8 @@ type UnlockSummaryMessage struct {
 	// Removed and Kept split Locks by what this run did.
 	Removed int `json:"removed"`
 	Kept    int `json:"kept"`
+	// Hint says how to remove the live locks that were kept, if any.
+	Hint string `json:"hint,omitempty"`
 }
 
 // MessageType implements Message.
