@@ -17,7 +17,9 @@
 //     into the datastore upload, so memory stays bounded whatever the disk
 //     size; zero chunks are written from a shared zero buffer without
 //     reading the repository), verifies each chunk and the whole-file
-//     SHA-256, registers the VM and optionally powers it on. Any failure or
+//     SHA-256, registers the VM, checks that vCenter did not leave it
+//     locked (ErrVMLocked: vCenter registers an encrypted VM even when
+//     its host may not get the key) and optionally powers it on. Any failure or
 //     cancellation after the folder was created unregisters what it
 //     registered and deletes exactly the files it uploaded and the folder
 //     it created, with a fresh context.

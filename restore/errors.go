@@ -4,8 +4,8 @@ import "errors"
 
 // Sentinel errors, checked with errors.Is. The CLI maps them to exit codes:
 // ErrBadTarget is bad input (2), like the selection errors of
-// repository.Select; ErrCollision, ErrNoSpace and ErrNotRestorable are
-// refusals (3), like keys.ErrKeyNotAvailable.
+// repository.Select; ErrCollision, ErrNoSpace, ErrNotRestorable and
+// ErrVMLocked are refusals (3), like keys.ErrKeyNotAvailable.
 var (
 	// ErrBadTarget: a restore option names something that does not exist
 	// or is invalid (datastore, folder, pool, host, name, --files pattern).
@@ -22,4 +22,8 @@ var (
 	// the whole-file SHA-256 of its manifest (a manifest inconsistent with
 	// its chunks). The file is never completed on the target.
 	ErrFileCorrupt = errors.New("rebuilt file does not match its backup")
+	// ErrVMLocked: vCenter registered the restored VM but left it locked:
+	// its host did not get the key (a privilege or the host's encryption
+	// mode). Restore then removes the VM and its files.
+	ErrVMLocked = errors.New("restored VM is locked")
 )

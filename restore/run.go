@@ -196,7 +196,26 @@ func register(ctx context.Context, c *vsphere.Client, plan *Plan, u *undo) (*obj
 	if errors.Is(err, vsphere.ErrKeyRequired) {
 		return nil, fmt.Errorf("%w: %s refused to register the VM because its key is not available, although the pre-flight check found it: %v", keys.ErrKeyNotAvailable, plan.vcenter, err)
 	}
+	var locked *vsphere.LockedError
+	if errors.As(err, &locked) {
+		return nil, lockedError(plan, locked)
+	}
 	return vm, err
+}
+
+// lockedError explains a VM vCenter registered locked: which privilege or
+// host setting kept the key from its host, and what to do.
+func lockedError(plan *Plan, le *vsphere.LockedError) error {
+	host := "its host"
+	if le.Host != "" {
+		host = "host " + le.Host
+	}
+	remedy := "Grant the restoring account the privilege Cryptographer.RegisterVM (Cryptographic operations > Register VM)"
+	if le.HostEncryptionOff() {
+		remedy += fmt.Sprintf(", and Cryptographer.RegisterHost (Cryptographic operations > Register host) so that vCenter can put %s into encryption mode (its cryptoState is %q), or have an administrator do so", host, le.HostCryptoState)
+	}
+	return fmt.Errorf("%w: %s registered %s (%s) but left it locked (runtime.cryptoState %q, connection state %q): %s did not get the VM's key. %s, then retry the restore; a VM already locked this way is unlocked with CryptoUnlock (Unlock VM in the vSphere Client) once that is fixed",
+		ErrVMLocked, plan.vcenter, plan.Name, le.VM, le.CryptoState, le.ConnectionState, host, remedy)
 }
 
 // errUploadEnded stops the chunk writer when the upload gave up first.

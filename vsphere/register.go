@@ -17,9 +17,11 @@ import (
 // named name (empty: vCenter's default from the vmx) in folder, running in
 // pool, optionally pinned to host. An already registered path yields an error
 // wrapping ErrFileExists; a key vCenter cannot get (EncryptionKeyRequired)
-// an error wrapping ErrKeyRequired and the fault. When ctx ends
-// while vCenter is still registering, it waits (bounded) for the outcome
-// and returns the registered VM together with the error, for the caller to
+// an error wrapping ErrKeyRequired and the fault. A VM vCenter registered
+// but left locked (see CheckRegistered) is returned together with an error
+// wrapping a *LockedError, for the caller to undo. When ctx ends while
+// vCenter is still registering, it waits (bounded) for the outcome and
+// returns the registered VM together with the error, for the caller to
 // undo.
 func (c *Client) RegisterVM(ctx context.Context, folder *object.Folder, vmxPath, name string, pool *object.ResourcePool, host *object.HostSystem) (*object.VirtualMachine, error) {
 	if folder == nil || pool == nil {
@@ -57,7 +59,14 @@ func (c *Client) RegisterVM(ctx context.Context, folder *object.Folder, vmxPath,
 	if !ok {
 		return nil, fmt.Errorf("register %s: unexpected result %T", vmxPath, info.Result)
 	}
-	return c.vmByRef(ctx, ref)
+	vm, err := c.vmByRef(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.CheckRegistered(ctx, vm); err != nil {
+		return vm, fmt.Errorf("register %s: %w", vmxPath, err)
+	}
+	return vm, nil
 }
 
 // registerWaitTimeout bounds how long a cancelled RegisterVM still waits to

@@ -113,6 +113,7 @@ func exitRules() []exitRule {
 		{restore.ErrCollision, exitNotReady},
 		{restore.ErrNoSpace, exitNotReady},
 		{restore.ErrNotRestorable, exitNotReady},
+		{restore.ErrVMLocked, exitNotReady},
 		{repository.ErrLocked, exitNotReady},
 		{repository.ErrUnreadableManifest, exitNotReady},
 		{repository.ErrRejected, exitNotReady},

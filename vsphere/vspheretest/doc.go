@@ -42,6 +42,15 @@
 //     created later are not wrapped; moving VMs between wrapped folders
 //     (MoveIntoFolder, Relocate with a folder) is not supported by the
 //     simulator then, because it type-asserts *simulator.Folder.
+//   - The simulator grants every privilege and knows no encryption mode.
+//     Like vCenter, the registration emulation registers an encrypted VM
+//     whose key it has but leaves it locked (runtime.cryptoState locked,
+//     connection state invalid) when the user lacks Cryptographer.RegisterVM,
+//     or when its host is not in encryption mode (runtime.cryptoState safe)
+//     and the user lacks Cryptographer.RegisterHost to put it there. Every
+//     host starts incapable, as ESXi does; CreateVTPMVM's encryption puts
+//     the VM's host into safe mode. Env.DenyPrivileges (or
+//     EnvOptions.DeniedPrivileges) takes privileges from the user.
 //   - Snapshots create no delta disk in the simulator (no NAME-000001.vmdk,
 //     backings unchanged), and wrapping a simulator VM to change that breaks
 //     the simulator's own snapshot code (RemoveSnapshot_Task type-asserts

@@ -47,6 +47,10 @@ type EnvOptions struct {
 	// Username and Password the vCenter accepts (default "user"/"pass").
 	// Any other pair is refused with InvalidLogin.
 	Username, Password string
+	// DeniedPrivileges are privileges the vCenter user lacks (e.g.
+	// PrivRegisterVM); Env.DenyPrivileges changes them later. The
+	// default user holds every privilege.
+	DeniedPrivileges []string
 	// Handler, when set, wraps the simulator's HTTP handler (SOAP and the
 	// datastore file service) before its first request: tests observe,
 	// hold or fail requests there.
@@ -67,6 +71,8 @@ type Env struct {
 	Client *vsphere.Client
 	// ProviderID is the standard key provider ("" when NoKeyProvider).
 	ProviderID string
+
+	role *role
 }
 
 // NewEnv starts a VPX simulator (1 datacenter DC0, cluster DC0_C0, hosts,
@@ -103,8 +109,10 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 		Username: opts.Username,
 		Password: opts.Password,
 		Insecure: true,
+		role:     newRole(opts.DeniedPrivileges),
 	}
-	installRegistration(model.Map())
+	installRegistration(model.Map(), env.role)
+	initHostCryptoState(model.Map())
 
 	c, err := vsphere.Connect(ctx, vsphere.ConnectOptions{URL: server.URL.String(), Insecure: true, KeepAlive: -1})
 	if err != nil {

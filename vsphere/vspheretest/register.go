@@ -25,7 +25,7 @@ import (
 
 // installRegistration wraps every VM folder present now with
 // registeringFolder, so RegisterVM_Task behaves like ESXi (see doc.go).
-func installRegistration(r *simulator.Registry) {
+func installRegistration(r *simulator.Registry, role *role) {
 	for _, e := range r.All("Folder") {
 		f, ok := e.(*simulator.Folder)
 		if !ok {
@@ -33,7 +33,7 @@ func installRegistration(r *simulator.Registry) {
 		}
 		for _, t := range f.ChildType {
 			if t == "VirtualMachine" {
-				r.Put(&registeringFolder{Folder: f})
+				r.Put(&registeringFolder{Folder: f, role: role})
 				break
 			}
 		}
@@ -43,9 +43,12 @@ func installRegistration(r *simulator.Registry) {
 // registeringFolder is a simulator VM folder whose RegisterVM_Task reads the
 // .vmx like ESXi: firmware, hardware version, secure boot, nvram, vTPM,
 // SCSI disks and the encryption key locator; it refuses an encrypted vmx
-// whose key this vCenter cannot get, with EncryptionKeyRequired.
+// whose key this vCenter cannot get, with EncryptionKeyRequired. Like
+// vCenter, it registers an encrypted VM whose key it has but may not give
+// to the host (see role.keyToHost) and leaves it locked.
 type registeringFolder struct {
 	*simulator.Folder
+	role *role
 }
 
 // RegisterVMTask overrides simulator.Folder.RegisterVMTask.
@@ -125,6 +128,7 @@ func (f *registeringFolder) register(ctx *simulator.Context, req *types.Register
 		return nil, fault
 	}
 	ctx.WithLock(vm, func() { vm.RefreshStorageInfo(ctx, nil) })
+	f.role.keyToHost(ctx, vm, key != nil)
 	return ref, nil
 }
 

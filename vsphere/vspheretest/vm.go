@@ -80,6 +80,7 @@ func (e *Env) CreateVTPMVM(ctx context.Context, o VMOptions) (*VTPMVM, error) {
 		if err := encrypt(ctx, vm, o.ProviderID); err != nil {
 			return nil, fmt.Errorf("encrypt VM %s with provider %s: %w", o.Name, o.ProviderID, err)
 		}
+		e.encrypted(vm.Reference())
 	}
 	out, err := e.describe(ctx, vm, o)
 	if err != nil {
