@@ -396,6 +396,13 @@ func decodeManifest(backupID string, data []byte) (*Manifest, error) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("%w: backup %s: %v (truncated or not JSON)", ErrCorruptManifest, backupID, err)
 	}
+	// Catalogs (list, audit, selection) read only the members before the
+	// chunk lists (decodeHeaderPrefix). A header member after them would
+	// make the catalog and a restore see different backups: refused, as
+	// no version of vtpm-backup writes one there.
+	if h, err := decodeHeaderPrefix(ManifestObjectName(backupID), data, false); err != nil || !sameHeader(h, &m.ManifestHeader) {
+		return nil, fmt.Errorf("%w: backup %s: header members after the file list", ErrCorruptManifest, backupID)
+	}
 	if m.Summary == (Summary{}) {
 		m.Summary = m.summarize() // written before summaries existed
 	}
@@ -403,6 +410,18 @@ func decodeManifest(backupID string, data []byte) (*Manifest, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// sameHeader reports whether two decoded headers say the same. They are
+// compared as JSON: times decoded from one text hold distinct zone
+// pointers.
+func sameHeader(a, b *ManifestHeader) bool {
+	ja, err := json.Marshal(a)
+	if err != nil {
+		return false
+	}
+	jb, err := json.Marshal(b)
+	return err == nil && bytes.Equal(ja, jb)
 }
 
 // headerReadSize is how much of a manifest ReadManifestHeader fetches first:

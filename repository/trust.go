@@ -260,7 +260,11 @@ func decodeHeaderPrefix(name string, data []byte, more bool) (*ManifestHeader, e
 		}
 		return nil, fail(err)
 	}
-	members := map[string]json.RawMessage{}
+	// The members are put back together in their order, not through a
+	// map: with a key repeated (or repeated in another case, which Go's
+	// decoder matches too), the last one wins, as in decodeManifest.
+	var obj bytes.Buffer
+	obj.WriteByte('{')
 	for {
 		tok, err := dec.Token()
 		if err != nil {
@@ -280,14 +284,20 @@ func decodeHeaderPrefix(name string, data []byte, more bool) (*ManifestHeader, e
 		if err := dec.Decode(&v); err != nil {
 			return nil, fail(err)
 		}
-		members[key] = v
+		k, err := json.Marshal(key)
+		if err != nil {
+			return nil, fail(err)
+		}
+		if obj.Len() > 1 {
+			obj.WriteByte(',')
+		}
+		obj.Write(k)
+		obj.WriteByte(':')
+		obj.Write(v)
 	}
-	raw, err := json.Marshal(members)
-	if err != nil {
-		return nil, err
-	}
+	obj.WriteByte('}')
 	var h ManifestHeader
-	if err := json.Unmarshal(raw, &h); err != nil {
+	if err := json.Unmarshal(obj.Bytes(), &h); err != nil {
 		return nil, fail(err)
 	}
 	return &h, nil
