@@ -91,12 +91,17 @@ func Parse(s string) (Location, error) {
 	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return bad("contains a control character")
 	}
+	// " /srv/backups" would be a folder " " in the current directory: a
+	// quoting slip, not a place anyone means.
+	if strings.TrimSpace(s) != s {
+		return bad("leading or trailing white space (a quoting mistake?)")
+	}
 	m := schemeRE.FindStringSubmatch(s)
 	if m == nil || !urlSchemes[strings.ToLower(m[1])] {
 		if strings.Contains(s, "://") {
 			return bad("unknown scheme")
 		}
-		return Location{Kind: Local, Path: filepath.Clean(s)}, nil
+		return localPath(s, bad)
 	}
 	u, err := url.Parse(s)
 	if err != nil {
@@ -117,7 +122,7 @@ func Parse(s string) (Location, error) {
 		if u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
 			return bad("file URLs need an absolute path: file:///path")
 		}
-		return Location{Kind: Local, Path: filepath.Clean(u.Path)}, nil
+		return localPath(u.Path, bad)
 	case "s3", "s3+http":
 	case "http", "https", "s3+https":
 		return bad("use s3://host/bucket for S3 over HTTPS or s3+http://host:port/bucket for plain HTTP")
@@ -155,6 +160,17 @@ func Parse(s string) (Location, error) {
 		Prefix:    prefix,
 		PlainHTTP: u.Scheme == "s3+http",
 	}, nil
+}
+
+// localPath is the Local location of path p, cleaned. A path that ends in
+// white space once cleaned ("backups /" is the folder "backups ") is
+// refused like one that starts or ends with it: a quoting slip.
+func localPath(p string, bad func(string) (Location, error)) (Location, error) {
+	p = filepath.Clean(p)
+	if strings.TrimSpace(p) != p {
+		return bad("a folder name ends in white space (a quoting mistake?)")
+	}
+	return Location{Kind: Local, Path: p}, nil
 }
 
 // redact hides user information and query strings of URL-like input, where

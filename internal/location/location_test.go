@@ -65,6 +65,14 @@ func TestParseBad(t *testing.T) {
 		{"", "empty"},
 		{"   ", "empty"},
 		{"repo\x00", "control character"},
+		// Found by FuzzParse: " /" was a folder " " that printed as a
+		// location Parse refuses.
+		{" /", "white space"},
+		{" /srv/backups", "white space"},
+		{"/srv/backups ", "white space"},
+		{"\u00a0/srv/backups", "white space"},
+		{"0 /", "white space"},
+		{"file:///srv/backups /", "white space"},
 		{"s3://host", "no bucket"},
 		{"s3://host/", "no bucket"},
 		{"s3:///bucket", "no host"},
