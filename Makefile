@@ -14,7 +14,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TOOLS_MOD := tools/go.mod tools/go.sum
 GOLANGCI_LINT := .bin/golangci-lint
 
-.PHONY: build demo test lint golangci-lint check-deps s3-server bench docs
+.PHONY: build demo test lint golangci-lint check-deps s3-server bench docs fuzz
 
 ## build: the vtpm-backup binary in the repository root, statically linked
 # CGO_ENABLED=0 keeps libc out (os/user and net use their Go implementations),
@@ -65,6 +65,33 @@ check-deps:
 ## s3-server: a local S3 server with a bucket; prints the exports to use it
 s3-server:
 	$(GO) run ./internal/s3server/cmd/s3server $(S3_SERVER_ARGS)
+
+## fuzz: run every fuzz target for FUZZTIME each, one after the other
+# The parsers of what a repository holds, of the command line's backup spec,
+# the repository URL and the config file. `make test` runs their seed corpus
+# (testdata/fuzz/<target>, and what the targets add) as ordinary tests; this
+# explores beyond it. A failing input is written to
+# <package>/testdata/fuzz/<target>/: fix the bug and commit that file, so it
+# stays a regression test. FUZZFLAGS passes more flags (e.g. -parallel 1).
+FUZZTIME ?= 30s
+FUZZFLAGS ?=
+FUZZ_TARGETS := \
+	./repository:FuzzDecodeManifest \
+	./repository:FuzzDecodeManifestHeader \
+	./repository:FuzzParseSignature \
+	./repository:FuzzOpenConfig \
+	./repository:FuzzParseLock \
+	./repository:FuzzParseSpec \
+	./repository:FuzzParseProcStat \
+	./internal/location:FuzzParse \
+	./cmd/vtpm-backup:FuzzParseConfigFile \
+	./keys:FuzzParseKeySafe
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
+	done
 
 ## bench: benchmarks only, with allocations
 bench:

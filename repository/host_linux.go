@@ -55,7 +55,10 @@ func (h linuxHost) Gone(p Process) string {
 	if p.BootID != h.self.BootID {
 		return fmt.Sprintf("its host %s has restarted since (boot ID %s, now %s)", p.Hostname, p.BootID, h.self.BootID)
 	}
-	if p.PID <= 0 || !h.alive(p.PID) {
+	if p.PID <= 0 || p.PID > maxPID {
+		return fmt.Sprintf("no process can have pid %d", p.PID)
+	}
+	if !h.alive(p.PID) {
 		return fmt.Sprintf("process %d is no longer running on %s", p.PID, p.Hostname)
 	}
 	st, err := h.stat(p.PID)
@@ -74,6 +77,11 @@ func (h linuxHost) Gone(p Process) string {
 	}
 	return ""
 }
+
+// maxPID is Linux's PID_MAX_LIMIT: no pid is larger. Checked before
+// kill(2), which would take a larger value modulo 2^32 and ask about another
+// process.
+const maxPID = 1 << 22
 
 // processExists reports whether pid names a process, including one of
 // another user (EPERM) that /proc may hide.

@@ -3,6 +3,7 @@
 package repository
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"strings"
@@ -80,6 +81,8 @@ func TestLinuxHostGone(t *testing.T) {
 		{"this process", self, ""},
 		{"dead pid", dead, "is no longer running"},
 		{"reused pid", with(func(p *Process) { p.StartTicks++ }), "now belongs to another process"},
+		{"pid 0", with(func(p *Process) { p.PID = 0 }), "no process can have pid 0"},
+		{"pid beyond the kernel's limit", with(func(p *Process) { p.PID = 1<<32 + self.PID }), "no process can have pid"},
 		{"rebooted", with(func(p *Process) { p.BootID = "3f0e-other-boot" }), "has restarted since"},
 		{"another host", with(func(p *Process) { p.Hostname += "-other"; p.PID = dead.PID }), ""},
 		{"old lock without boot ID", with(func(p *Process) { p.BootID = ""; p.PID = dead.PID }), ""},
@@ -104,4 +107,21 @@ func TestLinuxHostGone(t *testing.T) {
 	if got := blind.Gone(dead); got != "" {
 		t.Fatalf("Gone without /proc = %q, want cannot tell", got)
 	}
+}
+
+// FuzzParseProcStat: any /proc/<pid>/stat content parses or is refused,
+// never panics; what parses has the one-letter state that follows the last
+// ')' (a command name may hold anything, parentheses included).
+func FuzzParseProcStat(f *testing.F) {
+	f.Add([]byte("1 (init) S 0 1 1 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 5 100 200\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := parseProcStat(data)
+		if err != nil {
+			return
+		}
+		rest := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if rest[0] != string([]byte{st.state}) {
+			t.Fatalf("parseProcStat(%q): state %q, want %q", data, st.state, rest[0])
+		}
+	})
 }

@@ -388,12 +388,7 @@ func (r *Repository) ListLocks(ctx context.Context) ([]LockInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read lock %s: %w", fi.Name, err)
 		}
-		var li LockInfo
-		if json.Unmarshal(data, &li) != nil || li.Expires.IsZero() {
-			li = LockInfo{Exclusive: true, Unreadable: true, Created: fi.ModTime, Refreshed: fi.ModTime,
-				Expires: fi.ModTime.Add(DefaultLockExpiry)}
-		}
-		li.ID = id
+		li := parseLock(id, data, fi.ModTime)
 		if !li.Unreadable {
 			li.HolderGone = r.host.Gone(li.Process)
 		}
@@ -401,6 +396,21 @@ func (r *Repository) ListLocks(ctx context.Context) ([]LockInfo, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	return out, nil
+}
+
+// parseLock reads the lock object id, written at modTime. Anything that is
+// not a lock (garbage, a truncated write, a lock without expiry) is an
+// Unreadable lock, exclusive and expiring DefaultLockExpiry after it was
+// written: it must block prune for a while, as it may be a live lock this
+// version cannot read, and never forever.
+func parseLock(id string, data []byte, modTime time.Time) LockInfo {
+	var li LockInfo
+	if json.Unmarshal(data, &li) != nil || li.Expires.IsZero() {
+		li = LockInfo{Exclusive: true, Unreadable: true, Created: modTime, Refreshed: modTime,
+			Expires: modTime.Add(DefaultLockExpiry)}
+	}
+	li.ID = id
+	return li
 }
 
 // RemoveStaleLocks removes the locks that are stale at now (expired, or
