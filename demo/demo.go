@@ -1,15 +1,17 @@
 // Package demo runs vtpm-backup's main job end to end against an in-process
 // vCenter simulator and a local repository, so a newcomer sees in a minute
 // what the tool does for a vTPM VM and why each step matters: backup, list,
-// audit, restore under a new name, a byte-for-byte check of the restored
-// .nvram, and the key pre-check refusing a restore on a vCenter that lacks
-// the key provider.
+// audit, a planted backup rejected for want of the writer key's signature,
+// restore under a new name, a byte-for-byte check of the restored .nvram,
+// and the key pre-check refusing a restore on a vCenter that lacks the key
+// provider.
 package demo
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -97,6 +99,7 @@ func Run(ctx context.Context, opts Options, r Reporter) error {
 		opts:    opts,
 		r:       r,
 		idPath:  filepath.Join(dir, "identity.txt"),
+		keyPath: filepath.Join(dir, "writer.key"),
 		repoDir: filepath.Join(dir, "repo"),
 	}
 	defer d.close()
@@ -125,8 +128,8 @@ var steps = []step{
 	{"start a simulated vCenter with a key provider and a vTPM VM",
 		"a vTPM VM needs EFI firmware, hardware version 14+, and a key provider whose key encrypts its home files (.vmx, .nvram)",
 		(*run).startVCenter},
-	{"create an encrypted repository",
-		"backups are encrypted with age to a public key: the backup host cannot read them; only the offline identity can",
+	{"create an encrypted repository and its writer key",
+		"backups are encrypted with age to a public key: the backup host cannot read them; only the offline identity can. They are signed with the writer key, whose public key the identity file pins",
 		(*run).createRepository},
 	{"back up the VM",
 		"home files (the .nvram above all) are copied before a temporary snapshot, the disk is streamed in deduplicated chunks, and the key IDs are recorded",
@@ -139,6 +142,9 @@ var steps = []step{
 	{"audit restore readiness",
 		"every morning: are all chunks there and intact, is the .nvram in the backup, are the keys available on the vCenter we would restore to?",
 		(*run).audit},
+	{"plant a forged backup, as someone holding only the bucket's credentials",
+		"the recipients are public, so anyone who can write to the bucket can store a chunk that decrypts; without the writer key they cannot sign a manifest, so restores and audits that pin the key reject it",
+		(*run).rejectPlanted},
 	{"restore under a new name beside the original",
 		"the key is checked on the vCenter first; the files keep their names in a new folder (the encrypted .vmx cannot be rewritten) and the VM is registered under the new name",
 		(*run).restoreBeside},
@@ -152,9 +158,9 @@ var steps = []step{
 
 // run is the state the steps share.
 type run struct {
-	opts            Options
-	r               Reporter
-	idPath, repoDir string
+	opts                     Options
+	r                        Reporter
+	idPath, keyPath, repoDir string
 
 	env  *vspheretest.Env
 	vm   *vspheretest.VTPMVM
@@ -186,7 +192,11 @@ func (d *run) startVCenter(ctx context.Context) error {
 }
 
 func (d *run) createRepository(ctx context.Context) error {
-	pub, err := repository.GenerateIdentityFile(d.idPath, d.opts.Clock.Now())
+	writer, err := repository.GenerateWriterKey()
+	if err != nil {
+		return err
+	}
+	pub, err := repository.GenerateIdentityFile(d.idPath, d.opts.Clock.Now(), writer.Public())
 	if err != nil {
 		return err
 	}
@@ -194,11 +204,15 @@ func (d *run) createRepository(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.repo, err = repository.Init(ctx, be, repository.InitOptions{Recipients: []string{pub}}, repository.WithClock(d.opts.Clock)); err != nil {
+	if d.repo, err = repository.Init(ctx, be, repository.InitOptions{Recipients: []string{pub}, WriterKey: writer}, repository.WithClock(d.opts.Clock)); err != nil {
+		return err
+	}
+	if err := repository.WriteWriterKeyFile(d.keyPath, writer, d.repo.Config().ID, d.opts.Clock.Now()); err != nil {
 		return err
 	}
 	d.r.Detail("repository %s, recipient %s", d.repoDir, pub)
 	d.r.Detail("identity (private key) %s: keep it offline in real life", d.idPath)
+	d.r.Detail("writer key %s (public key %s): backup hosts sign with it; the identity file pins it", d.keyPath, writer.Public())
 	return nil
 }
 
@@ -273,6 +287,81 @@ func (d *run) audit(ctx context.Context) error {
 		return errors.New("the audit found the backup not ready")
 	}
 	return nil
+}
+
+// rejectPlanted plants what the attacker of issue 16 planted: the newest
+// manifest copied under a later ID, its .nvram pointing at a chunk of
+// "EVIL" encrypted to the public recipient, unsigned. A reader that pins
+// the writer key from the identity file rejects it, @latest skips it, and
+// the audit names it.
+func (d *run) rejectPlanted(ctx context.Context) error {
+	planted, err := d.plant(ctx)
+	if err != nil {
+		return err
+	}
+	reader, err := repository.Open(ctx, d.repo.Backend(), repository.WithClock(d.opts.Clock))
+	if err != nil {
+		return err
+	}
+	pins, err := repository.IdentityFileWriterKeys(d.idPath)
+	if err != nil {
+		return err
+	}
+	reader.SetTrust(repository.Trust{Writers: pins})
+	_, err = reader.ReadManifest(ctx, planted)
+	if !errors.Is(err, repository.ErrRejected) {
+		return fmt.Errorf("the planted backup %s was not rejected (%v)", planted, err)
+	}
+	d.r.Detail("planted backup %s: %v", planted, err)
+	latest, err := repository.Select(ctx, reader, VMName+"@latest")
+	if err != nil || latest.BackupID == planted {
+		return fmt.Errorf("%s@latest chose %v (%v), not the newest genuine backup", VMName, latest, err)
+	}
+	d.r.Detail("%s@latest is still the genuine backup %s", VMName, latest.BackupID)
+	rep, err := audit.Run(ctx, reader, d.env.Client, audit.Options{})
+	if err != nil || rep.Ready() || len(rep.Problems) == 0 {
+		return fmt.Errorf("the audit did not report the planted backup (%v)", err)
+	}
+	d.r.Detail("audit: NOT READY: %s", rep.Problems[0])
+	return nil
+}
+
+// plant stores the forgery with the attacker's means: the storage and the
+// public recipients.
+func (d *run) plant(ctx context.Context) (string, error) {
+	cat, err := repository.LoadCatalog(ctx, d.repo)
+	if err != nil {
+		return "", err
+	}
+	newest, ok := cat.Latest(VMName)
+	if !ok {
+		return "", fmt.Errorf("no backup of %s", VMName)
+	}
+	m, err := d.repo.ReadManifest(ctx, newest.ID)
+	if err != nil {
+		return "", err
+	}
+	evil := bytes.Repeat([]byte("EVIL"), len(d.vm.Nvram)/4)
+	id := repository.ChunkID(sha256.Sum256(evil))
+	w := d.repo.NewChunkWriter()
+	so, err := w.Put(ctx, id, evil)
+	w.Close()
+	if err != nil {
+		return "", err
+	}
+	for i, f := range m.Files {
+		if f.Type == repository.FileNvram {
+			m.Files[i].Chunks, m.Files[i].SHA256, m.Files[i].Size = []string{id.String()}, fmt.Sprintf("%x", id[:]), int64(len(evil))
+		}
+	}
+	m.Objects[id.String()] = so
+	m.BackupID = repository.NewBackupID(newest.Time.Add(time.Hour))
+	m.Summary = repository.Summary{} // derived by readers, as for old manifests
+	data, err := json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	return m.BackupID, d.repo.Backend().Put(ctx, repository.ManifestObjectName(m.BackupID), bytes.NewReader(data), int64(len(data)))
 }
 
 func (d *run) restoreBeside(ctx context.Context) error {
@@ -361,6 +450,9 @@ func (d *run) handOver(ctx context.Context) {
 		"GOVC_INSECURE":        "1",
 		"VTPM_BACKUP_REPO":     d.repoDir,
 		"VTPM_BACKUP_IDENTITY": d.idPath,
+		// The backups' writer key, for more backups; the identity
+		// file pins its public key for the readers.
+		"VTPM_BACKUP_WRITER_KEY": d.keyPath,
 	}
 	if d.opts.Ready != nil {
 		d.opts.Ready(env)

@@ -27,7 +27,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo failed: %v\n%s", err, strings.Join(r.lines, "\n"))
 	}
 	out := strings.Join(r.lines, "\n")
-	for _, want := range []string{"identical to the original", "refused, as it must be", "READY", "provider"} {
+	for _, want := range []string{"identical to the original", "refused, as it must be", "READY", "provider", "writer key", "REJECTED as unsigned"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
