@@ -327,6 +327,8 @@ func placementError(pe *vsphere.PlacementError, vcenter string) error {
 		switch {
 		case it.Requested:
 			msgs = append(msgs, fmt.Sprintf("%s %q does not exist on %s: check %s", it.Item, it.Name, vcenter, flag))
+		case it.Default != nil && it.Name == "":
+			msgs = append(msgs, fmt.Sprintf("no %s on %s can take the VM: %v: pass %s", it.Item, vcenter, it.Default, flag))
 		case it.Default != nil:
 			msgs = append(msgs, fmt.Sprintf("the original %s %s does not exist on %s and %v: pass %s", it.Item, it.Name, vcenter, it.Default, flag))
 		default:

@@ -14,9 +14,13 @@ import (
 // Host are what the caller asked for (inventory paths or names); each empty
 // one falls back to Original's. The folder and the pool fall back further,
 // to the datacenter's default VM folder and only resource pool, when the
-// original no longer exists (with a warning). A host is pinned only when
-// asked for, or when the original pool is used and the original host still
-// exists; otherwise vCenter chooses.
+// original no longer exists (with a warning). The host is the requested
+// one; else the original host when it can take the VM (connected, not in
+// maintenance mode, mounting the datastore) and the pool is the original
+// one or belongs to a cluster without DRS; else vCenter chooses where it
+// can (a DRS cluster, a standalone host), and in a cluster without DRS,
+// which RegisterVM_Task refuses without a host, the first usable host by
+// name.
 type PlacementRequest struct {
 	// Name is the VM's name; it also names the home folder "[ds] Name/".
 	Name                          string
@@ -79,7 +83,8 @@ const (
 type MissingItem struct {
 	Item PlacementItem
 	// Name is the item as requested, or the original's ("" when there was
-	// none).
+	// none, or when no host of a cluster without DRS can take the VM: then
+	// Default says why).
 	Name string
 	// Requested: the caller asked for Name; otherwise Name is the
 	// original placement's.
@@ -93,6 +98,8 @@ func (m MissingItem) String() string {
 	switch {
 	case m.Requested:
 		return fmt.Sprintf("%s %q", m.Item, m.Name)
+	case m.Default != nil && m.Name == "":
+		return fmt.Sprintf("no %s (%v)", m.Item, m.Default)
 	case m.Default != nil:
 		return fmt.Sprintf("the original %s %q and a default one (%v)", m.Item, m.Name, m.Default)
 	}
@@ -228,19 +235,27 @@ func (c *Client) placePool(ctx context.Context, req PlacementRequest, pl *Placem
 	return false, nil
 }
 
-// placeHost: the requested host; else the original host when the original
-// pool is used (it belongs to it) and the host still exists; else none.
+// placeHost: the requested host; else chooseHost's pick among the hosts of
+// the pool's compute resource.
 func (c *Client) placeHost(ctx context.Context, req PlacementRequest, pl *Placement, originalPool bool, pe *PlacementError) error {
-	var err error
-	switch {
-	case req.Host != "":
+	if req.Host != "" {
+		var err error
 		pl.Host, err = lookup(ctx, pe, PlacementHost, req.Host, true, c.FindHost)
-	case originalPool && req.Original.Host != "":
-		if h, herr := c.FindHost(ctx, req.Original.Host); herr == nil {
-			pl.Host = h
+		return err
+	}
+	if pl.Pool == nil || pe.missing(PlacementDatastore) {
+		return nil // reported already; a host is judged by both
+	}
+	return c.chooseHost(ctx, req, pl, originalPool, pe)
+}
+
+func (e *PlacementError) missing(item PlacementItem) bool {
+	for _, m := range e.Missing {
+		if m.Item == item {
+			return true
 		}
 	}
-	return err
+	return false
 }
 
 // checkOccupied records what already exists where the VM would go.

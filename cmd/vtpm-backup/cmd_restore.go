@@ -45,7 +45,7 @@ func (o *restoreOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Datastore, "datastore", "", "`datastore` for the new home folder (default: the original datastore)")
 	fs.StringVar(&o.Folder, "folder", "", "VM `folder` (inventory path) to register in (default: the original folder)")
 	fs.StringVar(&o.Pool, "pool", "", "resource `pool` (inventory path) to run in (default: the original pool)")
-	fs.StringVar(&o.Host, "host", "", "`host` to register on (default: the original host if in the original pool, else vCenter chooses)")
+	fs.StringVar(&o.Host, "host", "", "`host` to register on (default: the original host when it can take the VM and the pool is the original one or has no DRS; else vCenter chooses, or in a cluster without DRS the first connected host outside maintenance mode that mounts the datastore)")
 	fs.BoolVar(&o.PowerOn, "power-on", false, "power the VM on after registration, answering the moved-or-copied question with --uuid")
 	fs.Var(newChoiceValue(&o.UUID, string(vsphere.UUIDKeep), string(vsphere.UUIDNew)), "uuid",
 		"answer to vSphere's moved-or-copied question at power-on: keep (moved: same BIOS UUID and MACs; default) or new (copied: a new BIOS UUID and MACs)")
@@ -70,7 +70,9 @@ Refuse early, write late. Before writing anything, restore checks in this
 order: the backup's manifest; that the target vCenter can serve every key
 the VM needs (VM and disk keys, one QueryCryptoKeyStatus call; there is no
 way to skip this: an encrypted VM without its key is a locked VM); that the
-datastore, folder, resource pool and host exist, and that neither a VM
+datastore, folder, resource pool and host exist (in a cluster without DRS,
+which vCenter does not place VMs in by itself, a host that can take the VM),
+and that neither a VM
 with the new name nor its home folder [datastore] NAME/ exists (restore
 never overwrites); that the datastore has room; and that --identity
 decrypts the repository. --dry-run stops there and prints the plan.
@@ -82,8 +84,12 @@ writes them into a new folder named after the VM and registers
 VM home folder cannot be restored this way; use --to-dir.
 
 Every chunk and every file is verified against the backup while it streams
-to the datastore. If anything fails, or on Ctrl-C, restore unregisters the
-VM it registered and deletes exactly the files and the folder it created.
+to the datastore. After registering, restore checks that vCenter did not
+leave the VM locked: vCenter registers an encrypted VM even when its host may
+not get the key (the account lacks Cryptographer.RegisterVM, or the host is
+not in encryption mode and the account lacks Cryptographer.RegisterHost).
+If anything fails, or on Ctrl-C, restore unregisters the VM it registered
+and deletes exactly the files and the folder it created.
 
 --uuid answers vSphere's question at the first power-on ("moved or copied?").
 keep (the default) says "moved": the VM keeps its BIOS UUID and MAC
@@ -110,12 +116,14 @@ EXIT STATUS
      power-on of a restored VM); a failed restore leaves nothing behind
   2  usage error or bad input: unknown backup or VM, a VM name matching
      several VMs (the candidates are listed), wrong --identity, a --folder,
-     --pool, --host or --datastore that does not exist, bad --files
+     --pool, --host or --datastore that does not exist, no host of a
+     cluster without DRS that can take the VM, bad --files
   3  refused: a key is not available on the target vCenter (each key is
      listed with its provider and the remedy), the VM name or its home
      folder already exists, not enough free space, a backup that cannot
-     be restored to vCenter, or a backup rejected as unsigned, forged or
-     foreign`
+     be restored to vCenter, a backup rejected as unsigned, forged or
+     foreign, or a restored VM vCenter left locked (the missing privilege
+     is named; the VM and its files are removed)`
 
 func newRestoreCommand(g *globalOptions) *cobra.Command {
 	var opts restoreOptions

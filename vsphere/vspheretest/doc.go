@@ -51,6 +51,12 @@
 //     host starts incapable, as ESXi does; CreateVTPMVM's encryption puts
 //     the VM's host into safe mode. Env.DenyPrivileges (or
 //     EnvOptions.DeniedPrivileges) takes privileges from the user.
+//   - The simulator registers a VM in any cluster without a host. vCenter
+//     leaves the choice to itself only for a standalone host or a cluster
+//     with DRS: the registration emulation refuses a cluster without DRS
+//     and no host, and a host outside the pool's cluster, with
+//     InvalidArgument (host). Env.AddCluster, SetDRS and AddDatastore
+//     build such inventories.
 //   - Snapshots create no delta disk in the simulator (no NAME-000001.vmdk,
 //     backings unchanged), and wrapping a simulator VM to change that breaks
 //     the simulator's own snapshot code (RemoveSnapshot_Task type-asserts

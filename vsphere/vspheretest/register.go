@@ -64,6 +64,9 @@ func (f *registeringFolder) register(ctx *simulator.Context, req *types.Register
 	if !p.FromString(req.Path) || path.Ext(p.Path) != ".vmx" {
 		return nil, &types.InvalidArgument{InvalidProperty: "path"}
 	}
+	if fault := checkPlacement(ctx, req); fault != nil {
+		return nil, fault
+	}
 	ds := findDatastore(ctx, p.Datastore)
 	if ds == nil {
 		return nil, &types.NotFound{}
