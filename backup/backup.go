@@ -468,8 +468,17 @@ func (j *vmBackup) snapshotAndCopyDisks(ctx context.Context) (err error) {
 		return err
 	}
 	b.events.Status(name, "removing snapshot "+snapName)
-	if err := b.client.RemoveSnapshot(ctx, vm, snap); err != nil {
-		return fmt.Errorf("VM %s: remove snapshot %s: %w", name, snapName, err)
+	if rerr := b.client.RemoveSnapshot(ctx, vm, snap); rerr != nil {
+		// The copy is complete: a refusal that a second attempt overcomes
+		// (a task in progress, a busy host) must not cost the backup.
+		snapRemoved = true // the deferred cleanup would only try a third time
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if err := b.client.RemoveSnapshot(cctx, vm, snap); err != nil {
+			return fmt.Errorf("VM %s: remove snapshot %s (the next backup of this VM removes it): %w", name, snapName, errors.Join(rerr, err))
+		}
+		j.res.Warnings = append(j.res.Warnings, fmt.Sprintf("removing snapshot %s failed once (%v); removed at the second attempt", snapName, rerr))
+		return ctx.Err()
 	}
 	snapRemoved = true
 	return nil
