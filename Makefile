@@ -14,7 +14,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TOOLS_MOD := tools/go.mod tools/go.sum
 GOLANGCI_LINT := .bin/golangci-lint
 
-.PHONY: build demo test lint golangci-lint check-deps s3-server bench docs fuzz
+.PHONY: build demo test lint golangci-lint check-deps s3-server bench docs fuzz killtest
 
 ## build: the vtpm-backup binary in the repository root, statically linked
 # CGO_ENABLED=0 keeps libc out (os/user and net use their Go implementations),
@@ -92,6 +92,13 @@ fuzz:
 		echo "== $$name ($$pkg, $(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
 	done
+
+## killtest: the long kill loop: KILLS (50) SIGKILLs of a running backup per repository kind
+# (make test runs 10 of each). KILL_SEED repeats a run's kill points.
+KILLS ?= 50
+KILL_SEED ?= 0
+killtest: .bin/versitygw
+	$(GO) test -count=1 -timeout 60m -run '^TestBackupKillLoop$$' -v ./cmd/vtpm-backup -kills $(KILLS) -kill-seed $(KILL_SEED)
 
 ## bench: benchmarks only, with allocations
 bench:
