@@ -4,8 +4,9 @@ import "errors"
 
 // Sentinel errors, checked with errors.Is. The CLI maps them to exit codes:
 // ErrBadTarget is bad input (2), like the selection errors of
-// repository.Select; ErrCollision, ErrNoSpace, ErrNotRestorable and
-// ErrVMLocked are refusals (3), like keys.ErrKeyNotAvailable.
+// repository.Select; ErrCollision, ErrNoSpace, ErrNotRestorable,
+// ErrVMLocked and ErrIdentityInUse are refusals (3), like
+// keys.ErrKeyNotAvailable.
 var (
 	// ErrBadTarget: a restore option names something that does not exist
 	// or is invalid (datastore, folder, pool, host, name, --files pattern).
@@ -18,6 +19,9 @@ var (
 	// ErrNotRestorable: the backup cannot be restored to a vCenter as it
 	// is (no .vmx, disks outside the home folder, no recorded key).
 	ErrNotRestorable = errors.New("backup cannot be restored to a vCenter")
+	// ErrIdentityInUse: the restored VM would be powered on with --uuid
+	// keep while a VM with the same BIOS UUID (and so MAC addresses) runs.
+	ErrIdentityInUse = errors.New("a running VM has the identity the restore would keep")
 	// ErrFileCorrupt: a file rebuilt from verified chunks does not match
 	// the whole-file SHA-256 of its manifest (a manifest inconsistent with
 	// its chunks). The file is never completed on the target.

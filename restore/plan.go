@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/dustin/go-humanize"
+	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/keys"
@@ -132,6 +133,9 @@ func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Reposito
 
 	ev.Status("checking placement")
 	if err := p.resolvePlacement(ctx, c, opts); err != nil {
+		return nil, err
+	}
+	if err := p.refuseIdentityClash(ctx, c); err != nil {
 		return nil, err
 	}
 	p.planFiles(vmxName)
@@ -304,10 +308,65 @@ func (p *Plan) refuseCollisions(opts Options) error {
 		return fmt.Errorf("%w: the home folder %s already exists (files of another or an unregistered VM?): restore never writes into an existing folder; pass --name NEW (the folder is named after the VM) or --datastore",
 			ErrCollision, p.HomeFolder)
 	}
-	if opts.PowerOn && p.UUID == vsphere.UUIDKeep && pl.OriginalExists {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("VM %s still exists on %s: powering on the copy with --uuid keep gives both the same BIOS UUID and MAC addresses; use --uuid new for a copy", p.m.VM.Name, p.vcenter))
+	return nil
+}
+
+// refuseIdentityClash refuses to power on, with --uuid keep ("moved"), a
+// restored VM while a VM with its BIOS UUID runs: both would then run with
+// the same BIOS UUID and MAC addresses, on the same networks. Restoring
+// such a VM without powering it on, powering it on as a copy (--uuid new),
+// or as the replacement of an original that is gone or powered off is fine.
+func (p *Plan) refuseIdentityClash(ctx context.Context, c *vsphere.Client) error {
+	if !p.PowerOn || p.UUID != vsphere.UUIDKeep {
+		return nil
+	}
+	m := p.m
+	holders, err := p.uuidHolders(ctx, c)
+	if err != nil {
+		return err
+	}
+	for _, h := range holders {
+		if h.PowerState == types.VirtualMachinePowerStatePoweredOff {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("VM %s (%s) on %s has the same BIOS UUID and MAC addresses as the restored VM will have: it is powered off; do not power it on while the restored VM runs",
+				h.Name, h.MoRef, p.vcenter))
+			continue
+		}
+		return fmt.Errorf("%w: VM %s (%s) on %s is %s with BIOS UUID %s, the one backup %s of %s restores with --uuid keep: powering the restore on beside it would run two VMs with the same BIOS UUID and MAC addresses on the same networks; pass --uuid new for a copy, power %s off first if the restore replaces it, or leave out --power-on",
+			ErrIdentityInUse, h.Name, h.MoRef, p.vcenter, h.PowerState, orUnknown(m.VM.BIOSUUID), m.BackupID, m.VM.Name, h.Name)
 	}
 	return nil
+}
+
+// uuidHolders finds the VMs that share the backup's BIOS UUID; a manifest
+// that did not record it falls back to a VM of the original name.
+func (p *Plan) uuidHolders(ctx context.Context, c *vsphere.Client) ([]vsphere.UUIDHolder, error) {
+	m := p.m
+	if m.VM.BIOSUUID != "" {
+		holders, err := c.VMsByBIOSUUID(ctx, m.VM.BIOSUUID)
+		if err != nil {
+			return nil, fmt.Errorf("look for VMs with the BIOS UUID of backup %s on %s: %w", m.BackupID, p.vcenter, err)
+		}
+		return holders, nil
+	}
+	vm, err := c.FindVM(ctx, m.VM.Name)
+	switch {
+	case errors.Is(err, vsphere.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("look for the original VM %s on %s: %w", m.VM.Name, p.vcenter, err)
+	}
+	info, err := c.VMInfo(ctx, vm)
+	if err != nil {
+		return nil, fmt.Errorf("read the original VM %s on %s: %w", m.VM.Name, p.vcenter, err)
+	}
+	return []vsphere.UUIDHolder{{Name: info.Name, MoRef: info.Ref.Value, PowerState: info.PowerState}}, nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(not recorded)"
+	}
+	return s
 }
 
 // placementFlags are the restore options that name each placement item.

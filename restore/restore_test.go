@@ -688,3 +688,59 @@ func TestPlanDirThenRunDir(t *testing.T) {
 		t.Errorf("result times %v, %v; want the plan's clock %v", res.Started, res.Finished, clk.Now())
 	}
 }
+
+// Powering a restore on with --uuid keep ("moved") beside a running VM with
+// the same BIOS UUID would run two VMs with one identity and the same MAC
+// addresses on the same networks: refused before anything is written,
+// unless the original is powered off or gone, the copy gets a new identity
+// (--uuid new), or it is not powered on (issue 15 item 7; it only warned).
+func TestPowerOnKeepBesideRunningOriginal(t *testing.T) {
+	f := newFixture(t, "twin01")
+	ctx := t.Context()
+	if f.m.VM.BIOSUUID == "" {
+		t.Fatal("the backup recorded no BIOS UUID")
+	}
+	power := func(on bool) {
+		t.Helper()
+		task, err := f.vm.VM.PowerOff(ctx)
+		if on {
+			task, err = f.vm.VM.PowerOn(ctx)
+		}
+		if err == nil {
+			err = task.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	power(true)
+	before := state(t, f.env)
+	_, err := restore.Preflight(ctx, f.env.Client, f.repo, f.m, restore.Options{Name: "twin01-copy", PowerOn: true})
+	if !errors.Is(err, restore.ErrIdentityInUse) {
+		t.Fatalf("Preflight of --power-on --uuid keep beside the running original = %v, want ErrIdentityInUse", err)
+	}
+	for _, want := range []string{"twin01", f.m.VM.BIOSUUID, "poweredOn", "--uuid new", "--power-on"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal lacks %q: %v", want, err)
+		}
+	}
+	if after := state(t, f.env); after != before {
+		t.Fatal("a refused restore changed the target")
+	}
+	for name, opts := range map[string]restore.Options{
+		"--uuid new":       {Name: "twin01-copy", PowerOn: true, UUID: vsphere.UUIDNew},
+		"without power-on": {Name: "twin01-copy"},
+	} {
+		if _, err := restore.Preflight(ctx, f.env.Client, f.repo, f.m, opts); err != nil {
+			t.Errorf("%s beside the running original: %v", name, err)
+		}
+	}
+	power(false)
+	plan, err := restore.Preflight(ctx, f.env.Client, f.repo, f.m, restore.Options{Name: "twin01-copy", PowerOn: true})
+	if err != nil {
+		t.Fatalf("--uuid keep beside the powered-off original: %v", err)
+	}
+	if len(plan.Warnings) == 0 || !strings.Contains(strings.Join(plan.Warnings, "\n"), "powered off") {
+		t.Errorf("no warning about the powered-off original: %v", plan.Warnings)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
@@ -291,4 +292,42 @@ func wrapFinderError(kind, name string, err error) error {
 		return fmt.Errorf("%s: several found, give a name or path: %w", kind, err)
 	}
 	return fmt.Errorf("%s %q: %w", kind, name, err)
+}
+
+// UUIDHolder is a VM found by its BIOS UUID, with its power state.
+type UUIDHolder struct {
+	Name       string
+	MoRef      string
+	PowerState types.VirtualMachinePowerState
+}
+
+// VMsByBIOSUUID returns every VM of the vCenter (all datacenters) whose
+// BIOS UUID (config.uuid) is uuid, in one search and one property
+// retrieval. The BIOS UUID, not the name, is what a second VM must not
+// share with a running one: guests, DHCP and MAC addresses derive from it.
+func (c *Client) VMsByBIOSUUID(ctx context.Context, uuid string) ([]UUIDHolder, error) {
+	if uuid == "" {
+		return nil, nil
+	}
+	refs, err := object.NewSearchIndex(c.Vim25()).FindAllByUuid(ctx, nil, uuid, true, types.NewBool(false))
+	if err != nil {
+		return nil, fmt.Errorf("find VMs with BIOS UUID %s: %w", uuid, err)
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	morefs := make([]types.ManagedObjectReference, 0, len(refs))
+	for _, r := range refs {
+		morefs = append(morefs, r.Reference())
+	}
+	var vms []mo.VirtualMachine
+	if err := property.DefaultCollector(c.Vim25()).Retrieve(ctx, morefs, []string{"name", "runtime.powerState"}, &vms); err != nil {
+		return nil, fmt.Errorf("read the VMs with BIOS UUID %s: %w", uuid, err)
+	}
+	out := make([]UUIDHolder, 0, len(vms))
+	for _, vm := range vms {
+		out = append(out, UUIDHolder{Name: vm.Name, MoRef: vm.Self.Value, PowerState: vm.Runtime.PowerState})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].MoRef < out[j].MoRef })
+	return out, nil
 }

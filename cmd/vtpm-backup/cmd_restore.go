@@ -94,8 +94,12 @@ and deletes exactly the files and the folder it created.
 --uuid answers vSphere's question at the first power-on ("moved or copied?").
 keep (the default) says "moved": the VM keeps its BIOS UUID and MAC
 addresses, right for replacing a lost VM. Use new ("copied") for a copy that
-runs beside the original, so the two do not share UUID and MACs. Without
---power-on the question comes at the first power-on in the vSphere Client.
+runs beside the original, so the two do not share UUID and MACs.
+--power-on with keep is refused (exit 3) while a VM with the backup's BIOS
+UUID is powered on, usually the original: two running VMs with one BIOS
+UUID and the same MACs on the same networks; power the original off first
+if the restore replaces it. Without --power-on the question comes at the
+first power-on in the vSphere Client.
 If the restored VM does not power on, it is kept and the error says so.
 
 --to-dir needs no vCenter: it writes the files (e.g. the .nvram for another
@@ -121,7 +125,8 @@ EXIT STATUS
   3  refused: a key is not available on the target vCenter (each key is
      listed with its provider and the remedy), the VM name or its home
      folder already exists, not enough free space, a backup that cannot
-     be restored to vCenter, a backup rejected as unsigned, forged or
+     be restored to vCenter, --power-on --uuid keep while a VM with the
+     same BIOS UUID runs, a backup rejected as unsigned, forged or
      foreign, or a restored VM vCenter left locked (the missing privilege
      is named; the VM and its files are removed)`
 

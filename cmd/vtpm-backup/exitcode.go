@@ -114,6 +114,7 @@ func exitRules() []exitRule {
 		{restore.ErrNoSpace, exitNotReady},
 		{restore.ErrNotRestorable, exitNotReady},
 		{restore.ErrVMLocked, exitNotReady},
+		{restore.ErrIdentityInUse, exitNotReady},
 		{repository.ErrLocked, exitNotReady},
 		{repository.ErrUnreadableManifest, exitNotReady},
 		{repository.ErrRejected, exitNotReady},

@@ -15,6 +15,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/internal/location"
 	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/repository"
+	"github.com/vtpm-backup/vtpm-backup/restore"
 )
 
 // cli runs the command line args as main would and returns what it printed
@@ -85,6 +86,7 @@ func TestExitCode(t *testing.T) {
 		{"already initialized", fmt.Errorf("%w: x", repository.ErrAlreadyInitialized), exitUsage},
 		{"key not available", &keys.NotAvailableError{VCenter: "vc-b"}, exitNotReady},
 		{"locked", fmt.Errorf("prune: %w", repository.ErrLocked), exitNotReady},
+		{"identity in use", fmt.Errorf("restore: %w", restore.ErrIdentityInUse), exitNotReady},
 		{"unreadable manifest", fmt.Errorf("prune: %w", repository.ErrUnreadableManifest), exitNotReady},
 		{"backup not found", fmt.Errorf("%w: x", repository.ErrBackupNotFound), exitUsage},
 		{"ambiguous backup", &repository.AmbiguousError{Spec: "web"}, exitUsage},
