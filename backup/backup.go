@@ -414,15 +414,18 @@ func (j *vmBackup) start() {
 	j.p = newPipeline(b.repo, b.index, b.opts.Workers, func(n int64) { b.events.Progress(name, n) })
 }
 
-// copyFiles stores the home files (home) or the disk extents (!home).
+// copyFiles stores the home files (home) or the disk extents (!home),
+// reading them through the VM's runtime host, which owns the locks of a
+// running VM's files.
 func (j *vmBackup) copyFiles(ctx context.Context, home bool) error {
 	name := j.info.Name
+	files := j.b.client.VMFiles(j.vm)
 	for _, f := range j.files {
 		if f.Home != home {
 			continue
 		}
 		j.b.events.Status(name, "copying "+f.String())
-		mf, err := j.b.storeFile(ctx, j.p, f)
+		mf, err := j.b.storeFile(ctx, j.p, files, f)
 		if err != nil {
 			if f.Type == repository.FileNvram && errors.Is(err, vsphere.ErrFileNotFound) {
 				return fmt.Errorf("%w: VM %s: %s is missing on the datastore: the TPM state cannot be backed up", ErrNoNvram, name, f)
@@ -527,21 +530,21 @@ func (j *vmBackup) writeManifest(ctx context.Context) error {
 	return nil
 }
 
-func (b *Backuper) storeFile(ctx context.Context, p *pipeline, f sourceFile) (repository.File, error) {
-	rc, want, err := b.client.Download(ctx, f.Datastore, f.path(), 0, -1)
+// storeFile reads f in ranged, chunk-aligned requests that resume at the
+// chunk they were reading when the transfer fails.
+func (b *Backuper) storeFile(ctx context.Context, p *pipeline, files *vsphere.Files, f sourceFile) (repository.File, error) {
+	src, err := files.Open(ctx, f.Datastore, f.path())
 	if err != nil {
 		if f.Type == repository.FileDiskExtent && errors.Is(err, vsphere.ErrFileRefused) {
-			return repository.File{}, fmt.Errorf("read %s: %w: the host would not serve this disk over the datastore file service, as some ESXi builds refuse for a disk a running VM holds open; see README, Limits", f, err)
+			return repository.File{}, fmt.Errorf("read %s: %w: the VM's host would not serve this disk over the datastore file service; see README, How the data travels", f, err)
 		}
 		return repository.File{}, fmt.Errorf("read %s: %w", f, err)
 	}
-	defer rc.Close()
-	size, sum, chunks, err := p.store(ctx, rc)
+	cr := b.client.NewChunkReader(src, p.chunkSize)
+	defer cr.Close()
+	size, sum, chunks, err := p.storeChunks(ctx, cr)
 	if err != nil {
 		return repository.File{}, fmt.Errorf("back up %s: %w", f, err)
-	}
-	if want >= 0 && size != want {
-		return repository.File{}, fmt.Errorf("back up %s: read %d bytes, the datastore announced %d: the transfer was cut short", f, size, want)
 	}
 	return repository.File{
 		Name: f.Name, Datastore: f.Datastore, Dir: f.Dir, Type: f.Type,

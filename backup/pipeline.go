@@ -83,9 +83,48 @@ type job struct {
 	data  []byte
 }
 
+// chunkSource hands out a file's chunks in order: Next fills buf with the
+// next one (shorter only at the end of the file) and says io.EOF, with no
+// data, after the last. vsphere.ChunkReader is one: it resumes a cut
+// transfer at the chunk it was reading.
+type chunkSource interface {
+	Next(ctx context.Context, buf []byte) (int, error)
+}
+
+// readerChunks cuts an io.Reader into chunks; a reader that fails ends the
+// file with that error.
+type readerChunks struct{ r eofReader }
+
+func (rc *readerChunks) Next(_ context.Context, buf []byte) (int, error) {
+	if rc.r.err == io.EOF {
+		return 0, io.EOF
+	}
+	// io.ReadFull says ErrUnexpectedEOF both at a file's short last chunk
+	// and when the reader itself failed that way (an HTTP body cut off
+	// before its Content-Length). Only the reader's own io.EOF ends a file.
+	n, err := io.ReadFull(&rc.r, buf)
+	switch {
+	case (err == io.EOF || err == io.ErrUnexpectedEOF) && rc.r.err == io.EOF:
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	case err != nil:
+		return n, err
+	}
+	return n, nil
+}
+
 // store reads r to its end and returns the file's manifest entry (without
-// name and type). A failure of any worker stops the reader and the others.
+// name and type).
 func (p *pipeline) store(ctx context.Context, r io.Reader) (size int64, sum string, chunks []string, err error) {
+	return p.storeChunks(ctx, &readerChunks{r: eofReader{r: r}})
+}
+
+// storeChunks stores every chunk src hands out and returns the file's
+// manifest entry (without name and type). A failure of any worker stops the
+// reader and the others.
+func (p *pipeline) storeChunks(ctx context.Context, src chunkSource) (size int64, sum string, chunks []string, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	f := &fileChunks{p: p, jobs: make(chan job), h: sha256.New()}
@@ -97,10 +136,7 @@ func (p *pipeline) store(ctx context.Context, r io.Reader) (size int64, sum stri
 			f.work(ctx, cancel, w)
 		}()
 	}
-	// io.ReadFull says ErrUnexpectedEOF both at a file's short last chunk
-	// and when the reader itself failed that way (an HTTP body cut off
-	// before its Content-Length). Only the reader's own io.EOF ends a file.
-	readErr := f.read(ctx, &eofReader{r: r})
+	readErr := f.read(ctx, src)
 	wg.Wait()
 	if cause := context.Cause(ctx); cause != nil {
 		return 0, "", nil, cause
@@ -141,10 +177,10 @@ func (f *fileChunks) work(ctx context.Context, cancel context.CancelCauseFunc, w
 	}
 }
 
-// read cuts src into chunk-sized jobs, hashing the whole file on the way,
-// and closes jobs at the end of the file, on a read error or when ctx is
-// cancelled.
-func (f *fileChunks) read(ctx context.Context, src *eofReader) error {
+// read hands src's chunks to the workers as jobs, hashing the whole file on
+// the way, and closes jobs at the end of the file, on a read error or when
+// ctx is cancelled.
+func (f *fileChunks) read(ctx context.Context, src chunkSource) error {
 	p := f.p
 	defer close(f.jobs)
 	for i := 0; ; i++ {
@@ -154,8 +190,8 @@ func (f *fileChunks) read(ctx context.Context, src *eofReader) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
-		n, err := io.ReadFull(src, buf[:p.chunkSize])
-		if n > 0 {
+		n, err := src.Next(ctx, buf[:p.chunkSize])
+		if n > 0 && err == nil {
 			f.h.Write(buf[:n])
 			f.size += int64(n)
 			p.bytesRead.Add(int64(n))
@@ -171,7 +207,7 @@ func (f *fileChunks) read(ctx context.Context, src *eofReader) error {
 		} else {
 			p.bufs <- buf
 		}
-		if (err == io.EOF || err == io.ErrUnexpectedEOF) && src.err == io.EOF {
+		if err == io.EOF {
 			return nil
 		}
 		if err != nil {

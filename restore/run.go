@@ -169,12 +169,15 @@ func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, pl
 func uploadAll(ctx context.Context, c *vsphere.Client, repo *repository.Repository, plan *Plan, u *undo) (int64, error) {
 	st := newStreamer(repo, plan.m, plan.workers)
 	defer st.close()
+	// Uploads go to the host the VM will be registered on, or through
+	// vCenter when vCenter places it.
+	files := c.HostFiles(plan.placement.Host)
 	var n int64
 	for _, f := range plan.m.Files {
 		target := plan.Name + "/" + f.Name
 		plan.events.Status(fmt.Sprintf("restoring %s to [%s] %s", fileLabel(f), plan.Datastore, target))
 		u.uploaded = append(u.uploaded, target)
-		if err := upload(ctx, c, st, f, plan.Datastore, target, plan.events.Progress); err != nil {
+		if err := upload(ctx, files, st, f, plan.Datastore, target, plan.events.Progress); err != nil {
 			return n, err
 		}
 		n += f.Size
@@ -224,7 +227,7 @@ var errUploadEnded = errors.New("upload ended")
 // upload streams the rebuilt file into [ds] target. The writer side of the
 // pipe is closed with the stream's error, so a failed chunk or checksum
 // makes the upload fail instead of completing a short or wrong file.
-func upload(ctx context.Context, c *vsphere.Client, st *streamer, f repository.File, ds, target string, progress func(int64)) error {
+func upload(ctx context.Context, files *vsphere.Files, st *streamer, f repository.File, ds, target string, progress func(int64)) error {
 	pr, pw := io.Pipe()
 	streamed := make(chan error, 1)
 	go func() {
@@ -232,7 +235,7 @@ func upload(ctx context.Context, c *vsphere.Client, st *streamer, f repository.F
 		pw.CloseWithError(err) // nil: EOF
 		streamed <- err
 	}()
-	uerr := c.Upload(ctx, ds, target, pr, f.Size)
+	uerr := files.Upload(ctx, ds, target, pr, f.Size)
 	pr.CloseWithError(errUploadEnded)
 	serr := <-streamed
 	switch {

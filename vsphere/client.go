@@ -33,8 +33,8 @@ var (
 	// ErrFileNotFound: a datastore file or folder does not exist.
 	ErrFileNotFound = errors.New("datastore file not found")
 	// ErrFileRefused: the datastore file service refused to serve a file
-	// that exists (403, 409, 423 or a 5xx after retries), as some ESXi
-	// builds do for a disk a running VM holds open.
+	// that exists (403, 409, 423 or a 5xx after retries), as a host does
+	// for a file a VM running on another host holds locked.
 	ErrFileRefused = errors.New("datastore file service refused the file")
 	// ErrFileExists: a datastore file or folder already exists.
 	ErrFileExists = errors.New("datastore file already exists")
@@ -121,6 +121,9 @@ type Client struct {
 	mu    sync.Mutex
 	dss   map[string]*object.Datastore // by name, for the file service
 	retry *RetryPolicy
+	// keeper logs in again when vCenter ends the session (nil only in
+	// unit tests that build a Client by hand).
+	keeper *sessionKeeper
 
 	// user is the SOAP login, kept because the vAPI REST endpoint (tags)
 	// needs its own session with the same credentials. Never printed.
@@ -160,6 +163,13 @@ func Connect(ctx context.Context, opts ConnectOptions) (*Client, error) {
 	if idle > 0 {
 		vc.RoundTripper = keepalive.NewHandlerSOAP(vc.RoundTripper, idle, nil)
 	}
+	var keeper *sessionKeeper
+	if sm := vc.ServiceContent.SessionManager; sm != nil {
+		// Outermost, so that its logins pass the keep-alive handler,
+		// which starts pinging again after each.
+		keeper = newSessionKeeper(vc.RoundTripper, *sm, user)
+		vc.RoundTripper = keeper
+	}
 	gc := &govmomi.Client{Client: vc, SessionManager: session.NewManager(vc)}
 	if user != nil {
 		if err := gc.Login(ctx, user); err != nil {
@@ -179,6 +189,7 @@ func Connect(ctx context.Context, opts ConnectOptions) (*Client, error) {
 		instanceUUID: vc.ServiceContent.About.InstanceUuid,
 		dss:          map[string]*object.Datastore{},
 		user:         user,
+		keeper:       keeper,
 	}
 	c.finder = find.NewFinder(vc, false)
 	dc, err := c.finder.DatacenterOrDefault(ctx, opts.Datacenter)

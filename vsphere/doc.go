@@ -22,14 +22,24 @@
 // these sentinels. Passwords never appear in errors.
 //
 // Datastore file transfer uses the vCenter/ESXi HTTP file service
-// (/folder?dcPath=..&dsName=..). Requests that fail before any byte is
-// transferred are retried with bounded exponential backoff on transient errors
-// (5xx, connection reset, timeouts), waiting on the RetryPolicy's clock;
-// 4xx answers are never retried. A read
-// that fails mid-stream is returned to the caller, who re-opens the range
-// (DiskSource.Open is ranged for that reason). The transport sits behind the
-// DiskSource interface so that an NFC export lease or VDDK can be added
-// without touching the backup pipeline.
+// (/folder?dcPath=..&dsName=..) along a route (Files): a VM's files go to
+// its runtime host with a service ticket (VMFiles), since only that host
+// serves the files a running VM holds locked, and follow the VM after a
+// vMotion; a restore's uploads go to the host it registers on (HostFiles).
+// Requests that fail before any byte is transferred are retried with
+// bounded exponential backoff on transient errors (5xx, connection reset,
+// timeouts), waiting on the RetryPolicy's clock; 4xx answers are never
+// retried. Disks are read through the DiskSource interface with ranged
+// requests; ChunkReader resumes a transfer that fails mid-stream at the
+// chunk it was reading, so that an NFC export lease, VDDK or changed block
+// tracking can be added without touching the backup pipeline.
+//
+// Sessions: vCenter ends idle SOAP sessions, and hours of HTTP streaming do
+// not count as activity. Every SOAP call that fails for an ended session
+// (NotAuthenticated, or a property retrieval answered empty-handed) logs in
+// again with the credentials given to Connect and is repeated once; calls
+// failing together log in once. Task waits start over in the new session;
+// a file request through vCenter answered 401 is repeated once.
 //
 // vSphere tags live in the vAPI (REST) service, not in SOAP. VMsWithTag logs
 // in there lazily, once per Client, with the credentials given to Connect

@@ -31,13 +31,13 @@ func (c *Client) RegisterVM(ctx context.Context, folder *object.Folder, vmxPath,
 	if err != nil {
 		return nil, fmt.Errorf("register %s: %w", vmxPath, err)
 	}
-	info, err := task.WaitForResult(ctx, nil)
+	info, err := c.waitTask(ctx, task)
 	if err != nil && ctx.Err() != nil {
 		// Cancelled while vCenter works on: learn how the task ends, so
 		// the caller can undo a registration it no longer waited for.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registerWaitTimeout)
 		defer cancel()
-		if done, werr := task.WaitForResult(wctx, nil); werr == nil {
+		if done, werr := c.waitTask(wctx, task); werr == nil {
 			if ref, ok := done.Result.(types.ManagedObjectReference); ok {
 				if vm, verr := c.vmByRef(wctx, ref); verr == nil {
 					return vm, fmt.Errorf("register %s: %w (vCenter registered the VM anyway)", vmxPath, ctx.Err())
@@ -84,13 +84,13 @@ func (c *Client) Unregister(ctx context.Context, vm *object.VirtualMachine) erro
 // Destroy deletes the VM and its files; a powered-on VM is powered off first.
 func (c *Client) Destroy(ctx context.Context, vm *object.VirtualMachine) error {
 	if task, err := vm.PowerOff(ctx); err == nil {
-		if err := task.Wait(ctx); err != nil && !fault.Is(err, &types.InvalidPowerState{}) {
+		if _, err := c.waitTask(ctx, task); err != nil && !fault.Is(err, &types.InvalidPowerState{}) {
 			return fmt.Errorf("power off %s: %w", vm.Reference().Value, err)
 		}
 	}
 	task, err := vm.Destroy(ctx)
 	if err == nil {
-		err = task.Wait(ctx)
+		_, err = c.waitTask(ctx, task)
 	}
 	if err != nil {
 		return fmt.Errorf("destroy %s: %w", vm.Reference().Value, err)
@@ -127,7 +127,7 @@ func (c *Client) PowerOn(ctx context.Context, vm *object.VirtualMachine, action 
 	defer cancel()
 	answered := make(chan error, 1)
 	go func() { answered <- c.answerUUIDQuestion(wctx, vm, action) }()
-	err = task.Wait(ctx)
+	_, err = c.waitTask(ctx, task)
 	cancel()
 	aerr := <-answered
 	if err != nil {

@@ -21,7 +21,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, vm *object.VirtualMachine, 
 	if err != nil {
 		return types.ManagedObjectReference{}, fmt.Errorf("create snapshot %q of %s: %w", name, vm.Reference().Value, err)
 	}
-	info, err := task.WaitForResult(ctx, nil)
+	info, err := c.waitTask(ctx, task)
 	if err != nil {
 		return types.ManagedObjectReference{}, fmt.Errorf("create snapshot %q of %s: %w", name, vm.Reference().Value, err)
 	}
@@ -39,7 +39,7 @@ func (c *Client) RemoveSnapshot(ctx context.Context, vm *object.VirtualMachine, 
 	req := types.RemoveSnapshot_Task{This: snap, RemoveChildren: false, Consolidate: types.NewBool(true)}
 	res, err := methods.RemoveSnapshot_Task(ctx, c.Vim25(), &req)
 	if err == nil {
-		err = object.NewTask(c.Vim25(), res.Returnval).Wait(ctx)
+		_, err = c.waitTask(ctx, object.NewTask(c.Vim25(), res.Returnval))
 	}
 	if err != nil {
 		if fault.Is(err, &types.ManagedObjectNotFound{}) {

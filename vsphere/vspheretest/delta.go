@@ -138,7 +138,8 @@ func (e *Env) replaceVMXDisk(ctx context.Context, v *VTPMVM, from, to string) er
 		return fmt.Errorf("add delta disk to %s: the .vmx has no %s", v.Name, entry)
 	}
 	vmx = bytes.Replace(vmx, []byte(entry), []byte(fmt.Sprintf("scsi0:0.fileName = %q", to)), 1)
-	if err := e.Client.Upload(ctx, v.Datastore, v.VMXPath, bytes.NewReader(vmx), int64(len(vmx))); err != nil {
+	files := e.Client.HostFiles(e.fileHost(v.Datastore, v.VMXPath))
+	if err := files.Upload(ctx, v.Datastore, v.VMXPath, bytes.NewReader(vmx), int64(len(vmx))); err != nil {
 		return err
 	}
 	v.VMX = vmx

@@ -70,5 +70,38 @@
 //     wait for; DeleteVM waits for it, so it returns, as vCenter's
 //     Destroy_Task does, only once the folder is gone.
 //   - Fault rules (InjectFault) cover SOAP methods only, not the datastore
-//     HTTP file service.
+//     HTTP file service; Interrupt, CutAt, EndSessions and BeforeCall cover
+//     transfers and sessions (below).
+//
+// The datastore file service is strict, as on a real vCenter, for every
+// test (see fileservice.go): the simulator serves any file to anyone, so
+// NewEnv puts its own front before the simulator's handler and gives each
+// host an endpoint of its own.
+//
+//   - Every host gets a distinct management IP (127.0.0.11, .12, ...) and an
+//     HTTPS endpoint on 127.0.0.1. AcquireGenericServiceTicket for a URL on
+//     a host's management IP returns that endpoint's address and
+//     certificate thumbprint; Env.URL carries
+//     GOVMOMI_USE_SERVICE_TICKET_HOSTNAME=true so that clients go there
+//     instead of the management IP on port 443.
+//   - A host serves a /folder request only with a ticket issued for it,
+//     that URL and that method, once (else 401); it supplies its
+//     datacenter's dcPath, as a host has one.
+//   - The .vmx, .nvram, vmware.log, swap and disk extents of a powered-on VM
+//     are locked: through vCenter, or from a host other than the VM's
+//     runtime host (after a vMotion: Env.Migrate), they are refused with
+//     ESXi's HTTP 500 "Unable to access file [ds] path since it is locked".
+//     VMOptions.PowerOn starts the fixture VM; Env.ReadFile reads a locked
+//     file through its host.
+//   - A /folder request through vCenter needs a live session (else 401).
+//     Env.EndSessions ends every session but its own from a second client;
+//     the simulator then fails their calls with NotAuthenticated and
+//     answers their property retrievals with NotAuthenticated for each
+//     property, as vCenter does.
+//   - Env.Interrupt runs a function (move the VM, end the sessions, cancel
+//     the caller) when a transfer of a file passes an offset, and can then
+//     reset the connection (RST after the bytes before the offset);
+//     Env.CutAt resets at given offsets. Env.Transfers counts requests:
+//     routed through hosts (per host), direct through vCenter, direct for
+//     locked files, refused, unauthorized, and connections cut.
 package vspheretest

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"sync"
 	"unsafe"
 
 	"github.com/vmware/govmomi/crypto"
+	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -73,6 +75,13 @@ type Env struct {
 	ProviderID string
 
 	role *role
+
+	// files is the datastore file service of vCenter and its hosts.
+	files *fileService
+	// admin is the second session EndSessions works from.
+	adminMu  sync.Mutex
+	admin    *session.Manager
+	adminKey string
 }
 
 // NewEnv starts a VPX simulator (1 datacenter DC0, cluster DC0_C0, hosts,
@@ -105,16 +114,17 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 	env := &Env{
 		Model:    model,
 		Server:   server,
-		URL:      server.URL,
+		URL:      transferURL(server.URL),
 		Username: opts.Username,
 		Password: opts.Password,
 		Insecure: true,
 		role:     newRole(opts.DeniedPrivileges),
 	}
+	env.files = startFileService(model, server, opts.Username)
 	installRegistration(model.Map(), env.role)
 	initHostCryptoState(model.Map())
 
-	c, err := vsphere.Connect(ctx, vsphere.ConnectOptions{URL: server.URL.String(), Insecure: true, KeepAlive: -1})
+	c, err := vsphere.Connect(ctx, vsphere.ConnectOptions{URL: env.URL.String(), Insecure: true, KeepAlive: -1})
 	if err != nil {
 		env.Close()
 		return nil, err
@@ -133,6 +143,18 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 	return env, nil
 }
 
+// transferURL returns the SDK URL with GOVMOMI_USE_SERVICE_TICKET_HOSTNAME
+// set: a host-routed transfer then goes to the address in the service
+// ticket, not to the host's management IP on port 443, which nothing
+// listens on here.
+func transferURL(sdk *url.URL) *url.URL {
+	u := *sdk
+	q := u.Query()
+	q.Set("GOVMOMI_USE_SERVICE_TICKET_HOSTNAME", "true")
+	u.RawQuery = q.Encode()
+	return &u
+}
+
 // NewSecondEnv starts "another vCenter" without a key provider, the target of
 // a cross-vCenter restore. Call RegisterKeyProvider and AddKey to make a
 // backup's key available later.
@@ -145,6 +167,16 @@ func (e *Env) Close() {
 	if e.Client != nil {
 		_ = e.Client.Logout(context.Background())
 		e.Client = nil
+	}
+	e.adminMu.Lock()
+	if e.admin != nil {
+		_ = e.admin.Logout(context.Background())
+		e.admin = nil
+	}
+	e.adminMu.Unlock()
+	if e.files != nil {
+		e.files.close()
+		e.files = nil
 	}
 	if e.Server != nil {
 		e.Server.Close()

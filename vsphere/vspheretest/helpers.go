@@ -10,8 +10,10 @@ import (
 )
 
 // ReadFile downloads a (small) datastore file whole; for test assertions.
+// A file a running VM holds locked is read through the VM's host, as it
+// must be (see doc.go).
 func (e *Env) ReadFile(ctx context.Context, ds, p string) ([]byte, error) {
-	rc, _, err := e.Client.Download(ctx, ds, p, 0, -1)
+	rc, _, err := e.Client.HostFiles(e.fileHost(ds, p)).Download(ctx, ds, p, 0, -1)
 	if err != nil {
 		return nil, err
 	}

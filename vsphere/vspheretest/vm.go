@@ -38,6 +38,9 @@ type VMOptions struct {
 	ProviderID string
 	// Folder is the VM folder path; default VMFolder.
 	Folder string
+	// PowerOn starts the VM once its files are written, as a VM being
+	// backed up usually runs: its files are then locked (see doc.go).
+	PowerOn bool
 }
 
 // VTPMVM is a created fixture VM and what tests compare against.
@@ -89,6 +92,11 @@ func (e *Env) CreateVTPMVM(ctx context.Context, o VMOptions) (*VTPMVM, error) {
 	out.generateHome(o)
 	if err := e.uploadHome(ctx, out, o.Seed); err != nil {
 		return nil, err
+	}
+	if o.PowerOn {
+		if err := e.PowerOn(ctx, out); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
