@@ -282,6 +282,7 @@ func judge(ctx context.Context, repo *repository.Repository, vc *vsphere.Client,
 		m := manifests[i]
 		fillFacts(row, m, now, opts.MaxAge)
 		judgeObjects(row, m, results)
+		judgeRestorability(row, m)
 		kc.judge(row, m)
 		judgeRetention(ctx, repo, row, m, now, opts.RetentionSample)
 	}
@@ -548,6 +549,17 @@ func judgeObjects(row *VMReport, m *repository.Manifest, results map[objectKey]o
 	if !row.NvramOK && len(nvrams) > 0 {
 		row.Reasons = append(row.Reasons, fmt.Sprintf("the .nvram of backup %s is damaged: the vTPM state (BitLocker keys, Windows Hello, ...) cannot be restored from it", m.BackupID))
 	}
+}
+
+// judgeRestorability runs the checks restore's pre-flight runs on the
+// manifest (keys.Restorability), so audit never calls ready what restore
+// refuses.
+func judgeRestorability(row *VMReport, m *repository.Manifest) {
+	r := keys.Restorability(m)
+	for _, p := range r.Problems {
+		row.Reasons = append(row.Reasons, "NOT READY for vCenter restore: "+p)
+	}
+	row.Warnings = append(row.Warnings, r.Warnings...)
 }
 
 // keyChecker checks keys on one vCenter. It asks once for every key of

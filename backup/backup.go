@@ -41,6 +41,11 @@ type Options struct {
 	IncludeLogs bool
 	// Quiesce asks VMware Tools to quiesce the guest file systems.
 	Quiesce bool
+	// SkipUncapturable backs up a VM whose disks this transport cannot
+	// capture all (see ErrUncapturable) without them, recording in the
+	// manifest which disks were left out and why. Without it such a VM
+	// fails before its snapshot.
+	SkipUncapturable bool
 	// DryRun lists what would be backed up and touches nothing.
 	DryRun bool
 	// ToolVersion goes into manifests.
@@ -327,6 +332,10 @@ type vmBackup struct {
 	info  *vsphere.VMInfo
 	keys  keys.VMKeys
 	files []sourceFile
+	// skipped are the disks left out; notRegistrable says why the backup
+	// could not be registered on a vCenter (see the manifest's fields).
+	skipped        []repository.SkippedDisk
+	notRegistrable []string
 	// id is the backup ID; p stores the files' chunks, stored describes
 	// the files copied so far.
 	id     string
@@ -384,14 +393,19 @@ func (j *vmBackup) captureKeys(ctx context.Context) {
 	res.Keys = manifestKeys(vmKeys)
 }
 
-// chooseFiles decides which files to copy. A vTPM VM without a .nvram
-// fails here, before anything is written.
+// chooseFiles decides which files to copy. A vTPM VM without a .nvram,
+// and one with disks this transport cannot capture (unless they are to be
+// left out), fail here, before anything is written.
 func (j *vmBackup) chooseFiles() error {
 	info := j.info
 	files, err := selectFiles(info, j.b.opts.IncludeLogs)
 	if err != nil {
 		return err
 	}
+	if files, err = j.leaveOutUncapturable(files); err != nil {
+		return err
+	}
+	j.notRegistrable = notRegistrable(info, files)
 	for _, f := range files {
 		j.res.Files = append(j.res.Files, PlannedFile{Path: f.String(), Type: f.Type, Size: f.Size})
 	}
@@ -517,6 +531,8 @@ func (j *vmBackup) writeManifest(ctx context.Context) error {
 		},
 		Keys:             res.Keys,
 		EncryptionConfig: j.keys.EncryptionExtraConfig,
+		SkippedDisks:     j.skipped,
+		NotRegistrable:   j.notRegistrable,
 	},
 		Files:   j.stored,
 		Objects: j.p.objects,

@@ -17,6 +17,9 @@ type sourceFile struct {
 	Size      int64  // as layoutEx reported it; the download tells the truth
 	// Home files are copied before the snapshot, disk extents after.
 	Home bool
+	// Disk: a file of a disk's chain, the disk with device key DiskKey.
+	Disk    bool
+	DiskKey int32
 }
 
 func (f sourceFile) path() string { return path.Join(f.Dir, f.Name) }
@@ -43,7 +46,8 @@ var layoutTypes = map[vsphere.FileType]string{
 // our snapshot: the home files, and every descriptor and extent of each
 // disk's chain (base and any snapshot deltas the user already had). It
 // takes the pre-snapshot layout so that our own snapshot's deltas, which
-// appear later, are never included.
+// appear later, are never included. Change tracking files (-ctk.vmdk) are
+// not disk data and are left out.
 func selectFiles(info *vsphere.VMInfo, includeLogs bool) ([]sourceFile, error) {
 	keep := make([]vsphere.FileType, 0, len(layoutTypes))
 	for t := range layoutTypes {
@@ -62,7 +66,8 @@ func selectFiles(info *vsphere.VMInfo, includeLogs bool) ([]sourceFile, error) {
 			// Descriptors are small: copy them with the home files,
 			// before the snapshot rewrites anything.
 			Home: !f.Disk || f.Type == vsphere.FileDiskDescriptor,
+			Disk: f.Disk, DiskKey: f.DiskKey,
 		})
 	}
-	return out, nil
+	return notCtk(out), nil
 }

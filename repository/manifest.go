@@ -77,6 +77,14 @@ type ManifestHeader struct {
 	// EncryptionConfig holds the VM's readable encryption.* extraConfig
 	// entries (e.g. encryption.keySafe): locators, never key material.
 	EncryptionConfig map[string]string `json:"encryption_config,omitempty"`
+	// SkippedDisks are the disks the backup left out because its transport
+	// cannot capture them (backup --skip-uncapturable).
+	SkippedDisks []SkippedDisk `json:"skipped_disks,omitempty"`
+	// NotRegistrable, when set, says why the backup can be extracted
+	// (restore --to-dir) but not registered on a vCenter: each entry
+	// names the disk or file and the reason (a linked clone, a disk
+	// outside the home folder).
+	NotRegistrable []string `json:"not_registrable,omitempty"`
 	// Summary repeats totals of the chunk lists, filled by WriteManifest.
 	Summary Summary `json:"summary"`
 
@@ -118,6 +126,16 @@ type VMInfo struct {
 	HardwareVersion string `json:"hardware_version"`
 	VTPM            bool   `json:"vtpm"`
 	Encrypted       bool   `json:"encrypted"`
+}
+
+// SkippedDisk is a disk of the VM that a backup left out.
+type SkippedDisk struct {
+	// Label is the device label ("Hard disk 2"); File its current backing
+	// file as a datastore path.
+	Label string `json:"label"`
+	File  string `json:"file"`
+	// Reason says why this transport cannot capture it.
+	Reason string `json:"reason"`
 }
 
 // KeyInfo is one key the VM depends on.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 
 	"github.com/dustin/go-humanize"
@@ -120,7 +119,7 @@ func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Reposito
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	vmxName, err := checkLayout(m)
+	vmxName, err := p.checkLayout()
 	if err != nil {
 		return nil, err
 	}
@@ -231,30 +230,15 @@ func (p *Plan) checkSpace(ctx context.Context, c *vsphere.Client) error {
 }
 
 // checkLayout returns the .vmx file name and refuses backups a vCenter
-// restore cannot reproduce: the encrypted .vmx refers to files outside the
-// home folder by absolute path, and cannot be rewritten.
-func checkLayout(m *repository.Manifest) (string, error) {
-	vmx := ""
-	var outside []string
-	for _, f := range m.Files {
-		if f.Type == repository.FileConfig && path.Ext(f.Name) == ".vmx" {
-			if vmx != "" {
-				return "", fmt.Errorf("%w: backup %s holds two .vmx files (%s, %s)", ErrNotRestorable, m.BackupID, vmx, f.Name)
-			}
-			vmx = f.Name
-		}
-		if f.Datastore != m.VM.Datastore || strings.TrimSuffix(f.Dir, "/") != strings.TrimSuffix(m.VM.HomeFolder, "/") {
-			outside = append(outside, fileLabel(f))
-		}
+// restore cannot reproduce, by the checks audit runs too
+// (keys.Restorability); its warnings go into the plan.
+func (p *Plan) checkLayout() (string, error) {
+	r := keys.Restorability(p.m)
+	if len(r.Problems) > 0 {
+		return "", fmt.Errorf("%w: %s", ErrNotRestorable, strings.Join(r.Problems, "; "))
 	}
-	if vmx == "" {
-		return "", fmt.Errorf("%w: backup %s of VM %s holds no .vmx file: restore its files with --to-dir", ErrNotRestorable, m.BackupID, m.VM.Name)
-	}
-	if len(outside) > 0 {
-		return "", fmt.Errorf("%w: backup %s of VM %s has files outside its home folder [%s] %s/: %s; the encrypted .vmx names them by datastore path and cannot be rewritten, so restore cannot move them: extract them with --to-dir and place them by hand, or move the disks into the home folder (Storage vMotion) before the next backup",
-			ErrNotRestorable, m.BackupID, m.VM.Name, m.VM.Datastore, m.VM.HomeFolder, strings.Join(outside, ", "))
-	}
-	return vmx, nil
+	p.Warnings = append(p.Warnings, r.Warnings...)
+	return r.VMX, nil
 }
 
 // resolvePlacement names the new VM and resolves its placement on the

@@ -37,8 +37,9 @@ type LayoutFile struct {
 	// Size is as vCenter last scanned it (RefreshStorageInfo).
 	Size int64
 	// Disk: the file is a link of a disk's backing chain (a descriptor or
-	// an extent).
-	Disk bool
+	// an extent); DiskKey is then the disk's device key.
+	Disk    bool
+	DiskKey int32
 }
 
 // Path is the file's path on its datastore.
@@ -77,7 +78,7 @@ func (i *VMInfo) Layout(keep ...FileType) ([]LayoutFile, error) {
 		if inChain[f.Key] || t == FileDiskDescriptor || t == FileDiskExtent {
 			continue
 		}
-		if err := l.add(f, false); err != nil {
+		if err := l.add(f, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -88,7 +89,7 @@ func (i *VMInfo) Layout(keep ...FileType) ([]LayoutFile, error) {
 				if !ok {
 					return nil, fmt.Errorf("VM %s: disk %d refers to unknown layout file %d", i.Name, d.Key, k)
 				}
-				if err := l.add(f, true); err != nil {
+				if err := l.add(f, &d.Key); err != nil {
 					return nil, err
 				}
 			}
@@ -105,7 +106,9 @@ type layoutList struct {
 	out  []LayoutFile
 }
 
-func (l *layoutList) add(f types.VirtualMachineFileLayoutExFileInfo, disk bool) error {
+// add lists f, a link of the chain of the disk whose key diskKey points to
+// (nil: no disk's).
+func (l *layoutList) add(f types.VirtualMachineFileLayoutExFileInfo, diskKey *int32) error {
 	t := FileType(f.Type)
 	if len(l.keep) > 0 && !slices.Contains(l.keep, t) {
 		return nil
@@ -119,9 +122,13 @@ func (l *layoutList) add(f types.VirtualMachineFileLayoutExFileInfo, disk bool) 
 	}
 	l.seen[f.Name] = true
 	dir, name := path.Split(dp.Path)
-	l.out = append(l.out, LayoutFile{
+	lf := LayoutFile{
 		Datastore: dp.Datastore, Dir: strings.TrimSuffix(dir, "/"), Name: name,
-		Type: t, Size: f.Size, Disk: disk,
-	})
+		Type: t, Size: f.Size,
+	}
+	if diskKey != nil {
+		lf.Disk, lf.DiskKey = true, *diskKey
+	}
+	l.out = append(l.out, lf)
 	return nil
 }

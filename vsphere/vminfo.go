@@ -8,6 +8,7 @@ import (
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -46,6 +47,9 @@ type VMInfo struct {
 	HomeDatastore string // "ds"
 	HomeDir       string // "dir" (no brackets, no trailing slash)
 	Datastores    []types.ManagedObjectReference
+	// DatastoreTypes maps the name of each datastore the VM uses to its
+	// summary.type (VMFS, NFS, vsan, VVOL, ...).
+	DatastoreTypes map[string]string
 	// ExtraConfig as key → value strings.
 	ExtraConfig map[string]string
 	// VCenterUUID and VCenterHost identify where the VM lives.
@@ -74,12 +78,48 @@ type DiskInfo struct {
 	KeyID *types.CryptoKeyId
 	// ThinProvisioned reports a thin flat backing.
 	ThinProvisioned bool
+	// Backing is the kind of the current backing: BackingFlat,
+	// BackingSparse, BackingSeSparse, BackingRDM, BackingRaw, or the
+	// vSphere type name of another one.
+	Backing string
+	// Mode is the disk mode (persistent, independent_persistent,
+	// independent_nonpersistent, ...); RDMs report theirs too.
+	Mode string
+	// RDMCompatibility is physicalMode or virtualMode for an RDM.
+	RDMCompatibility string
+	// BackingObjectID is set for object-backed disks (vSAN, vVols): they
+	// have no flat file.
+	BackingObjectID string
+}
+
+// Disk backing kinds of DiskInfo.Backing.
+const (
+	BackingFlat     = "flat"
+	BackingSparse   = "sparse"
+	BackingSeSparse = "seSparse"
+	BackingRDM      = "rdm"
+	BackingRaw      = "raw"
+)
+
+// Independent reports an independent disk: snapshots leave it out.
+func (d DiskInfo) Independent() bool {
+	return strings.HasPrefix(d.Mode, "independent")
+}
+
+// Datastore is the datastore of the disk's current backing file.
+func (d DiskInfo) Datastore() string {
+	var dp object.DatastorePath
+	if dp.FromString(d.FileName) {
+		return dp.Datastore
+	}
+	return ""
 }
 
 // VMInfo reads the VM in one property retrieval and derives paths and names.
 func (c *Client) VMInfo(ctx context.Context, vm *object.VirtualMachine) (*VMInfo, error) {
 	var m mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), vmInfoProperties, &m); err != nil {
+	var err error
+	if err = vm.Properties(ctx, vm.Reference(), vmInfoProperties, &m); err != nil {
 		return nil, fmt.Errorf("read VM %s: %w", vm.Reference().Value, err)
 	}
 	if m.Config == nil {
@@ -128,7 +168,11 @@ func (c *Client) VMInfo(ctx context.Context, vm *object.VirtualMachine) (*VMInfo
 			di.Label = disk.DeviceInfo.GetDescription().Label
 		}
 		di.FileName, di.Chain, di.KeyID, di.ThinProvisioned = diskBacking(disk.Backing)
+		backingKind(&di, disk.Backing)
 		info.Disks = append(info.Disks, di)
+	}
+	if info.DatastoreTypes, err = c.datastoreTypes(ctx, m.Datastore); err != nil {
+		return nil, fmt.Errorf("read the datastores of VM %s: %w", m.Name, err)
 	}
 
 	if p, err := find.InventoryPath(ctx, c.Vim25(), m.Self); err == nil {
@@ -149,6 +193,48 @@ func (c *Client) VMInfo(ctx context.Context, vm *object.VirtualMachine) (*VMInfo
 		}
 	}
 	return info, nil
+}
+
+// backingKind fills the backing facts of d that decide whether a disk can
+// be copied as files: kind, mode, RDM compatibility, backing object.
+func backingKind(d *DiskInfo, b types.BaseVirtualDeviceBackingInfo) {
+	if fb, ok := b.(types.BaseVirtualDeviceFileBackingInfo); ok {
+		if id := fb.GetVirtualDeviceFileBackingInfo().BackingObjectId; id != nil {
+			d.BackingObjectID = *id
+		}
+	}
+	switch x := b.(type) {
+	case *types.VirtualDiskFlatVer2BackingInfo:
+		d.Backing, d.Mode = BackingFlat, x.DiskMode
+	case *types.VirtualDiskSparseVer2BackingInfo:
+		d.Backing, d.Mode = BackingSparse, x.DiskMode
+	case *types.VirtualDiskSeSparseBackingInfo:
+		d.Backing, d.Mode = BackingSeSparse, x.DiskMode
+	case *types.VirtualDiskRawDiskMappingVer1BackingInfo:
+		d.Backing, d.Mode, d.RDMCompatibility = BackingRDM, x.DiskMode, x.CompatibilityMode
+	case *types.VirtualDiskRawDiskVer2BackingInfo, *types.VirtualDiskPartitionedRawDiskVer2BackingInfo:
+		d.Backing = BackingRaw
+	case nil:
+		d.Backing = "none"
+	default:
+		d.Backing = strings.TrimPrefix(fmt.Sprintf("%T", b), "*types.")
+	}
+}
+
+// datastoreTypes reads the name and summary.type of datastores.
+func (c *Client) datastoreTypes(ctx context.Context, refs []types.ManagedObjectReference) (map[string]string, error) {
+	out := map[string]string{}
+	if len(refs) == 0 {
+		return out, nil
+	}
+	var dss []mo.Datastore
+	if err := property.DefaultCollector(c.Vim25()).Retrieve(ctx, refs, []string{"name", "summary.type"}, &dss); err != nil {
+		return nil, err
+	}
+	for _, ds := range dss {
+		out[ds.Name] = ds.Summary.Type
+	}
+	return out, nil
 }
 
 func diskBacking(b types.BaseVirtualDeviceBackingInfo) (file string, chain []string, key *types.CryptoKeyId, thin bool) {

@@ -28,6 +28,7 @@ type backupOptions struct {
 	Parallel    int
 	Workers     int
 	Quiesce     bool
+	SkipUncap   bool
 	DryRun      bool
 	IncludeLogs bool
 	WriterKey   writerKeyFlag
@@ -45,6 +46,7 @@ func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Parallel, "parallel", 1, "back up `N` VMs at once")
 	fs.IntVar(&o.Workers, "workers", 2, "chunk workers per VM (hash, compress, encrypt, upload)")
 	fs.BoolVar(&o.Quiesce, "quiesce", false, "quiesce guest file systems with VMware Tools before the snapshot")
+	fs.BoolVar(&o.SkipUncap, "skip-uncapturable", false, "back up a VM without the disks this backup cannot capture (vSAN, vVols, independent, RDM) instead of failing it; the backup records what it left out")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "list the files, sizes and keys that would be backed up; touch nothing")
 	fs.BoolVar(&o.IncludeLogs, "include-logs", false, "also back up the VM's vmware*.log files")
 	o.WriterKey.AddFlags(fs, "sign backups with the writer key in `file`")
@@ -71,6 +73,17 @@ providers and types, and whether a Native Key Provider was backed up: a
 restore checks these keys on the target vCenter before writing anything.
 A VM with a vTPM whose .nvram cannot be read fails: without it the TPM
 secrets (BitLocker, Windows Hello, Credential Guard) are lost.
+
+Disks are read as files over the datastore file service. What that cannot
+capture is refused before the snapshot, one line per disk with its reason:
+disks on vSAN or vVols datastores (objects without a -flat.vmdk file),
+independent disks (a snapshot does not cover them: the copy would be torn)
+and raw device mappings (a LUN, not a file). --skip-uncapturable backs up
+the rest of such a VM and records in the backup which disks it left out.
+Change tracking files (-ctk.vmdk) are never copied. A linked clone, or a
+VM with disks outside its home folder, is backed up, and the backup records
+that it can be extracted with restore --to-dir but not registered on a
+vCenter (audit reports it NOT READY for vCenter restore).
 
 Disks are cut into aligned chunks; all-zero chunks are not stored, and
 chunks the VM's previous backup already stored are not uploaded again, so a
@@ -150,12 +163,13 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	start := g.clock.Now()
 	ev := newBackupEvents(p, g.progress())
 	b := backup.New(c, repo, backup.Options{
-		Workers:     opts.Workers,
-		Parallel:    opts.Parallel,
-		IncludeLogs: opts.IncludeLogs,
-		Quiesce:     opts.Quiesce,
-		DryRun:      opts.DryRun,
-		ToolVersion: toolVersion(),
+		Workers:          opts.Workers,
+		Parallel:         opts.Parallel,
+		IncludeLogs:      opts.IncludeLogs,
+		Quiesce:          opts.Quiesce,
+		SkipUncapturable: opts.SkipUncap,
+		DryRun:           opts.DryRun,
+		ToolVersion:      toolVersion(),
 	}, ev)
 	results, err := b.Run(ctx, sel)
 	ev.progress.Wait()

@@ -57,6 +57,13 @@
 //     and no host, and a host outside the pool's cluster, with
 //     InvalidArgument (host). Env.AddCluster, SetDRS and AddDatastore
 //     build such inventories.
+//   - All simulator datastores are local folders and every disk has a flat
+//     file. Env.AddDisk adds the disks a backup must refuse or treat
+//     apart (independent, RDM, linked clones on a base from
+//     CreateBaseDisk, disks in other folders), SetDatastoreType makes a
+//     datastore report vsan or VVOL, SetBackingObjectID gives a disk a
+//     vSAN/vVols object ID, and EnableCTK lists a -ctk.vmdk in a disk's
+//     chain as ESXi does with CBT on.
 //   - Snapshots create no delta disk in the simulator (no NAME-000001.vmdk,
 //     backings unchanged), and wrapping a simulator VM to change that breaks
 //     the simulator's own snapshot code (RemoveSnapshot_Task type-asserts
