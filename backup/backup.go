@@ -73,6 +73,10 @@ type Result struct {
 	BackupID string
 	Started  time.Time
 	Finished time.Time
+	// Previous is the time of the VM's latest backup before this run, zero
+	// when it had none or the run failed before finding the VM: the last
+	// success a failed run reports to monitoring.
+	Previous time.Time
 	Stats
 	// Files and Keys are filled for dry runs and successful backups.
 	Files    []PlannedFile
@@ -96,7 +100,7 @@ type Backuper struct {
 	lockID string
 
 	prevMu sync.Mutex
-	prev   map[string]string // latest backup ID by vmKey, from the catalog
+	prev   map[string]repository.Backup // latest backup by vmKey, from the catalog
 }
 
 // New returns a Backuper. Events may be nil.
@@ -130,14 +134,14 @@ func (b *Backuper) loadPrevious(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.prev = map[string]string{}
+	b.prev = map[string]repository.Backup{}
 	for _, bk := range cat.All() { // newest first
 		if bk.Header == nil {
 			continue
 		}
 		key := vmKey(bk.Header.VM.InstanceUUID, bk.Header.VM.Name)
 		if _, ok := b.prev[key]; !ok {
-			b.prev[key] = bk.ID
+			b.prev[key] = bk
 		}
 	}
 	return nil
@@ -150,11 +154,13 @@ func (b *Backuper) indexPrevious(ctx context.Context, info *vsphere.VMInfo, res 
 		return err
 	}
 	b.prevMu.Lock()
-	id := b.prev[vmKey(info.InstanceUUID, info.Name)]
+	prev, ok := b.prev[vmKey(info.InstanceUUID, info.Name)]
 	b.prevMu.Unlock()
-	if id == "" {
+	if !ok {
 		return nil
 	}
+	id := prev.ID
+	res.Previous = prev.Time
 	m, err := b.repo.ReadManifest(ctx, id)
 	switch {
 	case errors.Is(err, repository.ErrCorruptManifest) || errors.Is(err, repository.ErrManifestNotFound):

@@ -133,8 +133,16 @@ func TestBackupIncremental(t *testing.T) {
 	f := newFixture(t)
 	vm := f.vm(t, "vm-inc", 2)
 	b := backup.New(f.env.Client, f.repo, backup.Options{}, nil)
-	if res := b.BackupVM(t.Context(), vm.VM); res.Err != nil {
-		t.Fatal(res.Err)
+	first := b.BackupVM(t.Context(), vm.VM)
+	if first.Err != nil {
+		t.Fatal(first.Err)
+	}
+	if !first.Previous.IsZero() {
+		t.Errorf("first backup: Previous = %v, want zero", first.Previous)
+	}
+	cat, err := repository.LoadCatalog(t.Context(), f.repo)
+	if err != nil {
+		t.Fatal(err)
 	}
 	f.be.ResetCounters()
 	// A new run, as the next night's cron would start it.
@@ -142,6 +150,10 @@ func TestBackupIncremental(t *testing.T) {
 	res := b2.BackupVM(t.Context(), vm.VM)
 	if res.Err != nil {
 		t.Fatal(res.Err)
+	}
+	// The time a failed run would report as the VM's last success.
+	if want := cat.All()[0].Time; !res.Previous.Equal(want) {
+		t.Errorf("second backup: Previous = %v, want the first backup's time %v", res.Previous, want)
 	}
 	put := f.be.PutBytes("data/")
 	t.Logf("second backup: %d chunk bytes put for a %d-byte disk (%d known chunks, %d new), manifest+home files %d bytes",
