@@ -20,9 +20,7 @@
 //
 // The backups to check come from repository.Catalog (the grouping of
 // backups by VM that also serves "vtpm-backup list" and "keys status").
-// WriteMetrics renders a Report in the Prometheus text format for
-// node_exporter's textfile collector.
 //
 // The package does not print: cmd/vtpm-backup turns Reports into tables and
-// JSON lines.
+// JSON lines, and package metrics into Prometheus metrics.
 package audit

@@ -12,20 +12,21 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/audit"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
+	"github.com/vtpm-backup/vtpm-backup/metrics"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // auditOptions are the flags of "vtpm-backup audit".
 type auditOptions struct {
-	Repo        repoFlags
-	Trust       trustFlags
-	VCenter     vcenterFlags
-	ReadData    bool
-	Subset      string
-	MaxAge      time.Duration
-	Identity    string
-	Inventory   bool
-	MetricsFile string
+	Repo      repoFlags
+	Trust     trustFlags
+	VCenter   vcenterFlags
+	ReadData  bool
+	Subset    string
+	MaxAge    time.Duration
+	Identity  string
+	Inventory bool
+	Metrics   metricsFlags
 	// identityFlag is set when --identity was given on the command line.
 	// An identity from VTPM_BACKUP_IDENTITY or the config file is only a
 	// default for --read-data: a nightly audit with the environment of a
@@ -43,7 +44,7 @@ func (o *auditOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.MaxAge, "max-age", audit.DefaultMaxAge, "a VM whose latest backup is older than this `duration` is not ready")
 	fs.StringVar(&o.Identity, "identity", "", "age identity `file` to decrypt chunks with --read-data (env VTPM_BACKUP_IDENTITY)")
 	fs.BoolVar(&o.Inventory, "inventory", false, "also report every vTPM or encrypted VM of the vCenter that has no backup (needs --url)")
-	fs.StringVar(&o.MetricsFile, "metrics-file", "", "write Prometheus metrics to `path` atomically (for node_exporter's textfile collector)")
+	o.Metrics.AddFlags(fs)
 }
 
 func newAuditCommand(g *globalOptions) *cobra.Command {
@@ -77,10 +78,21 @@ missing cannot be powered on after a restore.
 
 The output is a table with one row per VM and its verdict, the reasons of
 each NOT READY below it, and a summary. --json prints one audit_vm object
-per VM and an audit_summary. --metrics-file writes the gauges
-vtpm_backup_last_backup_age_seconds, vtpm_backup_ready, vtpm_backup_size_bytes
-and vtpm_backup_stored_bytes (label vm), vtpm_backup_audit_ready and
-vtpm_backup_audit_timestamp_seconds.
+per VM and an audit_summary.
+
+METRICS
+  --metrics-file writes Prometheus gauges for node_exporter's textfile
+  collector (atomically: the collector never reads half a file);
+  --metrics-push sends them to a Pushgateway, replacing the group
+  job="vtpm-backup-audit", instance=--metrics-instance (default: the host
+  name). Per VM (label vm): vtpm_backup_ready, vtpm_backup_not_ready
+  (label reason: no_backup, manifest, objects, nvram, keys,
+  keys_not_checked, too_old, other), vtpm_backup_last_backup_age_seconds,
+  vtpm_backup_last_backup_timestamp_seconds, vtpm_backup_size_bytes,
+  vtpm_backup_stored_bytes; for the run: vtpm_backup_audit_ready,
+  vtpm_backup_audit_vms (label verdict), vtpm_backup_audit_timestamp_seconds.
+  A file that cannot be written fails the audit (exit 1); a failed push is
+  a warning.
 
 The latest backup of a VM is its latest authenticated one (see "vtpm-backup
 list" for which keys are trusted). A rejected backup (unsigned, forged, or
@@ -97,6 +109,9 @@ EXIT STATUS
   GOVC_URL=vc-dr.example.com GOVC_USERNAME=audit@vsphere.local GOVC_PASSWORD=... \
     vtpm-backup audit --repo s3://s3.example.com/backups/vtpm --inventory \
       --metrics-file /var/lib/node_exporter/textfile/vtpm_backup.prom
+
+  # from a Kubernetes CronJob: push to the Pushgateway instead
+  vtpm-backup audit --metrics-push http://pushgateway.monitoring:9091 --metrics-instance prod
 
   # weekly: read a tenth of the data and decrypt it
   vtpm-backup audit --read-data-subset 10% --identity /secure/vtpm-backup.key
@@ -142,6 +157,9 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 	if opts.identityFlag && !aopts.ReadData {
 		return newUsageError(fmt.Errorf("--identity is only used to decrypt data"), "add --read-data or --read-data-subset")
 	}
+	if err := opts.Metrics.check(false); err != nil {
+		return err
+	}
 	if opts.Inventory && opts.VCenter.URL == "" {
 		return newUsageError(fmt.Errorf("--inventory lists the VMs of a vCenter, and none was given"), "pass --url or set GOVC_URL")
 	}
@@ -170,15 +188,23 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 		return fmt.Errorf("audit %s: %w", repo.Location(), err)
 	}
 	// The report is printed whatever happens to the metrics, but it says
-	// "metrics written" only once they are.
+	// "metrics written" only once they are. A metrics file that cannot be
+	// written fails the audit (the alerts would go blind); a failed push
+	// is a warning, as for backup.
 	var metricsErr error
 	written := ""
-	if opts.MetricsFile != "" {
-		if metricsErr = audit.WriteMetricsFile(opts.MetricsFile, rep); metricsErr == nil {
-			written = opts.MetricsFile
+	var delivered []metrics.Delivery
+	for _, d := range opts.Metrics.target().Deliver(ctx, metrics.JobAudit, metrics.Audit(rep)) {
+		switch {
+		case !d.Push && d.Err != nil:
+			metricsErr = d.Err
+			continue
+		case !d.Push:
+			written = d.Where
 		}
+		delivered = append(delivered, d)
 	}
-	printAudit(g.printer(), rep, written)
+	printAudit(g.printer(), rep, written, delivered)
 	if metricsErr != nil {
 		return metricsErr
 	}
@@ -194,11 +220,10 @@ func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []s
 
 // printAudit prints the table and reasons (text) or the audit_vm and
 // audit_summary messages (--json).
-func printAudit(p ui.Printer, rep *audit.Report, metricsFile string) {
+func printAudit(p ui.Printer, rep *audit.Report, metricsFile string, delivered []metrics.Delivery) {
 	for _, v := range rep.VMs {
 		p.JSON(auditVMMessage(v))
 	}
-	p.JSON(auditSummaryMessage(rep, metricsFile))
 	if len(rep.VMs) > 0 {
 		t := p.Table("VM", "Backup", "Age", "Size", "Stored", "vTPM", "Objects", "Nvram", "Keys", "Verdict")
 		for _, v := range rep.VMs {
@@ -226,9 +251,8 @@ func printAudit(p ui.Printer, rep *audit.Report, metricsFile string) {
 		where = "keys checked on " + rep.VCenter
 	}
 	p.P("\n%d VM(s): %d ready, %d not ready; %s; objects: %s", len(rep.VMs), len(rep.VMs)-rep.NotReady(), rep.NotReady(), where, modeText(rep))
-	if metricsFile != "" {
-		p.P("metrics written to %s", metricsFile)
-	}
+	printMetrics(p, "audit", delivered)
+	p.JSON(auditSummaryMessage(rep, metricsFile))
 }
 
 // auditRow is the table row of one VM's verdict.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
+	"github.com/vtpm-backup/vtpm-backup/metrics"
 )
 
 // backupOptions are the flags of "vtpm-backup backup".
@@ -32,6 +33,7 @@ type backupOptions struct {
 	DryRun      bool
 	IncludeLogs bool
 	WriterKey   writerKeyFlag
+	Metrics     metricsFlags
 }
 
 // AddFlags registers the flags of the backup command.
@@ -50,6 +52,7 @@ func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.DryRun, "dry-run", false, "list the files, sizes and keys that would be backed up; touch nothing")
 	fs.BoolVar(&o.IncludeLogs, "include-logs", false, "also back up the VM's vmware*.log files")
 	o.WriterKey.AddFlags(fs, "sign backups with the writer key in `file`")
+	o.Metrics.AddFlags(fs)
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
@@ -99,6 +102,20 @@ must exist, names are case-sensitive. Tags are read from the vCenter's vAPI
 (REST) endpoint with the same user, so they need a vCenter, not an ESXi.
 One VM's failure does not stop the others.
 
+METRICS
+  --metrics-file writes Prometheus gauges for node_exporter's textfile
+  collector (atomically); --metrics-push sends them to a Pushgateway,
+  replacing the group job="vtpm-backup-backup", instance=--metrics-instance
+  (default: the host name; give each shard its own). Per VM (label vm):
+  vtpm_backup_backup_success, vtpm_backup_backup_last_success_timestamp_seconds
+  (for a failed VM, its previous backup), vtpm_backup_backup_duration_seconds,
+  vtpm_backup_backup_read_bytes, vtpm_backup_backup_uploaded_bytes,
+  vtpm_backup_backup_chunks (label state: new, known, zero); for the run:
+  vtpm_backup_backup_vms (label result: ok, failed),
+  vtpm_backup_backup_run_timestamp_seconds and
+  vtpm_backup_backup_run_duration_seconds. Metrics that cannot be written or
+  pushed are a warning: they never fail a backup.
+
 EXIT STATUS
   0 every VM was backed up; 1 at least one VM failed (the summary names
   each); 2 usage error (no VM selected, bad glob, bad or unknown
@@ -118,9 +135,13 @@ EXIT STATUS
   vtpm-backup backup --all --vtpm-only --dry-run
 
   # for cron and monitoring: one JSON object per line
-  vtpm-backup backup --all --vtpm-only --json --no-progress`,
+  vtpm-backup backup --all --vtpm-only --json --no-progress
+
+  # a Kubernetes CronJob per shard, metrics to the Pushgateway
+  vtpm-backup backup --vsphere-tag backup/shard-a --metrics-push http://pushgateway.monitoring:9091 --metrics-instance shard-a`,
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Metrics.changed(cmd.Flags())
 			return runBackup(cmd.Context(), opts, g, args)
 		},
 	}
@@ -142,6 +163,9 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	}
 	if opts.Parallel < 1 || opts.Workers < 1 {
 		return newUsageError(fmt.Errorf("--parallel %d / --workers %d: must be at least 1", opts.Parallel, opts.Workers), "")
+	}
+	if err := opts.Metrics.check(opts.DryRun); err != nil {
+		return err
 	}
 	repo, err := opts.Repo.open(ctx, g.clock)
 	if err != nil {
@@ -180,6 +204,9 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		printPlan(p, results)
 	} else {
 		printBackupSummary(p, results)
+		// Metrics never fail a backup: a failed delivery is a warning.
+		run := metrics.BackupRun{Started: start, Finished: g.clock.Now(), Results: results}
+		printMetrics(p, "backup", opts.Metrics.target().Deliver(ctx, metrics.JobBackup, metrics.Backup(run)))
 	}
 	failed := backup.Failed(results)
 	p.JSON(summaryMessage("backup", len(results)-failed, failed, g.clock.Now().Sub(start)))

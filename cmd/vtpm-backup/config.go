@@ -46,6 +46,7 @@ func configKeys() []configKey {
 		{key: "json", flag: "json"},
 		{key: "log_level", flag: "log-level"},
 		{key: "no_progress", flag: "no-progress"},
+		{key: "metrics_push", flag: "metrics-push"},
 	}
 }
 

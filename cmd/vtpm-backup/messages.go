@@ -7,6 +7,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/keys"
+	"github.com/vtpm-backup/vtpm-backup/metrics"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/restore"
 )
@@ -276,4 +277,13 @@ func listSummaryMessage(location string, entries []ui.BackupEntryMessage) ui.Lis
 		}
 	}
 	return ui.ListSummaryMessage{Repository: location, Backups: len(entries), VMs: len(vms)}
+}
+
+// metricsMessage reports one delivery of a command's metrics.
+func metricsMessage(command string, d metrics.Delivery) ui.MetricsMessage {
+	m := ui.MetricsMessage{Command: command, Target: "file", File: d.Where, OK: d.Err == nil, Warning: errorText(d.Err)}
+	if d.Push {
+		m.Target, m.File, m.URL, m.Job, m.Instance = "pushgateway", "", d.Where, d.Job, d.Instance
+	}
+	return m
 }
