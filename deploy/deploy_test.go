@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vtpm-backup/vtpm-backup/deploy"
+	"github.com/vtpm-backup/vtpm-backup/metrics"
 )
 
 func readRecipe(t *testing.T, name string) string {
@@ -349,12 +350,14 @@ func TestKubernetes(t *testing.T) {
 	}
 }
 
-// auditMetrics are the metrics vtpm-backup audit writes; the alert rules
-// must use no other vtpm_backup_ metric.
-var auditMetrics = []string{
+// alertedMetrics are the metrics the alerts must watch: the audit's
+// verdict, age and run time, and the backup's result and run time.
+var alertedMetrics = []string{
 	"vtpm_backup_ready",
 	"vtpm_backup_last_backup_age_seconds",
 	"vtpm_backup_audit_timestamp_seconds",
+	"vtpm_backup_backup_success",
+	"vtpm_backup_backup_run_timestamp_seconds",
 }
 
 // TestPrometheusAlerts checks the rule file's structure, the alerts it
@@ -403,19 +406,19 @@ func TestPrometheusAlerts(t *testing.T) {
 				}
 			}
 			for _, m := range metric.FindAllString(r.Expr, -1) {
-				if !slices.Contains(auditMetrics, m) {
-					t.Errorf("%s: %s is not a metric of vtpm-backup audit (%v)", r.Alert, m, auditMetrics)
+				if !slices.Contains(metrics.Names(), m) {
+					t.Errorf("%s: %s is not a metric vtpm-backup emits (%v)", r.Alert, m, metrics.Names())
 				}
 				used[m] = true
 			}
 		}
 	}
-	for _, a := range []string{"VTPMBackupNotReady", "VTPMBackupStale", "VTPMBackupAuditNotRun"} {
+	for _, a := range []string{"VTPMBackupNotReady", "VTPMBackupStale", "VTPMBackupAuditNotRun", "VTPMBackupFailed", "VTPMBackupNotRun"} {
 		if !alerts[a] {
 			t.Errorf("no alert %s", a)
 		}
 	}
-	for _, m := range auditMetrics {
+	for _, m := range alertedMetrics {
 		if !used[m] {
 			t.Errorf("no alert uses %s", m)
 		}
