@@ -536,6 +536,7 @@ func (j *vmBackup) writeManifest(ctx context.Context) error {
 			Encrypted:       info.KeyID != nil,
 		},
 		Keys:             res.Keys,
+		Providers:        keys.ManifestProviders(j.keys),
 		EncryptionConfig: j.keys.EncryptionExtraConfig,
 		SkippedDisks:     j.skipped,
 		NotRegistrable:   j.notRegistrable,

@@ -67,6 +67,14 @@ type Provider struct {
 	// was never backed up dies with its vCenter, and so do the VMs'
 	// keys.
 	BackedUp *bool
+	// NKPKeyID is a Native Key Provider's identity (KmipClusterInfo.keyId,
+	// API 7.0.2): it survives a restore of the provider from its .p12
+	// backup, while a new provider created under the same ID gets a new
+	// one and cannot decrypt the old VMs. Empty when unknown.
+	NKPKeyID string
+	// TPMRequired tells that a Native Key Provider serves its keys only to
+	// hosts with a TPM; nil when unknown.
+	TPMRequired *bool
 	// Health is vCenter's overall status of the provider (green, yellow,
 	// red, gray); empty when it could not be read.
 	Health string

@@ -114,8 +114,14 @@ func providerFromInfo(info types.KmipClusterInfo) Provider {
 		Type:    TypeFromManagementType(info.ManagementType, len(info.Servers) > 0),
 		Default: info.UseAsDefault,
 	}
-	if p.Type == ProviderNative && info.HasBackup != nil {
-		p.BackedUp = types.NewBool(*info.HasBackup)
+	if p.Type == ProviderNative {
+		if info.HasBackup != nil {
+			p.BackedUp = types.NewBool(*info.HasBackup)
+		}
+		if info.TpmRequired != nil {
+			p.TPMRequired = types.NewBool(*info.TpmRequired)
+		}
+		p.NKPKeyID = info.KeyId
 	}
 	for _, s := range info.Servers {
 		p.Servers = append(p.Servers, fmt.Sprintf("%s (%s:%d)", s.Name, s.Address, s.Port))

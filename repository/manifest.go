@@ -74,6 +74,11 @@ type ManifestHeader struct {
 	VCenter VCenterInfo `json:"vcenter"`
 	VM      VMInfo      `json:"vm"`
 	Keys    []KeyInfo   `json:"keys"`
+	// Providers describes each key provider the keys above come from, as
+	// the source vCenter reported it. Manifests written before it existed
+	// carry only KeyInfo.ProviderType and NKPBackedUp; readers fall back
+	// to those.
+	Providers []ProviderInfo `json:"providers,omitempty"`
 	// EncryptionConfig holds the VM's readable encryption.* extraConfig
 	// entries (e.g. encryption.keySafe): locators, never key material.
 	EncryptionConfig map[string]string `json:"encryption_config,omitempty"`
@@ -148,6 +153,26 @@ type KeyInfo struct {
 	// NKPBackedUp tells, for a Native Key Provider, whether it had been
 	// backed up (.p12 exported) at backup time; nil when unknown.
 	NKPBackedUp *bool `json:"nkp_backed_up,omitempty"`
+}
+
+// ProviderInfo is one key provider a backed-up VM depends on. A restore
+// compares it with the target vCenter's provider of the same ID: for a
+// vSphere Native Key Provider the ID is only a name, and NKPKeyID (the
+// provider's identity, KmipClusterInfo.keyId) tells a provider restored
+// from its .p12 backup from a new one created under the same name.
+type ProviderInfo struct {
+	ID string `json:"id"`
+	// Type is "native", "standard", "trust_authority" or "unknown".
+	Type string `json:"type"`
+	// NKPKeyID is a Native Key Provider's identity; empty when unknown
+	// (vCenter before 7.0 U2) or not a native provider.
+	NKPKeyID string `json:"nkp_key_id,omitempty"`
+	// TPMRequired tells that a Native Key Provider serves only hosts with
+	// a TPM; nil when unknown.
+	TPMRequired *bool `json:"tpm_required,omitempty"`
+	// BackedUp tells whether a Native Key Provider had been backed up
+	// (.p12 exported) at backup time; nil when unknown.
+	BackedUp *bool `json:"backed_up,omitempty"`
 }
 
 // File is one file of the VM home or of a disk chain.

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"sync"
 	"unsafe"
 
+	"github.com/google/uuid"
 	"github.com/vmware/govmomi/crypto"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/simulator"
@@ -212,20 +214,48 @@ func (e *Env) RegisterKeyProvider(ctx context.Context, providerID string) error 
 	return nil
 }
 
-// AddNativeProvider adds a vSphere Native Key Provider entry. The SOAP
-// simulator cannot create one (RegisterKmsCluster does not set the type to
-// usable values for us), so the entry is written into the crypto manager
-// directly, as the vAPI crypto simulator does.
-func (e *Env) AddNativeProvider(providerID string, hasBackup bool) {
+// NativeProvider describes a vSphere Native Key Provider to add.
+type NativeProvider struct {
+	// ID is the provider ID (its name in the vSphere Client).
+	ID string
+	// Identity is the provider's keyId (KmipClusterInfo.keyId): a new
+	// provider gets a fresh UUID, one restored from its .p12 keeps the
+	// identity of the original. Empty: a fresh UUID.
+	Identity string
+	// HasBackup is vCenter's "backed up" flag; TPMRequired means the
+	// provider serves only hosts with a TPM.
+	HasBackup, TPMRequired bool
+}
+
+// AddNativeProvider adds a new vSphere Native Key Provider entry, with a
+// fresh identity, and returns that identity.
+func (e *Env) AddNativeProvider(providerID string, hasBackup bool) string {
+	return e.AddNativeProviderSpec(NativeProvider{ID: providerID, HasBackup: hasBackup})
+}
+
+// AddNativeProviderSpec adds a vSphere Native Key Provider entry as
+// described, replacing a provider with the same ID (as an administrator
+// deletes one and creates or restores another under the same name), and
+// returns its identity. The SOAP simulator cannot create one
+// (RegisterKmsCluster leaves identity and flags unset), so the entry is
+// written into the crypto manager directly, as the vAPI crypto simulator
+// does.
+func (e *Env) AddNativeProviderSpec(p NativeProvider) string {
+	if p.Identity == "" {
+		p.Identity = uuid.NewString()
+	}
 	m := e.Model.Map().CryptoManager()
-	e.Model.Map().WithLock(&simulator.Context{Map: e.Model.Map()}, m, func() {
+	e.Model.Map().WithLock(e.simContext(), m, func() {
+		m.KmipServers = slices.DeleteFunc(m.KmipServers, func(c types.KmipClusterInfo) bool { return c.ClusterId.Id == p.ID })
 		m.KmipServers = append(m.KmipServers, types.KmipClusterInfo{
-			ClusterId:      types.KeyProviderId{Id: providerID},
+			ClusterId:      types.KeyProviderId{Id: p.ID},
 			ManagementType: string(types.KmipClusterInfoKmsManagementTypeNativeProvider),
-			HasBackup:      types.NewBool(hasBackup),
-			TpmRequired:    types.NewBool(false),
+			HasBackup:      types.NewBool(p.HasBackup),
+			TpmRequired:    types.NewBool(p.TPMRequired),
+			KeyId:          p.Identity,
 		})
 	})
+	return p.Identity
 }
 
 // AddKey makes keyID of providerID known to this vCenter's key manager, as if
