@@ -16,8 +16,12 @@ import (
 
 // CreateSnapshot takes a snapshot without memory (backups need disks only;
 // a memory image would be large and encrypted) and returns its reference.
+// With quiesce, VMware Tools quiesces the guest's file systems only:
+// application quiescing (VSS writers) is not supported for encrypted VMs,
+// and every vTPM VM is encrypted. Quiescing failures come back as the
+// task's fault.
 func (c *Client) CreateSnapshot(ctx context.Context, vm *object.VirtualMachine, name, desc string, quiesce bool) (types.ManagedObjectReference, error) {
-	task, err := vm.CreateSnapshot(ctx, name, desc, false, quiesce)
+	task, err := c.startSnapshot(ctx, vm, name, desc, quiesce)
 	if err != nil {
 		return types.ManagedObjectReference{}, fmt.Errorf("create snapshot %q of %s: %w", name, vm.Reference().Value, err)
 	}
@@ -30,6 +34,41 @@ func (c *Client) CreateSnapshot(ctx context.Context, vm *object.VirtualMachine, 
 		return types.ManagedObjectReference{}, fmt.Errorf("create snapshot %q of %s: unexpected result %T", name, vm.Reference().Value, info.Result)
 	}
 	return ref, nil
+}
+
+// startSnapshot starts CreateSnapshot_Task, or with quiesce
+// CreateSnapshotEx_Task with a quiesce spec that asks for file-system
+// quiescing only.
+func (c *Client) startSnapshot(ctx context.Context, vm *object.VirtualMachine, name, desc string, quiesce bool) (*object.Task, error) {
+	if !quiesce {
+		return vm.CreateSnapshot(ctx, name, desc, false, false)
+	}
+	spec, err := c.quiesceSpec(ctx, vm)
+	if err != nil {
+		return nil, err
+	}
+	req := types.CreateSnapshotEx_Task{This: vm.Reference(), Name: name, Description: desc, Memory: false, QuiesceSpec: spec}
+	res, err := methods.CreateSnapshotEx_Task(ctx, c.Vim25(), &req)
+	if err != nil {
+		return nil, err
+	}
+	return object.NewTask(c.Vim25(), res.Returnval), nil
+}
+
+// quiesceSpec asks a Windows guest for a VSS snapshot in the file-share
+// backup context, which involves no application writers; other guests'
+// quiescing (sync, fsfreeze) is file-system level anyway.
+func (c *Client) quiesceSpec(ctx context.Context, vm *object.VirtualMachine) (types.BaseVirtualMachineGuestQuiesceSpec, error) {
+	var m mo.VirtualMachine
+	if err := vm.Properties(ctx, vm.Reference(), []string{"config.guestId"}, &m); err != nil {
+		return nil, fmt.Errorf("read the guest OS of %s: %w", vm.Reference().Value, err)
+	}
+	if m.Config != nil && strings.HasPrefix(strings.ToLower(m.Config.GuestId), "win") {
+		return &types.VirtualMachineWindowsQuiesceSpec{
+			VssBackupContext: string(types.VirtualMachineWindowsQuiesceSpecVssBackupContextCtx_file_share_backup),
+		}, nil
+	}
+	return &types.VirtualMachineGuestQuiesceSpec{}, nil
 }
 
 // RemoveSnapshot deletes one snapshot, keeping its children and consolidating

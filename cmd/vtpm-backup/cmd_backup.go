@@ -47,7 +47,7 @@ func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Exclude, "exclude", nil, "skip VMs whose name matches this `glob` (e.g. 'test-*'); repeatable")
 	fs.IntVar(&o.Parallel, "parallel", 1, "back up `N` VMs at once")
 	fs.IntVar(&o.Workers, "workers", 2, "chunk workers per VM (hash, compress, encrypt, upload)")
-	fs.BoolVar(&o.Quiesce, "quiesce", false, "quiesce guest file systems with VMware Tools before the snapshot")
+	fs.BoolVar(&o.Quiesce, "quiesce", false, "quiesce the guest's file systems with VMware Tools before the snapshot (file systems only: vSphere does not quiesce applications of encrypted VMs, and vTPM VMs are encrypted)")
 	fs.BoolVar(&o.SkipUncap, "skip-uncapturable", false, "back up a VM without the disks this backup cannot capture (vSAN, vVols, independent, RDM) instead of failing it; the backup records what it left out")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "list the files, sizes and keys that would be backed up; touch nothing")
 	fs.BoolVar(&o.IncludeLogs, "include-logs", false, "also back up the VM's vmware*.log files")
@@ -76,6 +76,13 @@ providers and types, and whether a Native Key Provider was backed up: a
 restore checks these keys on the target vCenter before writing anything.
 A VM with a vTPM whose .nvram cannot be read fails: without it the TPM
 secrets (BitLocker, Windows Hello, Credential Guard) are lost.
+
+--quiesce asks VMware Tools to quiesce the guest's file systems before the
+snapshot (on Windows a VSS snapshot without application writers). vSphere
+does not support application-consistent (VSS writer) snapshots of encrypted
+VMs, and a vTPM makes a VM encrypted, so application quiescing is never
+asked for: stop or flush databases inside the guest if they need more than
+a file-system-consistent copy.
 
 Disks are read as files over the datastore file service. What that cannot
 capture is refused before the snapshot, one line per disk with its reason:

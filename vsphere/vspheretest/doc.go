@@ -64,6 +64,14 @@
 //     datastore report vsan or VVOL, SetBackingObjectID gives a disk a
 //     vSAN/vVols object ID, and EnableCTK lists a -ctk.vmdk in a disk's
 //     chain as ESXi does with CBT on.
+//   - Every SOAP call passes strictSOAP first, which answers as vCenter
+//     where the simulator is lenient: a quiesced snapshot that would
+//     quiesce applications (CreateSnapshot_Task with quiesce, or a quiesce
+//     spec other than Windows' file-share VSS context) of an encrypted
+//     Windows VM fails with ApplicationQuiesceFault; key provider reads
+//     (ListKmsClusters, ListKmipServers, their status, the kmipServers
+//     property) fail with NoPermission when Cryptographer.ManageKeyServers
+//     is denied.
 //   - Snapshots create no delta disk in the simulator (no NAME-000001.vmdk,
 //     backings unchanged), and wrapping a simulator VM to change that breaks
 //     the simulator's own snapshot code (RemoveSnapshot_Task type-asserts

@@ -110,6 +110,8 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 	model.Service.RegisterEndpoints = true
 	model.Service.Listen = &url.URL{User: url.UserPassword(opts.Username, opts.Password)}
 	server := model.Service.NewServer()
+	role := newRole(opts.DeniedPrivileges)
+	server.Config.Handler = &strictSOAP{next: server.Config.Handler, reg: model.Map(), role: role}
 	if opts.Handler != nil {
 		server.Config.Handler = opts.Handler(server.Config.Handler)
 	}
@@ -120,7 +122,7 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 		Username: opts.Username,
 		Password: opts.Password,
 		Insecure: true,
-		role:     newRole(opts.DeniedPrivileges),
+		role:     role,
 	}
 	env.files = startFileService(model, server, opts.Username)
 	installRegistration(model.Map(), env.role)
