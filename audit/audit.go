@@ -125,6 +125,9 @@ type VMReport struct {
 	Size, StoredSize int64
 	VTPM             bool
 	ManifestOK       bool
+	// Restorable: the manifest passes the checks restore's pre-flight
+	// makes (keys.Restorability); the reasons say which failed.
+	Restorable bool
 	// Objects is the number of stored objects the backup references;
 	// ObjectsRead how many were downloaded (ReadData) and ObjectsBad how
 	// many failed a check.
@@ -536,8 +539,7 @@ func judgeObjects(row *VMReport, m *repository.Manifest, results map[objectKey]o
 	nvrams := m.FileByType(repository.FileNvram)
 	row.NvramOK = true
 	if m.VM.VTPM && len(nvrams) == 0 {
-		row.NvramOK = false
-		row.Reasons = append(row.Reasons, fmt.Sprintf("VM %s has a vTPM but backup %s holds no .nvram: its TPM secrets cannot be restored", m.VM.Name, m.BackupID))
+		row.NvramOK = false // the reason is keys.Restorability's
 	}
 	for _, f := range nvrams {
 		for _, c := range f.Chunks {
@@ -556,6 +558,7 @@ func judgeObjects(row *VMReport, m *repository.Manifest, results map[objectKey]o
 // refuses.
 func judgeRestorability(row *VMReport, m *repository.Manifest) {
 	r := keys.Restorability(m)
+	row.Restorable = len(r.Problems) == 0
 	for _, p := range r.Problems {
 		row.Reasons = append(row.Reasons, "NOT READY for vCenter restore: "+p)
 	}
@@ -628,8 +631,8 @@ func (kc *keyChecker) judge(row *VMReport, m *repository.Manifest) {
 	refs := k.Refs()
 	if kc.vc == nil {
 		// No vCenter: the availability of each key is unknown; the other
-		// findings of Readiness (recorded NKP backup state, a vTPM without
-		// a recorded key) are still worth reporting.
+		// finding of Readiness (the recorded NKP backup state) is still
+		// worth reporting.
 		assumed := make([]keys.KeyStatus, 0, len(refs))
 		for _, ref := range refs {
 			assumed = append(assumed, keys.KeyStatus{Ref: ref, Available: true})
@@ -640,7 +643,9 @@ func (kc *keyChecker) judge(row *VMReport, m *repository.Manifest) {
 			row.Reasons = append(row.Reasons, fmt.Sprintf("%d key(s) not checked: no vCenter given (pass --url or set GOVC_URL to the vCenter you would restore to)", len(refs)))
 			return
 		}
-		row.KeysOK = len(reasons) == 0 // a VM without keys needs no vCenter
+		// A VM without keys needs no vCenter, unless it should have had
+		// one (a Restorability problem).
+		row.KeysOK = len(reasons) == 0 && !keys.NeedsVMKey(m)
 		return
 	}
 	row.KeysChecked = true
@@ -657,7 +662,7 @@ func (kc *keyChecker) judge(row *VMReport, m *repository.Manifest) {
 	}
 	row.KeyStatuses = statuses
 	reasons := keys.Readiness(k, statuses, kc.providers, vcName)
-	row.KeysOK = len(reasons) == 0
+	row.KeysOK = len(reasons) == 0 && !keys.NeedsVMKey(m)
 	row.Reasons = append(row.Reasons, reasons...)
 }
 

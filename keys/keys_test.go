@@ -170,8 +170,8 @@ func TestReadiness(t *testing.T) {
 	}{
 		{"ready", keys.VMKeys{VTPM: true, VMKey: &vmKey, Providers: backedUp}, ok, nil, nil},
 		{"unencrypted vm without vtpm", keys.VMKeys{}, nil, nil, nil},
-		{"vtpm without key", keys.VMKeys{VTPM: true}, nil, nil,
-			[]string{"the VM has a vTPM but no config.keyId was recorded: its key cannot be checked; back it up again"}},
+		// A key never recorded is a Restorability problem (NeedsVMKey).
+		{"vtpm without key", keys.VMKeys{VTPM: true}, nil, nil, nil},
 		{"key not checked", keys.VMKeys{VTPM: true, VMKey: &vmKey, Providers: backedUp}, nil, nil,
 			[]string{"key k (vm) of provider nkp was not checked on vc"}},
 		{"recorded nkp not backed up", keys.VMKeys{VTPM: true, VMKey: &vmKey, Providers: notBackedUp}, ok, nil,

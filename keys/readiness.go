@@ -4,8 +4,9 @@ import "fmt"
 
 // Readiness lists, in words for an audit report, why the VM described by k
 // could not be restored with its keys on vcenter, or is at risk of becoming
-// unrestorable. It only covers keys: a missing .nvram or a stale backup is
-// for the audit to judge.
+// unrestorable. It only covers the availability of the keys a backup
+// recorded: a key that was never recorded is a Restorability problem, and
+// a stale backup is for the audit to judge.
 //
 // statuses come from Check on vcenter for k.Refs(). current is a fresh
 // ListProviders of vcenter; when nil the providers recorded in k are used
@@ -13,9 +14,6 @@ import "fmt"
 // result means the keys are ready.
 func Readiness(k VMKeys, statuses []KeyStatus, current []Provider, vcenter string) []string {
 	var reasons []string
-	if k.VTPM && k.VMKey == nil {
-		reasons = append(reasons, "the VM has a vTPM but no config.keyId was recorded: its key cannot be checked; back it up again")
-	}
 	for _, ref := range k.Refs() {
 		st, ok := statusFor(statuses, ref)
 		switch {

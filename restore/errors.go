@@ -17,7 +17,8 @@ var (
 	// ErrNoSpace: the datastore has not enough free space.
 	ErrNoSpace = errors.New("not enough free space")
 	// ErrNotRestorable: the backup cannot be restored to a vCenter as it
-	// is (no .vmx, disks outside the home folder, no recorded key).
+	// is (no .vmx, disks outside the home folder, a vTPM without .nvram,
+	// no recorded key: keys.Restorability, which audit runs too).
 	ErrNotRestorable = errors.New("backup cannot be restored to a vCenter")
 	// ErrIdentityInUse: the restored VM would be powered on with --uuid
 	// keep while a VM with the same BIOS UUID (and so MAC addresses) runs.

@@ -99,8 +99,10 @@ func SpaceMargin(total int64) int64 { return total/100 + 256<<20 }
 // Preflight runs every check a restore of m to the vCenter behind c needs,
 // in this order, and writes nothing:
 //
-//  1. the manifest is valid and restorable to a vCenter (a .vmx, every
-//     file in the home folder, a recorded VM key for an encrypted VM);
+//  1. the manifest is valid and passes keys.Restorability, the checks
+//     audit reports too (one .vmx, every file in the home folder, the
+//     .nvram of a vTPM VM, a recorded VM key for an encrypted VM), else
+//     ErrNotRestorable;
 //  2. every key in the manifest is available on the vCenter (else a
 //     *keys.NotAvailableError, which wraps keys.ErrKeyNotAvailable);
 //  3. datastore, folder, pool and host exist (ErrBadTarget); no VM with
@@ -181,11 +183,7 @@ func newPlan(c *vsphere.Client, repo *repository.Repository, m *repository.Manif
 // QueryCryptoKeyStatus call) and refuses unless all are available.
 func (p *Plan) checkKeys(ctx context.Context, c *vsphere.Client) error {
 	m := p.m
-	vk := keys.FromManifest(m)
-	if (m.VM.Encrypted || m.VM.VTPM) && vk.VMKey == nil {
-		return fmt.Errorf("%w: backup %s of VM %s records a vTPM or encryption but no VM key ID: it cannot be checked on %s and would restore as a locked VM; restore its files with --to-dir, or back the VM up again",
-			ErrNotRestorable, m.BackupID, m.VM.Name, p.vcenter)
-	}
+	vk := keys.FromManifest(m) // a missing VM key was refused by checkLayout
 	refs := vk.Refs()
 	if len(refs) == 0 {
 		return nil

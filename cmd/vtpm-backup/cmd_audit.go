@@ -60,7 +60,9 @@ could be restored tonight:
     (--read-data: downloaded and its SHA-256 verified, without decrypting;
     --read-data with --identity: also decrypted and checked against its
     chunk ID; --read-data-subset 10%: a random sample only);
-  - a vTPM VM's .nvram is in the backup and intact;
+  - the backup passes the checks restore's pre-flight makes, in the same
+    words: one .vmx, every file in the VM's home folder, a vTPM VM's
+    .nvram (and it is intact), a recorded key for an encrypted VM;
   - every key the VM depends on is available on the vCenter given with
     --url / GOVC_URL (the same check restore makes before writing anything),
     and a Native Key Provider serving them has been backed up;

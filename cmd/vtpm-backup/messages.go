@@ -103,7 +103,7 @@ func auditVMMessage(v audit.VMReport) ui.AuditVMMessage {
 	m := ui.AuditVMMessage{
 		VM: v.VM, BackupID: v.BackupID, BackupTime: rfc3339(v.BackupTime),
 		Size: v.Size, StoredSize: v.StoredSize, VTPM: v.VTPM,
-		ManifestOK: v.ManifestOK, Objects: v.Objects, ObjectsRead: v.ObjectsRead, ObjectsBad: v.ObjectsBad,
+		ManifestOK: v.ManifestOK, Restorable: v.Restorable, Objects: v.Objects, ObjectsRead: v.ObjectsRead, ObjectsBad: v.ObjectsBad,
 		ObjectsOK: v.ObjectsOK, NvramOK: v.NvramOK, KeysChecked: v.KeysChecked, KeysOK: v.KeysOK, AgeOK: v.AgeOK,
 		Ready: v.Ready, Verdict: verdict(v.Ready), Reasons: v.Reasons, Warnings: v.Warnings,
 	}

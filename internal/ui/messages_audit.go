@@ -60,19 +60,23 @@ type AuditVMMessage struct {
 	BackupTime string `json:"backup_time,omitempty"`
 	// AgeSeconds is the latest backup's age; absent for a VM without
 	// backup (--inventory), which has no age.
-	AgeSeconds  *int64 `json:"age_seconds,omitempty"`
-	Size        int64  `json:"size"`
-	StoredSize  int64  `json:"stored_size"`
-	VTPM        bool   `json:"vtpm"`
-	ManifestOK  bool   `json:"manifest_ok"`
-	Objects     int    `json:"objects"`
-	ObjectsRead int    `json:"objects_read"`
-	ObjectsBad  int    `json:"objects_bad"`
-	ObjectsOK   bool   `json:"objects_ok"`
-	NvramOK     bool   `json:"nvram_ok"`
-	KeysChecked bool   `json:"keys_checked"`
-	KeysOK      bool   `json:"keys_ok"`
-	AgeOK       bool   `json:"age_ok"`
+	AgeSeconds *int64 `json:"age_seconds,omitempty"`
+	Size       int64  `json:"size"`
+	StoredSize int64  `json:"stored_size"`
+	VTPM       bool   `json:"vtpm"`
+	ManifestOK bool   `json:"manifest_ok"`
+	// Restorable is true when the manifest passes the checks restore's
+	// pre-flight makes (one .vmx, files in the home folder, the .nvram of
+	// a vTPM VM, a recorded VM key); the reasons say what failed.
+	Restorable  bool `json:"restorable"`
+	Objects     int  `json:"objects"`
+	ObjectsRead int  `json:"objects_read"`
+	ObjectsBad  int  `json:"objects_bad"`
+	ObjectsOK   bool `json:"objects_ok"`
+	NvramOK     bool `json:"nvram_ok"`
+	KeysChecked bool `json:"keys_checked"`
+	KeysOK      bool `json:"keys_ok"`
+	AgeOK       bool `json:"age_ok"`
 	// Retention is present when the repository uses Object Lock.
 	Retention *AuditRetention `json:"retention,omitempty"`
 	Ready     bool            `json:"ready"`
