@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,10 @@ var ErrBusy = errors.New("VM is being backed up by another run")
 // ErrNoNvram: a vTPM VM's .nvram could not be backed up. Such a backup
 // would restore a VM whose TPM secrets are gone, so it is a failure.
 var ErrNoNvram = errors.New("vTPM VM without .nvram")
+
+// ErrNoVMX: the VM's .vmx could not be backed up. Without it a backup has
+// no VM to register (restore and audit refuse it), so it is a failure too.
+var ErrNoVMX = errors.New("VM without .vmx")
 
 // cleanupTimeout bounds snapshot removal after a failure or Ctrl-C.
 const cleanupTimeout = 10 * time.Minute
@@ -311,7 +316,9 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 		return err
 	}
 	if b.opts.DryRun {
-		return nil
+		// The real run would fail on a file the layout lists but the
+		// datastore lacks; so does the dry run.
+		return j.checkFilesExist(ctx)
 	}
 	if err := b.indexPrevious(ctx, j.info, res); err != nil {
 		return err
@@ -418,7 +425,52 @@ func (j *vmBackup) chooseFiles() error {
 	if info.VTPM && !hasType(files, repository.FileNvram) {
 		return fmt.Errorf("%w: VM %s has a virtual TPM but vCenter lists no .nvram file in its home folder %s: the TPM state cannot be backed up; check the VM's files", ErrNoNvram, info.Name, info.HomeFolder())
 	}
+	if !slices.ContainsFunc(files, sourceFile.isVMX) {
+		return fmt.Errorf("%w: vCenter lists no .vmx file for VM %s in its home folder %s: a backup without it has no VM to restore; check the VM's files", ErrNoVMX, info.Name, info.HomeFolder())
+	}
 	j.files = files
+	return nil
+}
+
+// missingFile is the error for a file of VM vm that the layout lists and
+// the datastore lacks: ErrNoNvram or ErrNoVMX for the files a backup cannot
+// do without, vsphere.ErrFileNotFound for the others.
+func missingFile(vm string, f sourceFile) error {
+	switch {
+	case f.Type == repository.FileNvram:
+		return fmt.Errorf("%w: VM %s: %s is missing on the datastore: the TPM state cannot be backed up", ErrNoNvram, vm, f)
+	case f.isVMX():
+		return fmt.Errorf("%w: VM %s: %s is missing on the datastore: a backup without it has no VM to restore", ErrNoVMX, vm, f)
+	}
+	return fmt.Errorf("VM %s: read %s: %w", vm, f, vsphere.ErrFileNotFound)
+}
+
+// checkFilesExist lists the folders of the chosen files (one datastore
+// search per folder) and fails, as the copy would, when one is missing. It
+// also puts the sizes the datastore reports into the plan: layoutEx may be
+// stale.
+func (j *vmBackup) checkFilesExist(ctx context.Context) error {
+	type folder struct{ ds, dir string }
+	listed := map[folder]map[string]int64{}
+	for i, f := range j.files {
+		d := folder{f.Datastore, f.Dir}
+		if _, ok := listed[d]; !ok {
+			entries, err := j.b.client.ListFolder(ctx, f.Datastore, f.Dir)
+			if err != nil && !errors.Is(err, vsphere.ErrFileNotFound) {
+				return fmt.Errorf("VM %s: list [%s] %s: %w", j.info.Name, f.Datastore, f.Dir, err)
+			}
+			sizes := map[string]int64{}
+			for _, e := range entries {
+				sizes[e.Name] = e.Size
+			}
+			listed[d] = sizes
+		}
+		size, ok := listed[d][f.Name]
+		if !ok {
+			return missingFile(j.info.Name, f)
+		}
+		j.res.Files[i].Size = size
+	}
 	return nil
 }
 
@@ -447,8 +499,8 @@ func (j *vmBackup) copyFiles(ctx context.Context, home bool) error {
 		j.b.events.Status(name, "copying "+f.String())
 		mf, err := j.b.storeFile(ctx, j.p, files, f)
 		if err != nil {
-			if f.Type == repository.FileNvram && errors.Is(err, vsphere.ErrFileNotFound) {
-				return fmt.Errorf("%w: VM %s: %s is missing on the datastore: the TPM state cannot be backed up", ErrNoNvram, name, f)
+			if errors.Is(err, vsphere.ErrFileNotFound) {
+				return missingFile(name, f)
 			}
 			return fmt.Errorf("VM %s: %w", name, err)
 		}

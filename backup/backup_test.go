@@ -465,3 +465,63 @@ func TestSweepSparesOtherRepositorysSnapshot(t *testing.T) {
 		t.Fatalf("warnings %v", results[0].Warnings)
 	}
 }
+
+// A backup without the VM's .vmx has no VM to restore: like one without its
+// .nvram it fails, also as a dry run, whether vCenter still lists the file
+// (the download finds it gone) or no longer does (issue 15 item 2: that
+// backup was written with exit 0, and audit then called it READY).
+func TestBackupWithoutVMXFails(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name    string
+		refresh bool // vCenter rescanned the folder: layoutEx lacks the .vmx
+	}{{"listed but gone", false}, {"no longer listed", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			vm := f.vm(t, "vm-no-vmx-"+strings.ReplaceAll(tc.name, " ", "-"), 4)
+			if err := f.env.Client.DeleteFile(t.Context(), vm.Datastore, vm.VMXPath); err != nil {
+				t.Fatal(err)
+			}
+			if tc.refresh {
+				if err := f.env.Client.RefreshStorageInfo(t.Context(), vm.VM); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, dry := range []bool{true, false} {
+				res := backup.New(f.env.Client, f.repo, backup.Options{DryRun: dry}, nil).BackupVM(t.Context(), vm.VM)
+				if !errors.Is(res.Err, backup.ErrNoVMX) || !strings.Contains(res.Err.Error(), ".vmx") {
+					t.Fatalf("backup (dry run %v) without .vmx = %v, want ErrNoVMX", dry, res.Err)
+				}
+			}
+			if ids := f.manifests(t); len(ids) != 0 {
+				t.Fatalf("a failed backup wrote manifests %v", ids)
+			}
+		})
+	}
+}
+
+// A dry run checks what the real run checks: a file vCenter still lists
+// but the datastore lacks fails both (issue 15 item 4: the dry run listed
+// the missing .nvram and exited 0), and the plan shows the sizes the
+// datastore reports.
+func TestDryRunChecksFilesExist(t *testing.T) {
+	f := newFixture(t)
+	vm := f.vm(t, "vm-dry-missing", 5)
+	res := backup.New(f.env.Client, f.repo, backup.Options{DryRun: true}, nil).BackupVM(t.Context(), vm.VM)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	for _, pf := range res.Files {
+		if pf.Type == repository.FileNvram && pf.Size != int64(len(vm.Nvram)) {
+			t.Errorf("dry run plans %s at %d bytes, the datastore holds %d", pf.Path, pf.Size, len(vm.Nvram))
+		}
+	}
+	if err := f.env.RemoveNvram(t.Context(), vm); err != nil {
+		t.Fatal(err)
+	}
+	for _, dry := range []bool{true, false} {
+		res := backup.New(f.env.Client, f.repo, backup.Options{DryRun: dry}, nil).BackupVM(t.Context(), vm.VM)
+		if !errors.Is(res.Err, backup.ErrNoNvram) {
+			t.Fatalf("backup (dry run %v) of a VM whose .nvram is gone = %v, want ErrNoNvram", dry, res.Err)
+		}
+	}
+}

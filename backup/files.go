@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 
+	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
@@ -23,6 +24,12 @@ type sourceFile struct {
 }
 
 func (f sourceFile) path() string { return path.Join(f.Dir, f.Name) }
+
+// isVMX reports whether f is the VM's .vmx, its main configuration file,
+// by the rule restore and audit apply to the manifest.
+func (f sourceFile) isVMX() bool {
+	return keys.IsVMX(repository.File{Name: f.Name, Type: f.Type})
+}
 
 func (f sourceFile) String() string { return fmt.Sprintf("[%s] %s", f.Datastore, f.path()) }
 

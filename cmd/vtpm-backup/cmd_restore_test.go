@@ -238,3 +238,22 @@ func TestRestoreUUIDHelpShowsChoices(t *testing.T) {
 		t.Errorf("--uuid maybe: exit %d: %s", code, stderr)
 	}
 }
+
+// A VM restored under a new name keeps the original file names, as its
+// .vmx names them; it can be backed up like any other, dry run included
+// (issue 15 item 4: "NAME.nvram is missing", so the tutorial's
+// backup --all failed once its restore step had run).
+func TestBackupOfARestoredVM(t *testing.T) {
+	f := newRestoreFixture(t, "reborn")
+	if _, stderr, code := cli(t, append(append([]string{"--identity", f.identity}, f.args(f.env)...), "restore", "reborn", "--name", "reborn-copy")...); code != exitOK {
+		t.Fatalf("restore: exit %d: %s", code, stderr)
+	}
+	stdout, stderr, code := cli(t, append(f.args(f.env), "backup", "--dry-run", "--all", "--vtpm-only")...)
+	if code != exitOK || !strings.Contains(stdout, "reborn-copy/reborn.nvram") || strings.Contains(stdout, "reborn-copy.nvram") {
+		t.Fatalf("backup --dry-run of the restored VM: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = cli(t, append(f.args(f.env), "backup", "--all", "--vtpm-only")...)
+	if code != exitOK {
+		t.Fatalf("backup of the restored VM: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}

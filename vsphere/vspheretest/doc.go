@@ -37,8 +37,10 @@
 //     like ESXi. It refuses an encrypted vmx whose key the crypto manager
 //     does not have with EncryptionKeyRequired (an InvalidState) and leaves
 //     no VM behind. The simulator's file demands are met for the duration of
-//     the call (a hard link <name>.nvram to the vmx's nvram, removed after;
-//     an empty vmware.log, kept since the simulator logs into it). Folders
+//     the simulator's own registration (a hard link <name>.nvram to the
+//     vmx's nvram, removed before layoutEx is refreshed, so that layoutEx
+//     lists the nvram the vmx names, as ESXi does; an empty vmware.log,
+//     kept since the simulator logs into it). Folders
 //     created later are not wrapped; moving VMs between wrapped folders
 //     (MoveIntoFolder, Relocate with a folder) is not supported by the
 //     simulator then, because it type-asserts *simulator.Folder.

@@ -93,7 +93,9 @@ func (f *registeringFolder) register(ctx *simulator.Context, req *types.Register
 
 	// The simulator insists on "<name>.nvram" and vmware.log in the home
 	// folder; ESXi reads the vmx's nvram entry and creates the log at power
-	// on. Provide what the simulator wants for the duration of the call.
+	// on. Provide what the simulator wants for the duration of its
+	// registration only: the stand-in goes before layoutEx is read, so
+	// layoutEx lists the nvram the vmx names, as on ESXi.
 	dir := filepath.Dir(local)
 	name := req.Name
 	if name == "" {
@@ -130,6 +132,7 @@ func (f *registeringFolder) register(ctx *simulator.Context, req *types.Register
 		ctx.WithLock(vm, func() { vm.UnregisterVM(ctx, &types.UnregisterVM{This: ref}) })
 		return nil, fault
 	}
+	cleanup()
 	ctx.WithLock(vm, func() { vm.RefreshStorageInfo(ctx, nil) })
 	f.role.keyToHost(ctx, vm, key != nil)
 	return ref, nil
@@ -146,7 +149,8 @@ func findDatastore(ctx *simulator.Context, name string) *simulator.Datastore {
 
 // satisfySimulatorFiles makes <name>.nvram (a hard link to the vmx's nvram,
 // or an empty stand-in) and vmware.log exist; cleanup removes the stand-ins
-// it created, except the log the simulator keeps writing.
+// it created, except the log the simulator keeps writing. Calling cleanup
+// twice is harmless.
 func satisfySimulatorFiles(dir, name, nvram string) (func(), error) {
 	var created []string
 	cleanup := func() {

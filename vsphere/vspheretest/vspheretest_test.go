@@ -124,6 +124,16 @@ func TestRegisterParsesVMX(t *testing.T) {
 	if ok, _ := env.Client.Exists(ctx, v.Datastore, "app01-restored/app01-restored.nvram"); ok {
 		t.Error("registration left a <name>.nvram behind")
 	}
+	// Like ESXi, layoutEx lists the nvram the vmx names, not the
+	// simulator's stand-in <name>.nvram (issue 15 item 4: a backup of the
+	// restored VM then failed on a missing app01-restored.nvram).
+	nvrams, err := info.Layout(vsphere.FileNvram)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nvrams) != 1 || nvrams[0].Dir != "app01-restored" || nvrams[0].Name != "app01.nvram" || nvrams[0].Size != int64(len(v.Nvram)) {
+		t.Errorf("layoutEx nvram files = %+v, want app01-restored/app01.nvram of %d bytes", nvrams, len(v.Nvram))
+	}
 }
 
 func TestRegisterRefusedWithoutKey(t *testing.T) {
