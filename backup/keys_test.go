@@ -65,7 +65,7 @@ func TestBackupRecordsNativeProvider(t *testing.T) {
 	if res.Err != nil {
 		t.Fatalf("backup: %v", res.Err)
 	}
-	m, err := r.Repository.ReadManifest(t.Context(), res.BackupID)
+	m, err := r.ReadManifest(t.Context(), res.BackupID)
 	if err != nil {
 		t.Fatal(err)
 	}
