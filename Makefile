@@ -96,12 +96,14 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
 	done
 
-## killtest: the long kill loop: KILLS (50) SIGKILLs of a running backup per repository kind
-# (make test runs 10 of each). KILL_SEED repeats a run's kill points.
+## killtest: the long kill loops: KILLS (50) SIGKILLs of a running backup per repository kind
+# (make test runs 10 of each) and RESTORE_KILLS (20) of a restore (make test: 3).
+# KILL_SEED repeats a run's kill points.
 KILLS ?= 50
+RESTORE_KILLS ?= 20
 KILL_SEED ?= 0
 killtest: .bin/versitygw
-	$(GO) test -count=1 -timeout 60m -run '^TestBackupKillLoop$$' -v ./cmd/vtpm-backup -kills $(KILLS) -kill-seed $(KILL_SEED)
+	$(GO) test -count=1 -timeout 60m -run '^Test(Backup|Restore)KillLoop$$' -v ./cmd/vtpm-backup -kills $(KILLS) -restore-kills $(RESTORE_KILLS) -kill-seed $(KILL_SEED)
 
 ## bench: benchmarks only, with allocations
 bench:

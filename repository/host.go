@@ -65,3 +65,7 @@ func WithHost(h Host) Option {
 		}
 	}
 }
+
+// Host returns how the repository identifies lock holders (LocalHost unless
+// WithHost), for others that record a process and later ask if it is gone.
+func (r *Repository) Host() Host { return r.host }

@@ -82,8 +82,12 @@ type Plan struct {
 	PowerOn   bool
 	UUID      vsphere.UUIDAction
 	Warnings  []string
+	// Leftover is an incomplete restore of a killed run in the home
+	// folder, which Run removes first; nil when the folder is new.
+	Leftover *Leftover
 
 	m         *repository.Manifest
+	host      repository.Host
 	vcenter   string
 	placement *vsphere.Placement
 	workers   int
@@ -163,6 +167,7 @@ func newPlan(c *vsphere.Client, repo *repository.Repository, m *repository.Manif
 		workers:  opts.Workers,
 		events:   opts.Events,
 		clock:    opts.Clock,
+		host:     repo.Host(),
 	}
 	if p.UUID == "" {
 		p.UUID = vsphere.UUIDKeep
@@ -270,14 +275,24 @@ func (p *Plan) resolvePlacement(ctx context.Context, c *vsphere.Client, opts Opt
 		p.Host = pl.Host.InventoryPath
 	}
 	p.Warnings = append(p.Warnings, pl.Warnings...)
-	return p.refuseCollisions(opts)
+	return p.refuseCollisions(ctx, c)
 }
 
 // refuseCollisions: never overwrite, neither a VM of that name nor its home
-// folder; warn when a copy powered on with --uuid keep would share the
-// original's identity.
-func (p *Plan) refuseCollisions(opts Options) error {
+// folder, unless both are an incomplete restore a killed run left (its
+// marker in the folder, see findLeftover): Run then removes that first.
+func (p *Plan) refuseCollisions(ctx context.Context, c *vsphere.Client) error {
 	pl := p.placement
+	if pl.HomeExists {
+		lo, err := p.findLeftover(ctx, c)
+		if err != nil {
+			return err
+		}
+		if lo != nil {
+			p.Leftover = lo
+			return nil
+		}
+	}
 	switch n := len(pl.NameTaken); {
 	case n == 1:
 		vm := pl.NameTaken[0]

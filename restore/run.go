@@ -71,6 +71,11 @@ type undo struct {
 func (u *undo) run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
+	return u.remove(ctx)
+}
+
+// remove unregisters the VM and deletes the files and the folder u records.
+func (u *undo) remove(ctx context.Context) error {
 	var errs []error
 	if u.vm == nil && u.vmxPath != "" {
 		if vm, err := u.c.FindVMByPath(ctx, u.vmxPath); err == nil {
@@ -128,15 +133,26 @@ func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, pl
 		res = nil
 	}()
 
-	ev.Status("creating " + plan.HomeFolder)
-	if err := c.MakeDirectory(ctx, plan.Datastore, plan.Name); err != nil {
-		if errors.Is(err, vsphere.ErrFileExists) {
-			// Someone created it since Preflight: it is not ours.
-			return nil, fmt.Errorf("%w: %s appeared after the pre-flight checks: pass --name NEW", ErrCollision, plan.HomeFolder)
+	if plan.Leftover != nil {
+		if err := removeLeftover(ctx, c, plan); err != nil {
+			return nil, err
 		}
+	}
+	ev.Status("creating " + plan.HomeFolder)
+	switch exists, err := c.Exists(ctx, plan.Datastore, plan.Name); {
+	case err != nil:
+		return nil, err
+	case exists:
+		// Someone created it since Preflight: it is not ours.
+		return nil, fmt.Errorf("%w: %s appeared after the pre-flight checks: pass --name NEW", ErrCollision, plan.HomeFolder)
+	}
+	// The marker creates the folder: there is no moment when the folder
+	// exists without it, so a run killed at any point leaves a folder a
+	// rerun recognises as this restore's (see findLeftover).
+	u.madeDir = true
+	if err := writeMarker(ctx, c, plan, plan.host); err != nil {
 		return nil, err
 	}
-	u.madeDir = true
 
 	res.Bytes, err = uploadAll(ctx, c, repo, plan, u)
 	if err != nil {
@@ -147,6 +163,12 @@ func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, pl
 		return nil, err
 	}
 	res.MoRef = vm.Reference().Value
+	// Complete: from now on the folder is the VM's, never a leftover. A
+	// marker that cannot go would make a later restore of that name
+	// remove this VM, so then the restore fails and is undone instead.
+	if err := c.DeleteFile(ctx, plan.Datastore, markerPath(plan.Name)); err != nil {
+		return nil, fmt.Errorf("remove the restore marker: %w", err)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
