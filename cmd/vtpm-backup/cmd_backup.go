@@ -153,6 +153,7 @@ EXIT STATUS
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	cmd.ValidArgsFunction = completeVCenterVMs(g, &opts.VCenter)
 	return cmd
 }
 

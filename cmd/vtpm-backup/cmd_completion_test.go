@@ -4,8 +4,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest/simtest"
 )
 
 // TestCompletionScripts: every shell gets a non-empty script, and the
@@ -98,5 +102,87 @@ func TestCompletionUsageErrors(t *testing.T) {
 				t.Errorf("exit status %d, stdout %q, stderr %q; want 2 listing the shells", code, stdout, stderr)
 			}
 		})
+	}
+}
+
+// completed runs the hidden __complete command and returns the candidate
+// values (descriptions cut off) and the directive line.
+func completed(t *testing.T, args ...string) (values []string, directive string) {
+	t.Helper()
+	stdout, stderr, code := cli(t, append([]string{"__complete"}, args...)...)
+	if code != exitOK {
+		t.Fatalf("__complete %v: exit %d: %s", args, code, stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		if strings.HasPrefix(line, ":") {
+			directive = line
+			continue
+		}
+		v, _, _ := strings.Cut(line, "\t")
+		values = append(values, v)
+	}
+	return values, directive
+}
+
+// TestCompletionFromRepository: restore and keys status complete the
+// repository's VMs and backup IDs, VM@ the times of its backups; list and
+// audit complete VM names, leaving out those already given. Nothing asks
+// the vCenter, and nothing completes to file names.
+func TestCompletionFromRepository(t *testing.T) {
+	b := newBackedUp(t)
+	t.Setenv("GOVC_URL", "") // the repository alone answers
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"restore", "--repo", b.repo, ""}, []string{b.vm.Name, b.backupID}},
+		{[]string{"restore", "--repo", b.repo, "cli"}, []string{b.vm.Name}},
+		{[]string{"restore", "--repo", b.repo, b.vm.Name + "@l"}, []string{b.vm.Name + "@latest"}},
+		{[]string{"restore", "--repo", b.repo, b.backupID, ""}, nil},
+		{[]string{"keys", "status", "--repo", b.repo, ""}, []string{b.vm.Name, b.backupID}},
+		{[]string{"list", "--repo", b.repo, ""}, []string{b.vm.Name}},
+		{[]string{"list", "--repo", b.repo, b.vm.Name, ""}, nil},
+		{[]string{"audit", "--repo", b.repo, "c"}, []string{b.vm.Name}},
+		{[]string{"audit", "--repo", b.repo, "x"}, nil},
+		{[]string{"restore", "--repo", filepath.Join(t.TempDir(), "none"), ""}, nil},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			got, directive := completed(t, tc.args...)
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("completions %v, want %v", got, tc.want)
+			}
+			if directive != ":4" {
+				t.Errorf("directive %q, want :4 (no file names)", directive)
+			}
+		})
+	}
+	// The repository from the environment, as in a configured shell.
+	t.Setenv("VTPM_BACKUP_REPO", b.repo)
+	if got, _ := completed(t, "restore", ""); len(got) != 2 {
+		t.Errorf("restore with VTPM_BACKUP_REPO: completions %v", got)
+	}
+}
+
+// TestCompletionBackupFromVCenter: backup completes the vCenter's VM names
+// when a vCenter is given, and offers nothing, silently, when none is.
+func TestCompletionBackupFromVCenter(t *testing.T) {
+	env := simtest.Start(t)
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: "cmpl-vtpm", Seed: 3, DiskSize: 1 << 20})
+	t.Setenv("GOVC_URL", "")
+	got, directive := completed(t, append(append([]string{"backup"}, vcArgs(env)...), "cmpl")...)
+	if strings.Join(got, " ") != vm.Name || directive != ":4" {
+		t.Errorf("backup completions %v (%s), want [%s]", got, directive, vm.Name)
+	}
+	if got, _ := completed(t, append(append([]string{"backup"}, vcArgs(env)...), vm.Name, "cmpl")...); len(got) != 0 {
+		t.Errorf("a VM already named is offered again: %v", got)
+	}
+	all, _ := completed(t, append(append([]string{"backup"}, vcArgs(env)...), "")...)
+	if len(all) < 2 || !slices.Contains(all, vm.Name) {
+		t.Errorf("backup completions of the whole inventory: %v", all)
+	}
+	stdout, stderr, code := cli(t, "__complete", "backup", "")
+	// cobra itself reports the directive on stderr; nothing else may be there
+	if code != exitOK || strings.TrimSpace(stdout) != ":4" || strings.TrimSpace(stderr) != "Completion ended with directive: ShellCompDirectiveNoFileComp" {
+		t.Errorf("backup without a vCenter: exit %d, stdout %q, stderr %q; want no candidates and no error", code, stdout, stderr)
 	}
 }

@@ -163,6 +163,7 @@ EXIT STATUS
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	cmd.ValidArgsFunction = completeSpec(g, &opts.Repo, &opts.Trust)
 	return cmd
 }
 

@@ -65,6 +65,7 @@ EXIT STATUS
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	cmd.ValidArgsFunction = completeRepoVMs(g, &opts.Repo, &opts.Trust)
 	return cmd
 }
 

@@ -159,6 +159,7 @@ func newRestoreCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	cmd.ValidArgsFunction = completeSpec(g, &opts.Repo, &opts.Trust)
 	_ = cmd.RegisterFlagCompletionFunc("uuid", cobra.FixedCompletions([]string{string(vsphere.UUIDKeep), string(vsphere.UUIDNew)}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
