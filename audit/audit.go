@@ -661,6 +661,9 @@ func (kc *keyChecker) judge(row *VMReport, m *repository.Manifest) {
 		statuses = append(statuses, st)
 	}
 	row.KeyStatuses = statuses
+	if note := keys.ProvidersFromBackupNote(statuses, vcName); note != "" {
+		row.Warnings = append(row.Warnings, note)
+	}
 	reasons := keys.Readiness(k, statuses, kc.providers, vcName)
 	row.KeysOK = len(reasons) == 0 && !keys.NeedsVMKey(m)
 	row.Reasons = append(row.Reasons, reasons...)

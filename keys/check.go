@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/vmware/govmomi/crypto"
+	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -54,6 +55,11 @@ type KeyStatus struct {
 	Reasons []string
 	// Remedy tells the user what to do; empty when Available.
 	Remedy string
+	// ProvidersFromBackup: the vCenter refused to list its key providers
+	// (the account lacks Cryptographer.ManageKeyServers), so ProviderType
+	// is the type recorded at backup time and ProviderRegistered was
+	// assumed, leaving the verdict to QueryCryptoKeyStatus alone.
+	ProvidersFromBackup bool
 }
 
 // Check asks the vCenter behind c whether it can serve every key in refs, in
@@ -61,14 +67,20 @@ type KeyStatus struct {
 // backup time (VMKeys.Providers); they give the provider type, and so the
 // remedy, for providers the target does not know. The result has one status
 // per ref, in order. An error means the check itself failed, not that a key
-// is missing: use AvailabilityError for that.
+// is missing: use AvailabilityError for that. A vCenter that refuses to
+// list its providers (NoPermission) does not stop the check: the recorded
+// providers stand in, and every status says so (ProvidersFromBackup).
 func Check(ctx context.Context, c *vim25.Client, refs []KeyRef, recorded []Provider) ([]KeyStatus, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
 	providers, err := ListProviders(ctx, c)
+	fromBackup := false
 	if err != nil {
-		return nil, fmt.Errorf("check keys: %w", err)
+		if !fault.Is(err, &types.NoPermission{}) {
+			return nil, fmt.Errorf("check keys: %w", err)
+		}
+		providers, fromBackup = nil, true
 	}
 	m := crypto.NewManagerKmip(c)
 	ids := make([]types.CryptoKeyId, 0, len(refs))
@@ -86,7 +98,7 @@ func Check(ctx context.Context, c *vim25.Client, refs []KeyRef, recorded []Provi
 	vc := VCenterName(c)
 	statuses := make([]KeyStatus, 0, len(refs))
 	for i, ref := range refs {
-		st := KeyStatus{Ref: ref, ProviderType: ProviderUnknown, ProviderRegistered: ref.ProviderID == ""}
+		st := KeyStatus{Ref: ref, ProviderType: ProviderUnknown, ProviderRegistered: ref.ProviderID == "" || fromBackup, ProvidersFromBackup: fromBackup}
 		if j := slices.IndexFunc(providers, func(p Provider) bool { return p.ID == ref.ProviderID }); j >= 0 {
 			st.ProviderRegistered = true
 			st.ProviderType = providers[j].Type
@@ -202,4 +214,16 @@ func Remedy(st KeyStatus, vcenter string) string {
 		return fmt.Sprintf("make key provider %s on %s serve this key, then retry", id, vcenter)
 	}
 	return fmt.Sprintf("register key provider %s, serving the same keys as on the backup's vCenter, on %s, then retry", id, vcenter)
+}
+
+// ProvidersFromBackupNote says, once for all statuses, that the vCenter's
+// key providers could not be listed and those recorded in the backup stood
+// in; "" when they were listed.
+func ProvidersFromBackupNote(statuses []KeyStatus, vcenter string) string {
+	for _, st := range statuses {
+		if st.ProvidersFromBackup {
+			return fmt.Sprintf("the key providers of %s could not be listed (the account lacks Cryptographer.ManageKeyServers): the provider types recorded in the backup were used, and each key was checked with QueryCryptoKeyStatus alone; grant the privilege for a full check", vcenter)
+		}
+	}
+	return ""
 }

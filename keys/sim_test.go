@@ -345,8 +345,15 @@ func TestListProvidersError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "list kmip servers") {
 			t.Fatalf("ListProviders error = %v, want a wrapped NoPermission", err)
 		}
-		if _, err := keys.Check(ctx, c, []keys.KeyRef{{KeyID: "k", ProviderID: "p"}}, nil); err == nil || errors.Is(err, keys.ErrKeyNotAvailable) {
-			t.Fatalf("Check error = %v, want a failure that is not ErrKeyNotAvailable", err)
+		// A role that may not list providers still gets its keys checked,
+		// with the recorded providers standing in.
+		recorded := []keys.Provider{{ID: "p", Type: keys.ProviderStandard}}
+		st, err := keys.Check(ctx, c, []keys.KeyRef{{KeyID: "k", ProviderID: "p"}}, recorded)
+		if err != nil || len(st) != 1 || !st[0].ProvidersFromBackup || st[0].Available || st[0].ProviderType != keys.ProviderStandard {
+			t.Fatalf("Check without provider read = %+v, %v; want the key judged by its status, the provider as recorded", st, err)
+		}
+		if keys.ProvidersFromBackupNote(st, "vc") == "" {
+			t.Error("no note that the providers came from the backup")
 		}
 		// Capture still returns what the config says.
 		cfg := &types.VirtualMachineConfigInfo{Firmware: "efi", KeyId: &types.CryptoKeyId{KeyId: "k", ProviderId: &types.KeyProviderId{Id: "p"}}}
@@ -356,6 +363,16 @@ func TestListProvidersError(t *testing.T) {
 		}
 		if st, err := keys.Check(ctx, c, nil, nil); st != nil || err != nil {
 			t.Errorf("Check(no refs) = %v, %v", st, err)
+		}
+	})
+	// Any other failure to list the providers fails the check itself.
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		simulator.ServiceFromContext(ctx).AddFaultRule(&simulator.FaultInjectionRule{
+			MethodName: "ListKmipServers", ObjectType: "*", ObjectName: "*",
+			Probability: 1, FaultType: simulator.FaultTypeCustom, Fault: &types.InvalidState{}, Enabled: true,
+		})
+		if _, err := keys.Check(ctx, c, []keys.KeyRef{{KeyID: "k", ProviderID: "p"}}, nil); err == nil || errors.Is(err, keys.ErrKeyNotAvailable) {
+			t.Fatalf("Check error = %v, want a failure that is not ErrKeyNotAvailable", err)
 		}
 	})
 }

@@ -198,7 +198,17 @@ func (p *Plan) checkKeys(ctx context.Context, c *vsphere.Client) error {
 		return fmt.Errorf("check the keys of backup %s on %s: %w", m.BackupID, p.vcenter, err)
 	}
 	p.Keys = statuses
-	return keys.AvailabilityError(p.vcenter, statuses)
+	note := keys.ProvidersFromBackupNote(statuses, p.vcenter)
+	if err := keys.AvailabilityError(p.vcenter, statuses); err != nil {
+		if note != "" {
+			return fmt.Errorf("%w\n(%s)", err, note)
+		}
+		return err
+	}
+	if note != "" {
+		p.Warnings = append(p.Warnings, note)
+	}
+	return nil
 }
 
 // planFiles names the target of every file: the original name in the new

@@ -110,7 +110,9 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 	model.Service.RegisterEndpoints = true
 	model.Service.Listen = &url.URL{User: url.UserPassword(opts.Username, opts.Password)}
 	server := model.Service.NewServer()
-	role := newRole(opts.DeniedPrivileges)
+	// The setup below acts as an administrator; the user's role applies
+	// from the end of NewEnv.
+	role := newRole(nil)
 	server.Config.Handler = &strictSOAP{next: server.Config.Handler, reg: model.Map(), role: role}
 	if opts.Handler != nil {
 		server.Config.Handler = opts.Handler(server.Config.Handler)
@@ -144,6 +146,7 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 	if opts.NativeProviderID != "" {
 		env.AddNativeProvider(opts.NativeProviderID, opts.NativeHasBackup)
 	}
+	env.DenyPrivileges(opts.DeniedPrivileges...)
 	return env, nil
 }
 
