@@ -37,7 +37,7 @@ func (o *initOptions) AddFlags(fs *pflag.FlagSet) {
 	o.ChunkSize = repository.DefaultChunkSize
 	fs.Var(&o.ChunkSize, "chunk-size", "chunk size: a power of two from 512KiB to 64MiB")
 	fs.IntVar(&o.ObjectLockDays, "object-lock-days", 0, "retain chunks and manifests with S3 Object Lock for `days` (bucket must have Object Lock enabled)")
-	o.WriterKey.AddFlags(fs, "create the writer key backups are signed with in `file` (mode 0600, never overwritten)")
+	o.WriterKey.AddFlags(fs, "the writer key backups are signed with: created in `file` (mode 0600), or used if the file already holds one")
 }
 
 func newInitCommand(g *globalOptions) *cobra.Command {
@@ -57,7 +57,9 @@ decrypts the backups, and nobody can recover them without it.
 
 Backups are signed with a writer key (Ed25519), created here in a file with
 mode 0600 (--writer-key FILE, default
-$XDG_CONFIG_HOME/vtpm-backup/writer-<repository id>.key). Backup hosts need
+$XDG_CONFIG_HOME/vtpm-backup/writer-<repository id>.key); a --writer-key
+file that already holds a key (a backup host's key for another repository)
+is used, never overwritten. Backup hosts need
 that file; restores, audits and listings trust a backup only when its
 signature verifies with a pinned public key: --generate-identity writes it
 into the identity file, otherwise pass it with --trust-writer. Whoever can
@@ -119,11 +121,11 @@ func runInit(ctx context.Context, opts initOptions, g *globalOptions, _ []string
 		return err
 	}
 	defer be.Close()
-	repo, writerPath, err := createRepository(ctx, be, g, opts, recipients, identityPath)
+	repo, writer, err := createRepository(ctx, be, g, opts, recipients, identityPath)
 	if err != nil {
 		return err
 	}
-	printInit(g, repo, identityPath, writerPath)
+	printInit(g, repo, identityPath, writer)
 	return nil
 }
 
@@ -171,21 +173,21 @@ func newIdentityPath(flag string) (string, error) {
 	return p, nil
 }
 
-// createRepository writes the writer key file, the new identity (when
-// identityPath is set) and the repository config on be, encrypting to
-// recipients and the new identity's public key. It returns the writer
-// key's path. Key files that nothing was encrypted to or signed with are
+// createRepository writes the writer key file (unless it exists), the new
+// identity (when identityPath is set) and the repository config on be,
+// encrypting to recipients and the new identity's public key. Key files
+// this init created and that nothing was encrypted to or signed with are
 // removed again (discardIdentity, discardWriterKey).
-func createRepository(ctx context.Context, be storage.Backend, g *globalOptions, opts initOptions, recipients []string, identityPath string) (*repository.Repository, string, error) {
+func createRepository(ctx context.Context, be storage.Backend, g *globalOptions, opts initOptions, recipients []string, identityPath string) (*repository.Repository, initWriter, error) {
 	id := repository.NewRepositoryID()
-	writer, writerPath, err := newWriterKeyFile(g, &opts.WriterKey, id)
+	writer, err := newInitWriter(g, &opts.WriterKey, id)
 	if err != nil {
-		return nil, "", err
+		return nil, initWriter{}, err
 	}
 	if identityPath != "" {
-		pub, err := repository.GenerateIdentityFile(identityPath, g.clock.Now(), writer.Public())
+		pub, err := repository.GenerateIdentityFile(identityPath, g.clock.Now(), writer.key.Public())
 		if err != nil {
-			return nil, "", discardWriterKey(writerPath, err)
+			return nil, initWriter{}, writer.discard(err)
 		}
 		recipients = append(recipients, pub)
 	}
@@ -194,36 +196,64 @@ func createRepository(ctx context.Context, be storage.Backend, g *globalOptions,
 		ChunkSize:      int64(opts.ChunkSize),
 		ObjectLockDays: opts.ObjectLockDays,
 		ID:             id,
-		WriterKey:      writer,
+		WriterKey:      writer.key,
 	}, repository.WithClock(g.clock))
 	if err != nil {
 		if identityPath != "" {
 			err = discardIdentity(identityPath, recipients[len(recipients)-1], err)
 		}
 		if errors.Is(err, repository.ErrAlreadyInitialized) {
-			err = discardWriterKey(writerPath, err)
+			err = writer.discard(err)
 		}
-		return nil, "", err
+		return nil, initWriter{}, err
 	}
-	return repo, writerPath, nil
+	return repo, writer, nil
 }
 
-// newWriterKeyFile creates the writer key of a new repository, before the
-// repository exists: a config listing a key nobody holds would leave its
-// backups unsignable.
-func newWriterKeyFile(g *globalOptions, f *writerKeyFlag, repoID string) (*repository.WriterKey, string, error) {
+// initWriter is the writer key of a new repository and its file.
+type initWriter struct {
+	key  *repository.WriterKey
+	path string
+	// created: this init wrote the file (else it already held the key).
+	created bool
+}
+
+// newInitWriter creates the writer key of a new repository before the
+// repository exists (a config listing a key nobody holds would leave its
+// backups unsignable), or loads it when --writer-key (or
+// VTPM_BACKUP_WRITER_KEY) names a file that already holds one: a backup
+// host signs for several repositories with its one key, and the variable
+// a demo or another repository's setup exported must not make init fail.
+func newInitWriter(g *globalOptions, f *writerKeyFlag, repoID string) (initWriter, error) {
 	path, err := f.path(g, repoID)
 	if err != nil {
-		return nil, "", err
+		return initWriter{}, err
+	}
+	if f.Path != "" {
+		switch k, err := repository.LoadWriterKeyFile(path); {
+		case err == nil:
+			return initWriter{key: k, path: path}, nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return initWriter{}, newUsageError(err, "pass --writer-key with a writer key file or a new file name")
+		}
 	}
 	k, err := repository.GenerateWriterKey()
 	if err != nil {
-		return nil, "", err
+		return initWriter{}, err
 	}
 	if err := createWriterKeyFile(path, k, repoID, g.clock.Now()); err != nil {
-		return nil, "", newUsageError(err, "pass --writer-key with a new file name")
+		return initWriter{}, newUsageError(err, "pass --writer-key with a new file name")
 	}
-	return k, path, nil
+	return initWriter{key: k, path: path, created: true}, nil
+}
+
+// discard removes the writer key file of an init that created nothing,
+// if this init wrote it.
+func (w initWriter) discard(initErr error) error {
+	if !w.created {
+		return initErr
+	}
+	return discardWriterKey(w.path, initErr)
 }
 
 // discardWriterKey removes the writer key of an init that created nothing.
@@ -235,7 +265,8 @@ func discardWriterKey(path string, initErr error) error {
 }
 
 // printInit reports the new repository, its identity and writer key files.
-func printInit(g *globalOptions, repo *repository.Repository, identityPath, writerPath string) {
+func printInit(g *globalOptions, repo *repository.Repository, identityPath string, w initWriter) {
+	writerPath := w.path
 	cfg := repo.Config()
 	writer := repo.WriterKey().Public()
 	g.logger().Debug("repository created", "location", repo.Location(), "id", cfg.ID)
@@ -253,7 +284,11 @@ func printInit(g *globalOptions, repo *repository.Repository, identityPath, writ
 		p.P("Keep this file offline: it is the only key that decrypts these backups, and it is needed for restore.")
 		p.P("Backup hosts need only the public key (already in the repository config).")
 	}
-	p.P("wrote the writer key backups are signed with to %s (public key %s)", writerPath, writer)
+	if w.created {
+		p.P("wrote the writer key backups are signed with to %s (public key %s)", writerPath, writer)
+	} else {
+		p.P("backups are signed with the existing writer key %s (public key %s)", writerPath, writer)
+	}
 	p.P("Backup hosts need this file (--writer-key FILE or %s); keep it off restore hosts.", writerKeyEnv)
 	if identityPath != "" {
 		p.P("The identity file pins its public key (%q): restores with it trust only backups it signed.", writer.PinLine())

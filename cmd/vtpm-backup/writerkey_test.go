@@ -49,17 +49,49 @@ func TestInitWriterKey(t *testing.T) {
 		t.Errorf("config writer keys %v", got)
 	}
 	// Text output names the file and the public key; a second init never
-	// overwrites the key file.
+	// overwrites the key file: it signs with the key the file holds (a
+	// backup host's one key for several repositories; issue 15: the
+	// VTPM_BACKUP_WRITER_KEY that demo --keep exports made the README
+	// tutorial's init fail).
 	stdout, _, code = cli(t, "init", "--repo", filepath.Join(dir, "repo2"), "--recipient", newRecipient(t))
 	if code != exitOK || !strings.Contains(stdout, "writer key") || !strings.Contains(stdout, "ed25519:") || !strings.Contains(stdout, "--trust-writer") {
 		t.Errorf("init text output:\n%s", stdout)
 	}
-	_, stderr, code = cli(t, "init", "--repo", filepath.Join(dir, "repo3"), "--recipient", newRecipient(t), "--writer-key", key)
-	if code != exitUsage || !strings.Contains(stderr, "refusing to overwrite") {
-		t.Errorf("init onto an existing key file: exit %d: %s", code, stderr)
+	before, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"--writer-key": {"--writer-key", key},
+		writerKeyEnv:   nil,
+	} {
+		t.Setenv(writerKeyEnv, key)
+		repoN := filepath.Join(dir, "repo-"+strings.Trim(name, "-"))
+		stdout, stderr, code = cli(t, append([]string{"init", "--repo", repoN, "--recipient", newRecipient(t)}, args...)...)
+		if code != exitOK || !strings.Contains(stdout, "existing writer key "+key) {
+			t.Errorf("init with an existing key file from %s: exit %d: %s%s", name, code, stdout, stderr)
+		}
+		if got := openLocal(t, repoN).WriterKeys(); len(got) != 1 || got[0] != k.Public() {
+			t.Errorf("init with an existing key file from %s: config writer keys %v, want %s", name, got, k.Public())
+		}
+	}
+	if after, err := os.ReadFile(key); err != nil || string(after) != string(before) {
+		t.Errorf("init changed the existing writer key file (%v)", err)
+	}
+	// A file that is not a writer key is refused, and left alone.
+	junk := filepath.Join(dir, "junk.key")
+	if err := os.WriteFile(junk, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = cli(t, "init", "--repo", filepath.Join(dir, "repo3"), "--recipient", newRecipient(t), "--writer-key", junk)
+	if code != exitUsage || !strings.Contains(stderr, junk) {
+		t.Errorf("init onto a file that is no writer key: exit %d: %s", code, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "repo3", "config")); err == nil {
-		t.Error("init created a repository although its writer key could not be written")
+		t.Error("init created a repository although its writer key could not be read")
+	}
+	if data, _ := os.ReadFile(junk); string(data) != "not a key\n" {
+		t.Error("init overwrote a file that is no writer key")
 	}
 }
 
