@@ -97,13 +97,15 @@ fuzz:
 	done
 
 ## killtest: the long kill loops: KILLS (50) SIGKILLs of a running backup per repository kind
-# (make test runs 10 of each) and RESTORE_KILLS (20) of a restore (make test: 3).
+# (make test runs 10 of each), RESTORE_KILLS (20) of a restore and PRUNE_KILLS (20) of a
+# prune (make test: 3 each).
 # KILL_SEED repeats a run's kill points.
 KILLS ?= 50
 RESTORE_KILLS ?= 20
+PRUNE_KILLS ?= 20
 KILL_SEED ?= 0
 killtest: .bin/versitygw
-	$(GO) test -count=1 -timeout 60m -run '^Test(Backup|Restore)KillLoop$$' -v ./cmd/vtpm-backup -kills $(KILLS) -restore-kills $(RESTORE_KILLS) -kill-seed $(KILL_SEED)
+	$(GO) test -count=1 -timeout 60m -run '^Test(Backup|Restore|Prune)KillLoop$$' -v ./cmd/vtpm-backup -kills $(KILLS) -restore-kills $(RESTORE_KILLS) -prune-kills $(PRUNE_KILLS) -kill-seed $(KILL_SEED)
 
 ## bench: benchmarks only, with allocations
 bench:
