@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/vmware/govmomi/crypto"
 	"github.com/vmware/govmomi/fault"
@@ -60,15 +62,70 @@ type KeyStatus struct {
 	// is the type recorded at backup time and ProviderRegistered was
 	// assumed, leaving the verdict to QueryCryptoKeyStatus alone.
 	ProvidersFromBackup bool
+	// Check says how the key was checked (CheckKeyStatus,
+	// CheckNKPIdentity and the vCenter's API level, ...): for a Native Key
+	// Provider before vSphere 8.0 U3 vCenter cannot confirm a key, and
+	// users must know that only the provider was compared.
+	Check string
 }
 
-// Check asks the vCenter behind c whether it can serve every key in refs, in
-// one QueryCryptoKeyStatus call. recorded are the providers as captured at
-// backup time (VMKeys.Providers); they give the provider type, and so the
-// remedy, for providers the target does not know. The result has one status
-// per ref, in order. An error means the check itself failed, not that a key
-// is missing: use AvailabilityError for that. A vCenter that refuses to
-// list its providers (NoPermission) does not stop the check: the recorded
+// ReasonNKPIdentityMismatch is KeyStatus.Reasons for a key whose Native
+// Key Provider is registered on the target under the same ID but with
+// another identity than at backup time: a new provider created under the
+// old name, which cannot decrypt the VM. Ours, not vSphere's.
+const ReasonNKPIdentityMismatch = "nkp_identity_mismatch"
+
+// Checks done on a key (KeyStatus.Check).
+const (
+	// CheckKeyStatus: vCenter's QueryCryptoKeyStatus answered.
+	CheckKeyStatus = "QueryCryptoKeyStatus"
+	// CheckProviderRegistered: the provider is not registered; nothing
+	// more to ask.
+	CheckProviderRegistered = "provider registered"
+	// CheckNKPIdentity: the Native Key Provider's ID and identity were
+	// compared with the backup's record.
+	CheckNKPIdentity = "NKP provider ID and identity"
+)
+
+// NKPStatusAPI is the first vSphere API level whose QueryCryptoKeyStatus
+// answers for Native Key Provider keys (KeyStateManagedByNKP, vSphere 8.0
+// U3). Earlier vCenters answer as if such a key were missing.
+const NKPStatusAPI = "8.0.3"
+
+// AnswersNKPStatus reports whether a vCenter of API level api (About.ApiVersion,
+// e.g. "8.0.3.0") answers QueryCryptoKeyStatus for NKP keys.
+func AnswersNKPStatus(api string) bool {
+	want := strings.Split(NKPStatusAPI, ".")
+	got := strings.Split(api, ".")
+	for i, ws := range want {
+		w, _ := strconv.Atoi(ws)
+		g := 0
+		if i < len(got) {
+			g, _ = strconv.Atoi(got[i])
+		}
+		if g != w {
+			return g > w
+		}
+	}
+	return true
+}
+
+// APIVersion is the API level of the vCenter behind c (About.ApiVersion).
+func APIVersion(c *vim25.Client) string { return c.ServiceContent.About.ApiVersion }
+
+// Check asks the vCenter behind c whether it can serve every key in refs.
+// recorded are the providers as captured at backup time (VMKeys.Providers);
+// they give the provider type, and so the remedy, for providers the target
+// does not know, and the Native Key Provider identity to compare.
+//
+// Keys of a Native Key Provider are checked by provider ID and identity
+// (a new provider under the same ID is refused), and with
+// QueryCryptoKeyStatus only where the vCenter's API answers for them
+// (NKPStatusAPI); KeyStatus.Check says which check was done. Other keys go
+// to QueryCryptoKeyStatus, in one call. The result has one status per ref,
+// in order. An error means the check itself failed, not that a key is
+// missing: use AvailabilityError for that. A vCenter that refuses to list
+// its providers (NoPermission) does not stop the check: the recorded
 // providers stand in, and every status says so (ProvidersFromBackup).
 func Check(ctx context.Context, c *vim25.Client, refs []KeyRef, recorded []Provider) ([]KeyStatus, error) {
 	if len(refs) == 0 {
@@ -82,47 +139,134 @@ func Check(ctx context.Context, c *vim25.Client, refs []KeyRef, recorded []Provi
 		}
 		providers, fromBackup = nil, true
 	}
-	m := crypto.NewManagerKmip(c)
-	ids := make([]types.CryptoKeyId, 0, len(refs))
-	for _, ref := range refs {
-		id := types.CryptoKeyId{KeyId: ref.KeyID}
-		if ref.ProviderID != "" {
-			id.ProviderId = &types.KeyProviderId{Id: ref.ProviderID}
-		}
-		ids = append(ids, id)
-	}
-	res, err := m.QueryCryptoKeyStatus(ctx, ids, crypto.CheckKeyAvailable)
-	if err != nil {
-		return nil, fmt.Errorf("query key status: %w", err)
-	}
-	vc := VCenterName(c)
+	vc, api := VCenterName(c), APIVersion(c)
 	statuses := make([]KeyStatus, 0, len(refs))
+	var ask []int
 	for i, ref := range refs {
-		st := KeyStatus{Ref: ref, ProviderType: ProviderUnknown, ProviderRegistered: ref.ProviderID == "" || fromBackup, ProvidersFromBackup: fromBackup}
-		if j := slices.IndexFunc(providers, func(p Provider) bool { return p.ID == ref.ProviderID }); j >= 0 {
-			st.ProviderRegistered = true
-			st.ProviderType = providers[j].Type
-		} else if j := slices.IndexFunc(recorded, func(p Provider) bool { return p.ID == ref.ProviderID }); j >= 0 && recorded[j].Type != "" {
-			st.ProviderType = recorded[j].Type
-		}
-		ks, ok := findStatus(res, i, ref)
-		switch {
-		case !st.ProviderRegistered:
-			st.Reasons = []string{ReasonProviderNotRegistered}
-		case !ok:
-			st.Reasons = []string{ReasonNoStatus}
-		default:
-			if ks.Reason != "" {
-				st.Reasons = []string{ks.Reason}
-			}
-			st.Available = availableFromStatus(ks)
-		}
-		if !st.Available {
-			st.Remedy = Remedy(st, vc)
+		st, query := preCheck(ref, providers, recorded, vc, api, fromBackup)
+		if query {
+			ask = append(ask, i)
 		}
 		statuses = append(statuses, st)
 	}
+	if err := queryStatus(ctx, c, refs, ask, statuses); err != nil {
+		return nil, err
+	}
+	for i := range statuses {
+		if !statuses[i].Available && statuses[i].Remedy == "" {
+			statuses[i].Remedy = Remedy(statuses[i], vc)
+		}
+	}
 	return statuses, nil
+}
+
+// preCheck judges ref from the provider lists alone and says whether
+// vCenter must still be asked about the key.
+func preCheck(ref KeyRef, providers, recorded []Provider, vc, api string, fromBackup bool) (KeyStatus, bool) {
+	st := KeyStatus{Ref: ref, ProviderType: ProviderUnknown, ProviderRegistered: ref.ProviderID == "" || fromBackup, ProvidersFromBackup: fromBackup, Check: CheckKeyStatus}
+	target, registered := findProvider(providers, ref.ProviderID)
+	rec, hasRec := findProvider(recorded, ref.ProviderID)
+	if fromBackup {
+		return fromBackupCheck(st, rec, hasRec, vc, api)
+	}
+	switch {
+	case registered:
+		st.ProviderRegistered, st.ProviderType = true, target.Type
+	case hasRec && rec.Type != "":
+		st.ProviderType = rec.Type
+	}
+	if !st.ProviderRegistered {
+		st.Check, st.Reasons = CheckProviderRegistered, []string{ReasonProviderNotRegistered}
+		return st, false
+	}
+	if !registered || target.Type != ProviderNative {
+		return st, true
+	}
+	st.Check = CheckNKPIdentity
+	switch {
+	case hasRec && rec.NKPKeyID != "" && rec.NKPKeyID != target.NKPKeyID:
+		st.Reasons = []string{ReasonNKPIdentityMismatch}
+		st.Remedy = fmt.Sprintf("the Native Key Provider %s on %s has identity %s, the backup's keys came from identity %s (a new provider created under the same ID cannot decrypt the VM): restore the Native Key Provider %s from its .p12 backup on %s (remove the new one first), then retry",
+			ref.ProviderID, vc, orUnknown(target.NKPKeyID), rec.NKPKeyID, ref.ProviderID, vc)
+		return st, false
+	case !hasRec || rec.NKPKeyID == "":
+		st.Check = "NKP provider ID only (the backup recorded no NKP identity)"
+	}
+	if AnswersNKPStatus(api) {
+		st.Check += " and " + CheckKeyStatus
+		return st, true
+	}
+	st.Check += fmt.Sprintf("; vCenter API %s does not report NKP key status (from %s)", orUnknown(api), NKPStatusAPI)
+	st.Available = true
+	return st, false
+}
+
+// fromBackupCheck judges a key when the target's providers could not be
+// listed: QueryCryptoKeyStatus decides, except for a Native Key Provider
+// key on a vCenter below NKPStatusAPI, which neither answer can confirm.
+func fromBackupCheck(st KeyStatus, rec Provider, hasRec bool, vc, api string) (KeyStatus, bool) {
+	if hasRec && rec.Type != "" {
+		st.ProviderType = rec.Type
+	}
+	if st.ProviderType != ProviderNative || AnswersNKPStatus(api) {
+		return st, true
+	}
+	st.Check = "none"
+	st.Reasons = []string{ReasonNKPUnverifiable}
+	st.Remedy = fmt.Sprintf("%s (API %s) reports no status for Native Key Provider keys and the user may not list key providers, so neither the provider %s nor its identity can be checked: grant Cryptographer.ManageKeyServers on %s, then retry", vc, orUnknown(api), st.Ref.ProviderID, vc)
+	return st, false
+}
+
+// ReasonNKPUnverifiable is KeyStatus.Reasons for a Native Key Provider key
+// that nothing on the target can confirm (providers not listable, vCenter
+// below NKPStatusAPI). Ours, not vSphere's.
+const ReasonNKPUnverifiable = "nkp_unverifiable"
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func findProvider(ps []Provider, id string) (Provider, bool) {
+	if i := slices.IndexFunc(ps, func(p Provider) bool { return p.ID == id }); i >= 0 {
+		return ps[i], true
+	}
+	return Provider{}, false
+}
+
+// queryStatus asks vCenter, in one QueryCryptoKeyStatus call, about the
+// refs at the indexes in ask and fills their statuses.
+func queryStatus(ctx context.Context, c *vim25.Client, refs []KeyRef, ask []int, statuses []KeyStatus) error {
+	if len(ask) == 0 {
+		return nil
+	}
+	ids := make([]types.CryptoKeyId, 0, len(ask))
+	for _, i := range ask {
+		id := types.CryptoKeyId{KeyId: refs[i].KeyID}
+		if refs[i].ProviderID != "" {
+			id.ProviderId = &types.KeyProviderId{Id: refs[i].ProviderID}
+		}
+		ids = append(ids, id)
+	}
+	res, err := crypto.NewManagerKmip(c).QueryCryptoKeyStatus(ctx, ids, crypto.CheckKeyAvailable)
+	if err != nil {
+		return fmt.Errorf("query key status: %w", err)
+	}
+	for j, i := range ask {
+		st := &statuses[i]
+		ks, ok := findStatus(res, j, refs[i])
+		if !ok {
+			st.Reasons = []string{ReasonNoStatus}
+			continue
+		}
+		if ks.Reason != "" {
+			st.Reasons = []string{ks.Reason}
+		}
+		st.Available = availableFromStatus(ks)
+	}
+	return nil
 }
 
 // findStatus returns the status of ref: at index i when vCenter kept the

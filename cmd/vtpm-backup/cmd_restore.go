@@ -319,7 +319,7 @@ func printRestorePlan(p ui.Printer, plan *restore.Plan, dryRun bool, note string
 	p.P("  home   %s (%s to write, %s free)", plan.HomeFolder, humanize.IBytes(uint64(plan.TotalSize)), humanize.IBytes(uint64(plan.FreeSpace)))
 	p.P("  vmx    %s", plan.VMXPath)
 	for _, k := range plan.Keys {
-		p.P("  key    %s (%s) of provider %s (%s): available", k.Ref.KeyID, k.Ref.Use, k.Ref.ProviderID, k.ProviderType)
+		p.P("  key    %s (%s) of provider %s (%s): available (checked: %s)", k.Ref.KeyID, k.Ref.Use, k.Ref.ProviderID, k.ProviderType, k.Check)
 	}
 	if len(plan.Keys) == 0 {
 		p.P("  key    none (the VM is not encrypted)")

@@ -59,6 +59,10 @@ type EnvOptions struct {
 	// datastore file service) before its first request: tests observe,
 	// hold or fail requests there.
 	Handler func(next http.Handler) http.Handler
+	// APIVersion is the vCenter's About.ApiVersion (e.g. API80U3); empty
+	// keeps the simulator's 6.5. Key status for Native Key Provider keys
+	// depends on it (see keyStatusFront).
+	APIVersion string
 }
 
 // Env is one in-process simulated vCenter with an HTTPS endpoint.
@@ -77,6 +81,9 @@ type Env struct {
 	ProviderID string
 
 	role *role
+	// keyStatus answers QueryCryptoKeyStatus for NKP keys as vCenter's
+	// API level does.
+	keyStatus *keyStatusFront
 
 	// files is the datastore file service of vCenter and its hosts.
 	files *fileService
@@ -110,6 +117,8 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 	model.Service.RegisterEndpoints = true
 	model.Service.Listen = &url.URL{User: url.UserPassword(opts.Username, opts.Password)}
 	server := model.Service.NewServer()
+	keyStatus := &keyStatusFront{model: model}
+	server.Config.Handler = keyStatus.wrap(server.Config.Handler)
 	// The setup below acts as an administrator; the user's role applies
 	// from the end of NewEnv.
 	role := newRole(nil)
@@ -125,6 +134,11 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 		Password: opts.Password,
 		Insecure: true,
 		role:     role,
+
+		keyStatus: keyStatus,
+	}
+	if opts.APIVersion != "" {
+		env.SetAPIVersion(opts.APIVersion)
 	}
 	env.files = startFileService(model, server, opts.Username)
 	installRegistration(model.Map(), env.role)
