@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,6 +27,54 @@ const tmpPrefix = ".tmp-"
 // Backend is a storage.Backend on a local directory.
 type Backend struct {
 	root string
+	// full, when set, is a disk filling up (see FillUpAfter).
+	full *fullDisk
+}
+
+// fullDisk fails writes of objects under prefix once limit bytes of them
+// were written, as a file system out of space does: mid-write.
+type fullDisk struct {
+	mu      sync.Mutex
+	prefix  string
+	limit   int64
+	written int64
+}
+
+// FillUpAfter makes the disk run out of space (syscall.ENOSPC) once n more
+// bytes of objects whose names start with prefix were written: the write
+// that crosses the limit stores what fits and fails, as a full file system
+// does in the middle of a file. A seam for tests of what a full disk leaves.
+func (b *Backend) FillUpAfter(prefix string, n int64) {
+	b.full = &fullDisk{prefix: prefix, limit: n}
+}
+
+// writer is w, filling up as FillUpAfter said for object name.
+func (b *Backend) writer(name string, w io.Writer) io.Writer {
+	if b.full == nil || !strings.HasPrefix(name, b.full.prefix) {
+		return w
+	}
+	return fullWriter{b.full, w}
+}
+
+type fullWriter struct {
+	d *fullDisk
+	w io.Writer
+}
+
+func (f fullWriter) Write(p []byte) (int, error) {
+	f.d.mu.Lock()
+	room := f.d.limit - f.d.written
+	n := int64(len(p))
+	if n > room {
+		n = max(room, 0)
+	}
+	f.d.written += n
+	f.d.mu.Unlock()
+	k, err := f.w.Write(p[:n])
+	if err == nil && k < len(p) {
+		err = &fs.PathError{Op: "write", Path: "(repository)", Err: syscall.ENOSPC}
+	}
+	return k, err
 }
 
 var (
@@ -97,7 +146,7 @@ func (b *Backend) put(ctx context.Context, name string, r io.Reader, size int64,
 			_ = os.Remove(tmp)
 		}
 	}()
-	n, err := io.Copy(f, ctxReader{ctx, r})
+	n, err := io.Copy(b.writer(name, f), ctxReader{ctx, r})
 	if err != nil {
 		return fmt.Errorf("put %s: %w", name, err)
 	}
