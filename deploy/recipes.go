@@ -13,7 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-//go:embed config.example.yaml cron systemd kubernetes prometheus
+//go:embed config.example.yaml cron systemd kubernetes prometheus grafana
 var files embed.FS
 
 // Files returns the recipes, by their path below deploy/.
