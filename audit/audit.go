@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -66,6 +67,10 @@ type Options struct {
 	// Clock tells the time ages are measured at; nil means the
 	// repository's clock.
 	Clock clock.Clock
+	// Log receives each step of the audit at info level (catalog,
+	// manifests, inventory, objects, keys, each VM's verdict) with its
+	// duration; nil logs nothing.
+	Log *slog.Logger
 }
 
 // Report is the outcome of Run.
@@ -174,10 +179,12 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 	if err := opts.check(vc); err != nil {
 		return nil, err
 	}
+	start := opts.Clock.Now()
 	cat, err := repository.LoadCatalog(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
+	opts.logStep("catalog loaded", start, "repository", repo.Location(), "vms", len(cat.VMs()))
 	rep := newReport(repo, vc, opts)
 	names := opts.VMs
 	if len(names) == 0 {
@@ -187,19 +194,26 @@ func Run(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, o
 		}
 	}
 	rep.Problems = append(rep.Problems, rejectedProblems(cat, opts.VMs)...)
+	start = opts.Clock.Now()
 	rows, audited, manifests, err := readLatest(ctx, repo, cat, names)
 	if err != nil {
 		return nil, err
 	}
+	opts.logStep("latest manifests read", start, "vms", len(rows), "manifests", len(manifests))
 	if opts.Inventory {
+		start = opts.Clock.Now()
 		if err := addUncovered(ctx, vc, opts, rows); err != nil {
 			return nil, err
 		}
+		opts.logStep("inventory listed", start, "vcenter", vc.Host(), "vms", len(rows))
 	}
 	if err := judge(ctx, repo, vc, opts, rep.Time, audited, manifests); err != nil {
 		return nil, err
 	}
 	rep.finish(rows, repo.Location())
+	for _, v := range rep.VMs {
+		opts.Log.Info("VM audited", "vm", v.VM, "backup_id", v.BackupID, "ready", v.Ready, "reasons", v.Reasons)
+	}
 	return rep, nil
 }
 
@@ -275,12 +289,31 @@ func readLatest(ctx context.Context, repo *repository.Repository, cat *repositor
 // judge checks the stored objects and keys of the audited backups and
 // fills each row: facts and age, objects and .nvram, keys, retention.
 func judge(ctx context.Context, repo *repository.Repository, vc *vsphere.Client, opts Options, now time.Time, audited []*VMReport, manifests []*repository.Manifest) error {
+	start := opts.Clock.Now()
 	results, err := checkObjects(ctx, repo, manifests, opts)
 	if err != nil {
 		return err
 	}
+	read, bad := 0, 0
+	for _, r := range results {
+		if r.read {
+			read++
+		}
+		if r.err != nil {
+			bad++
+		}
+	}
+	opts.logStep("stored objects checked", start, "objects", len(results), "read", read, "bad", bad)
+	start = opts.Clock.Now()
 	kc := &keyChecker{vc: vc}
 	kc.prepare(ctx, manifests)
+	if vc != nil {
+		args := []any{"vcenter", vc.Host(), "keys", len(kc.status)}
+		if kc.checkErr != nil {
+			args = append(args, "error", kc.checkErr.Error())
+		}
+		opts.logStep("keys checked", start, args...)
+	}
 	for i, row := range audited {
 		m := manifests[i]
 		fillFacts(row, m, now, opts.MaxAge)
@@ -339,7 +372,15 @@ func withDefaults(o Options, repo *repository.Repository) Options {
 	if o.Clock == nil {
 		o.Clock = repo.Clock()
 	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
 	return o
+}
+
+// logStep logs a finished step of the audit with its duration since start.
+func (o Options) logStep(msg string, start time.Time, args ...any) {
+	o.Log.Info(msg, append(args, "duration", o.Clock.Now().Sub(start))...)
 }
 
 // fillFacts copies the manifest's facts into the row and judges the age.

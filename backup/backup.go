@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +59,9 @@ type Options struct {
 	// Clock dates backups and judges snapshot ages; nil means the
 	// repository's clock, which also times its locks.
 	Clock clock.Clock
+	// Log receives the run's steps at info level, each with its VM,
+	// object and duration, and each VM's result; nil logs nothing.
+	Log *slog.Logger
 	// Lock takes the repository's shared lock for a Run; nil means a
 	// shared lock with default expiry and refresh. Tests hook in here to
 	// act while the lock is held.
@@ -122,6 +126,10 @@ func New(c *vsphere.Client, repo *repository.Repository, opts Options, events Ev
 	if opts.Clock == nil {
 		opts.Clock = repo.Clock()
 	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	events = newLogEvents(events, opts.Log, opts.Clock)
 	return &Backuper{client: c, repo: repo, opts: opts, events: events, index: repository.NewIndex()}
 }
 

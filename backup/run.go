@@ -186,15 +186,19 @@ func ParseTag(s string) (category, name string, err error) {
 // repository lock could not be taken (ErrLocked: a prune runs) or it was
 // lost during the run (ErrLockLost).
 func (b *Backuper) Run(ctx context.Context, sel Selection) ([]*Result, error) {
+	start := b.opts.Clock.Now()
 	targets, err := resolve(ctx, b.client, sel)
 	if err != nil {
 		return nil, err
 	}
+	b.opts.Log.Info("VMs selected", "vms", len(targets), "duration", b.opts.Clock.Now().Sub(start))
 	if !b.opts.DryRun {
+		lockStart := b.opts.Clock.Now()
 		lock, err := b.lockRun(ctx)
 		if err != nil {
 			return nil, err
 		}
+		b.opts.Log.Info("repository locked", "repository", b.repo.Location(), "lock", lock.Info().ID, "duration", b.opts.Clock.Now().Sub(lockStart))
 		b.lockID = lock.Info().ID
 		defer func() { b.lockID = "" }()
 		// A lock that cannot be removed expires by itself.
@@ -229,6 +233,7 @@ func (b *Backuper) Run(ctx context.Context, sel Selection) ([]*Result, error) {
 		}()
 	}
 	wg.Wait()
+	b.opts.Log.Info("backup run finished", "vms", len(results), "failed", Failed(results), "duration", b.opts.Clock.Now().Sub(start))
 	if cause := context.Cause(ctx); errors.Is(cause, repository.ErrLockLost) {
 		return results, fmt.Errorf("backup stopped: %w", cause)
 	}

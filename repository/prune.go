@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path"
 	"sort"
 	"strings"
@@ -41,6 +42,10 @@ type PruneOptions struct {
 	Lock LockOptions
 	// Workers is the number of parallel deletes (default 8).
 	Workers int
+	// Log receives each step of the prune at info level (lock, policy,
+	// marking, listing, each kind of delete) with its counts and duration;
+	// nil logs nothing.
+	Log *slog.Logger
 }
 
 // RetainedObject is an object prune skipped because it is retained.
@@ -113,7 +118,15 @@ func (r *PruneReport) BytesFreed() int64 { return r.ManifestBytesFreed + r.Chunk
 
 // defaults fills in the zero values. It is idempotent: a negative Grace
 // (none) stays negative, so options defaulted twice keep their meaning.
+// logStep logs a finished step of the prune with its duration since start.
+func (pl *PrunePlan) logStep(msg string, start time.Time, args ...any) {
+	pl.opts.Log.Info(msg, append(args, "duration", pl.repo.clk.Now().Sub(start))...)
+}
+
 func (o *PruneOptions) defaults() {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
 	if o.Location == nil {
 		o.Location = time.Local
 	}
@@ -214,10 +227,12 @@ func PlanPrune(ctx context.Context, repo *Repository, p Policy, opts PruneOption
 	pl := &PrunePlan{Report: &PruneReport{DryRun: opts.DryRun, Policy: p}, repo: repo, opts: opts,
 		retained: map[string]time.Time{}, refs: map[ChunkID]bool{}, young: map[ChunkID]bool{}}
 	if !opts.DryRun {
+		start := repo.clk.Now()
 		l, err := repo.LockWithOptions(ctx, opts.Lock)
 		if err != nil {
 			return nil, fmt.Errorf("prune %s: %w", repo.Location(), err)
 		}
+		pl.logStep("repository locked", start, "repository", repo.Location(), "lock", l.Info().ID, "stale_locks_taken_over", len(l.StaleLocks()))
 		pl.lock = l
 		pl.Report.StaleLocks = l.StaleLocks()
 		ctx = l.Context()
@@ -298,12 +313,17 @@ func (pl *PrunePlan) plan(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	pl.logStep("policy applied", start, "backups", len(rep.Decisions), "keep", rep.Kept, "forget", rep.Forgotten, "retained", len(pl.retained))
+	step := pl.repo.clk.Now()
 	if err := pl.repo.markReferenced(ctx, keep, pl.refs); err != nil {
 		return err
 	}
+	pl.logStep("chunks of kept backups marked", step, "backups", len(keep), "chunks", len(pl.refs))
+	step = pl.repo.clk.Now()
 	if err := pl.listChunks(ctx); err != nil {
 		return err
 	}
+	pl.logStep("chunks listed", step, "chunks", rep.ChunksTotal, "unreferenced", len(pl.candidates), "young", rep.ChunksYoung)
 	if err := pl.spareLateBackups(ctx); err != nil {
 		return err
 	}
@@ -453,20 +473,26 @@ func (pl *PrunePlan) execute(ctx context.Context) error {
 			return fmt.Errorf("prune %s: nothing was deleted: %w", pl.repo.Location(), err)
 		}
 	}
+	start := pl.repo.clk.Now()
 	if err := pl.forget(ctx); err != nil {
 		return err
 	}
+	pl.logStep("manifests deleted", start, "deleted", rep.ManifestsDeleted, "retained", len(rep.RetainedManifests), "dry_run", pl.opts.DryRun)
 	if rep.ChunksMissing > 0 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d chunk(s) referenced by kept backups are not stored: those backups cannot be restored whole; run 'vtpm-backup audit' to see which", rep.ChunksMissing))
 	}
+	start = pl.repo.clk.Now()
 	if err := pl.repo.sweep(ctx, pl.candidates, pl.opts, rep); err != nil {
 		return err
 	}
+	pl.logStep("chunks deleted", start, "deleted", rep.ChunksDeleted, "bytes", rep.ChunkBytesFreed, "retained", rep.ChunksRetained, "dry_run", pl.opts.DryRun)
 	// Debris of writes killed mid-way (temporary files, incomplete
 	// multipart uploads) is invisible to List; writes started before the
 	// cutoff cannot belong to anyone alive.
 	if c, ok := pl.repo.be.(storage.Cleaner); ok && !pl.opts.DryRun {
+		start = pl.repo.clk.Now()
 		n, err := c.CleanStale(ctx, rep.Cutoff)
+		pl.logStep("debris of interrupted uploads removed", start, "removed", n)
 		rep.DebrisRemoved = n
 		if err != nil {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("removing debris of interrupted uploads: %v", err))

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -23,6 +24,8 @@ import (
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 )
 
 // Sentinel errors of this package, checked with errors.Is.
@@ -75,6 +78,10 @@ type ConnectOptions struct {
 	// KeepAlive is the session keep-alive idle interval; 0 means
 	// DefaultKeepAlive, a negative value disables keep-alive.
 	KeepAlive time.Duration
+	// Logger receives, at debug level, every SOAP method called and every
+	// datastore transfer, with durations and faults, never credentials;
+	// nil logs nothing.
+	Logger *slog.Logger
 }
 
 // OptionsFromEnv returns o with blank fields filled from GOVC_URL,
@@ -132,6 +139,11 @@ type Client struct {
 	// most runs never need it, and a failed login is retried next time.
 	restMu sync.Mutex
 	rc     *rest.Client
+
+	// log receives debug records of the datastore transfers (see
+	// ConnectOptions.Logger); clk times them.
+	log *slog.Logger
+	clk clock.Clock
 }
 
 // Connect parses the URL, logs in and starts the session keep-alive. Errors
@@ -163,6 +175,14 @@ func Connect(ctx context.Context, opts ConnectOptions) (*Client, error) {
 	if idle > 0 {
 		vc.RoundTripper = keepalive.NewHandlerSOAP(vc.RoundTripper, idle, nil)
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if log.Enabled(ctx, slog.LevelDebug) {
+		// Inside the session keeper, so its logins are logged too.
+		vc.RoundTripper = &soapLogger{next: vc.RoundTripper, log: log, clk: clock.Real()}
+	}
 	var keeper *sessionKeeper
 	if sm := vc.ServiceContent.SessionManager; sm != nil {
 		// Outermost, so that its logins pass the keep-alive handler,
@@ -190,6 +210,8 @@ func Connect(ctx context.Context, opts ConnectOptions) (*Client, error) {
 		dss:          map[string]*object.Datastore{},
 		user:         user,
 		keeper:       keeper,
+		log:          log,
+		clk:          clock.Real(),
 	}
 	c.finder = find.NewFinder(vc, false)
 	dc, err := c.finder.DatacenterOrDefault(ctx, opts.Datacenter)

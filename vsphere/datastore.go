@@ -389,7 +389,9 @@ func (c *Client) do(ctx context.Context, method string, u *url.URL, ticket *http
 		req.AddCookie(ticket)
 		req.Close = true // ESX tickets are per connection
 	}
-	return c.Vim25().Client.Client.Do(req)
+	start := c.now()
+	res, err := c.Vim25().Client.Client.Do(req)
+	return c.logTransfer(ctx, method, u, start, res, err), err
 }
 
 // Download opens [dsName] p for reading through vCenter; see Files.Download.

@@ -146,7 +146,7 @@ func parseSubset(s string) (float64, error) {
 }
 
 func runAudit(ctx context.Context, opts auditOptions, g *globalOptions, args []string) error {
-	aopts := audit.Options{VMs: args, MaxAge: opts.MaxAge, ReadData: opts.ReadData, Inventory: opts.Inventory}
+	aopts := audit.Options{VMs: args, MaxAge: opts.MaxAge, ReadData: opts.ReadData, Inventory: opts.Inventory, Log: g.logger()}
 	if opts.Subset != "" {
 		f, err := parseSubset(opts.Subset)
 		if err != nil {

@@ -202,6 +202,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		SkipUncapturable: opts.SkipUncap,
 		DryRun:           opts.DryRun,
 		ToolVersion:      toolVersion(),
+		Log:              g.logger(),
 	}, ev)
 	results, err := b.Run(ctx, sel)
 	ev.progress.Wait()

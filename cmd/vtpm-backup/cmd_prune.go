@@ -134,6 +134,7 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 		DryRun: opts.DryRun,
 		Grace:  grace,
 		Lock:   repository.LockOptions{RetryFor: opts.RetryLock},
+		Log:    g.logger(),
 	})
 	var rep *repository.PruneReport
 	if plan != nil {

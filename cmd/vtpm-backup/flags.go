@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -54,11 +55,15 @@ func (f *repoFlags) openBackend(ctx context.Context) (storage.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return location.Open(ctx, loc, location.S3Options{
+	be, err := location.Open(ctx, loc, location.S3Options{
 		Insecure: f.S3Insecure,
 		CAFile:   f.S3CAFile,
 		Region:   f.S3Region,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return storage.WithLogging(be, loggerFrom(ctx)), nil
 }
 
 // open opens the repository at --repo, reading time from clk. The caller
@@ -134,6 +139,7 @@ func (f *vcenterFlags) connect(ctx context.Context, env func(string) (string, bo
 		Insecure:    f.Insecure,
 		CACertsFile: f.CACerts,
 		Datacenter:  f.Datacenter,
+		Logger:      loggerFrom(ctx),
 	})
 	if errors.Is(err, vsphere.ErrNoPassword) {
 		return nil, newUsageError(err, "the vCenter password is read from the file named by --password-file (password_file in the config file), else from the GOVC_PASSWORD variable; neither was set")
@@ -160,4 +166,21 @@ func (g *globalOptions) loadIdentity(repo *repository.Repository, path string) e
 	}
 	repo.SetIdentities(ids)
 	return nil
+}
+
+// loggerKey carries the command's logger in its context, from the root's
+// PersistentPreRunE to the storage and vSphere clients opened here.
+type loggerKey struct{}
+
+func withLogger(ctx context.Context, log *slog.Logger) context.Context {
+	return context.WithValue(ctx, loggerKey{}, log)
+}
+
+// loggerFrom returns the command's logger, or one that discards (a
+// command run without the root, in tests).
+func loggerFrom(ctx context.Context) *slog.Logger {
+	if log, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return log
+	}
+	return slog.New(slog.DiscardHandler)
 }

@@ -62,7 +62,13 @@ line wins over the environment. There is no password flag: use
 		// Commands must not define their own PersistentPreRunE: cobra would
 		// run theirs instead of this one.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return g.prepare(cmd.Flags())
+			if err := g.prepare(cmd.Flags()); err != nil {
+				return err
+			}
+			// The storage and vSphere clients the flags open log their
+			// calls at debug level (flags.go, loggerFrom).
+			cmd.SetContext(withLogger(cmd.Context(), g.logger()))
+			return nil
 		},
 	}
 	root.SetOut(stdout)
