@@ -85,7 +85,9 @@ func shellInvocations(file, text string, unit bool) []Invocation {
 		}
 		toks := strings.Fields(s)
 		for i, t := range toks {
-			if path.Base(t) != "vtpm-backup" {
+			// A word with "=" is an assignment or an argument
+			// (IMAGE=registry/vtpm-backup), never the program.
+			if strings.Contains(t, "=") || path.Base(t) != "vtpm-backup" {
 				continue
 			}
 			var args []string
@@ -145,19 +147,34 @@ type CronJobSpec struct {
 
 // PodSpec is the pod template of a CronJob.
 type PodSpec struct {
-	RestartPolicy string      `yaml:"restartPolicy"`
-	Containers    []Container `yaml:"containers"`
-	Volumes       []Volume    `yaml:"volumes"`
+	RestartPolicy   string              `yaml:"restartPolicy"`
+	SecurityContext *PodSecurityContext `yaml:"securityContext"`
+	Containers      []Container         `yaml:"containers"`
+	Volumes         []Volume            `yaml:"volumes"`
+}
+
+// PodSecurityContext is the security context of a pod.
+type PodSecurityContext struct {
+	RunAsNonRoot *bool  `yaml:"runAsNonRoot"`
+	RunAsUser    *int64 `yaml:"runAsUser"`
+	RunAsGroup   *int64 `yaml:"runAsGroup"`
+}
+
+// SecurityContext is the security context of a container.
+type SecurityContext struct {
+	AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+	ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
 }
 
 // Container is a container of a pod.
 type Container struct {
-	Name         string   `yaml:"name"`
-	Image        string   `yaml:"image"`
-	Command      []string `yaml:"command"`
-	Args         []string `yaml:"args"`
-	Env          []EnvVar `yaml:"env"`
-	VolumeMounts []struct {
+	Name            string           `yaml:"name"`
+	Image           string           `yaml:"image"`
+	SecurityContext *SecurityContext `yaml:"securityContext"`
+	Command         []string         `yaml:"command"`
+	Args            []string         `yaml:"args"`
+	Env             []EnvVar         `yaml:"env"`
+	VolumeMounts    []struct {
 		Name      string `yaml:"name"`
 		MountPath string `yaml:"mountPath"`
 	} `yaml:"volumeMounts"`
