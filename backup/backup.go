@@ -362,13 +362,22 @@ type vmBackup struct {
 	id     string
 	p      *pipeline
 	stored []repository.File
+	// c is the client in the VM's datacenter, with the VM's datastores
+	// (vsphere.Client.ForVM): the VM's "[ds] path" names mean its own
+	// datastores, whatever datastore of another datacenter has that name.
+	c *vsphere.Client
 }
 
 // inspect reads the VM and, for a real run, removes the stale snapshots of
 // interrupted runs first (reading the VM again if any went).
 func (j *vmBackup) inspect(ctx context.Context) error {
 	b, res := j.b, j.res
-	info, err := b.client.VMInfo(ctx, j.vm)
+	c, err := b.client.ForVM(ctx, j.vm)
+	if err != nil {
+		return err
+	}
+	j.c = c
+	info, err := c.VMInfo(ctx, j.vm)
 	if err != nil {
 		return err
 	}
@@ -386,7 +395,7 @@ func (j *vmBackup) inspect(ctx context.Context) error {
 	}
 	if len(swept) > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("removed %d stale snapshot(s) left by an interrupted backup: %s", len(swept), strings.Join(swept, ", ")))
-		if j.info, err = b.client.VMInfo(ctx, j.vm); err != nil {
+		if j.info, err = c.VMInfo(ctx, j.vm); err != nil {
 			return err
 		}
 	}
@@ -463,7 +472,7 @@ func (j *vmBackup) checkFilesExist(ctx context.Context) error {
 	for i, f := range j.files {
 		d := folder{f.Datastore, f.Dir}
 		if _, ok := listed[d]; !ok {
-			entries, err := j.b.client.ListFolder(ctx, f.Datastore, f.Dir)
+			entries, err := j.c.ListFolder(ctx, f.Datastore, f.Dir)
 			if err != nil && !errors.Is(err, vsphere.ErrFileNotFound) {
 				return fmt.Errorf("VM %s: list [%s] %s: %w", j.info.Name, f.Datastore, f.Dir, err)
 			}
@@ -499,13 +508,13 @@ func (j *vmBackup) start() {
 // running VM's files.
 func (j *vmBackup) copyFiles(ctx context.Context, home bool) error {
 	name := j.info.Name
-	files := j.b.client.VMFiles(j.vm)
+	files := j.c.VMFiles(j.vm)
 	for _, f := range j.files {
 		if f.Home != home {
 			continue
 		}
 		j.b.events.Status(name, "copying "+f.String())
-		mf, err := j.b.storeFile(ctx, j.p, files, f)
+		mf, err := j.b.storeFile(ctx, j.p, j.c, files, f)
 		if err != nil {
 			if errors.Is(err, vsphere.ErrFileNotFound) {
 				return missingFile(name, f)
@@ -615,7 +624,7 @@ func (j *vmBackup) writeManifest(ctx context.Context) error {
 
 // storeFile reads f in ranged, chunk-aligned requests that resume at the
 // chunk they were reading when the transfer fails.
-func (b *Backuper) storeFile(ctx context.Context, p *pipeline, files *vsphere.Files, f sourceFile) (repository.File, error) {
+func (b *Backuper) storeFile(ctx context.Context, p *pipeline, c *vsphere.Client, files *vsphere.Files, f sourceFile) (repository.File, error) {
 	src, err := files.Open(ctx, f.Datastore, f.path())
 	if err != nil {
 		if f.Type == repository.FileDiskExtent && errors.Is(err, vsphere.ErrFileRefused) {
@@ -623,7 +632,7 @@ func (b *Backuper) storeFile(ctx context.Context, p *pipeline, files *vsphere.Fi
 		}
 		return repository.File{}, fmt.Errorf("read %s: %w", f, err)
 	}
-	cr := b.client.NewChunkReader(src, p.chunkSize)
+	cr := c.NewChunkReader(src, p.chunkSize)
 	defer cr.Close()
 	size, sum, chunks, err := p.storeChunks(ctx, cr)
 	if err != nil {

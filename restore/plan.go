@@ -140,6 +140,7 @@ func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Reposito
 	if err := p.resolvePlacement(ctx, c, opts); err != nil {
 		return nil, err
 	}
+	c = p.placement.Client // the target's datacenter, from here on
 	if err := p.refuseIdentityClash(ctx, c); err != nil {
 		return nil, err
 	}
@@ -382,6 +383,8 @@ var placementFlags = map[vsphere.PlacementItem]string{
 	vsphere.PlacementFolder:    "--folder",
 	vsphere.PlacementPool:      "--pool",
 	vsphere.PlacementHost:      "--host",
+	// Any absolute --folder or --pool names the datacenter too.
+	vsphere.PlacementDatacenter: "--datacenter",
 }
 
 // placementError turns the missing placement items into one ErrBadTarget

@@ -114,6 +114,9 @@ func Run(ctx context.Context, c *vsphere.Client, repo *repository.Repository, pl
 	if plan == nil || plan.m == nil || plan.placement == nil {
 		return nil, errors.New("restore: Run needs a plan from Preflight")
 	}
+	if plan.placement.Client != nil {
+		c = plan.placement.Client // c in the target's datacenter
+	}
 	m, ev := plan.m, plan.events
 	res = &Result{
 		BackupID: m.BackupID, SourceVM: m.VM.Name, Name: plan.Name, VMXPath: plan.VMXPath,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/vmware/govmomi/find"
@@ -42,6 +43,10 @@ type OriginalPlacement struct {
 // register into, and what already exists where the VM would go. Deciding
 // what to refuse is the caller's.
 type Placement struct {
+	// Client is the resolving client in the placement's datacenter: use
+	// it for the restore's datastore and inventory operations.
+	Client *Client
+
 	Name      string
 	Datastore string
 	// HomeFolder is "[Datastore] Name/".
@@ -77,6 +82,9 @@ const (
 	PlacementFolder    PlacementItem = "folder"
 	PlacementPool      PlacementItem = "resource pool"
 	PlacementHost      PlacementItem = "host"
+	// PlacementDatacenter is missing when a vCenter has several
+	// datacenters and nothing says which one to restore to.
+	PlacementDatacenter PlacementItem = "datacenter"
 )
 
 // MissingItem is one placement item that does not exist.
@@ -130,7 +138,44 @@ func (e *PlacementError) Unwrap() error { return ErrNotFound }
 // *PlacementError; other lookup failures (network, a name matching several
 // objects) are returned as they come. The existence checks (NameTaken,
 // HomeExists, OriginalExists) run only once every item was found.
+//
+// The lookups happen in one datacenter (see placementDatacenter), whose
+// view of c the Placement carries for the restore's file operations.
 func (c *Client) ResolvePlacement(ctx context.Context, req PlacementRequest) (*Placement, error) {
+	dcc := c.placementDatacenter(ctx, req)
+	if dcc == nil {
+		return nil, &PlacementError{VCenter: c.host, Missing: []MissingItem{{Item: PlacementDatacenter, Default: fmt.Errorf("%s has several datacenters and none was chosen", c.host)}}}
+	}
+	pl, err := dcc.resolvePlacement(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	pl.Client = dcc
+	return pl, nil
+}
+
+// placementDatacenter returns c in the datacenter a placement goes to: that
+// of an absolute --folder, --pool, --host or --datastore inventory path;
+// else c's own (--datacenter, or the only one); else that of the original
+// folder or pool when they still exist; else nil.
+func (c *Client) placementDatacenter(ctx context.Context, req PlacementRequest) *Client {
+	for _, p := range []string{req.Folder, req.Pool, req.Host, req.Datastore} {
+		if dc := c.datacenterOfPath(ctx, p); dc != nil {
+			return c.InDatacenter(dc)
+		}
+	}
+	if c.dc != nil {
+		return c
+	}
+	for _, p := range []string{req.Original.Folder, req.Original.Pool} {
+		if dc := c.datacenterOfPath(ctx, p); dc != nil {
+			return c.InDatacenter(dc)
+		}
+	}
+	return nil
+}
+
+func (c *Client) resolvePlacement(ctx context.Context, req PlacementRequest) (*Placement, error) {
 	pl := &Placement{Name: req.Name}
 	pe := &PlacementError{VCenter: c.host}
 	if err := c.placeDatastore(ctx, req, pl, pe); err != nil {
@@ -168,12 +213,18 @@ func lookup[T any](ctx context.Context, pe *PlacementError, item PlacementItem, 
 }
 
 func (c *Client) placeDatastore(ctx context.Context, req PlacementRequest, pl *Placement, pe *PlacementError) error {
-	pl.Datastore = req.Datastore
-	if pl.Datastore == "" {
-		pl.Datastore = req.Original.Datastore
+	name := req.Datastore
+	if name == "" {
+		name = req.Original.Datastore
+	}
+	// An inventory path names the datacenter too (placementDatacenter);
+	// datastore paths ("[ds] dir") take the name.
+	pl.Datastore = name
+	if strings.HasPrefix(name, "/") {
+		pl.Datastore = path.Base(name)
 	}
 	pl.HomeFolder = fmt.Sprintf("[%s] %s/", pl.Datastore, pl.Name)
-	_, err := lookup(ctx, pe, PlacementDatastore, pl.Datastore, req.Datastore != "", c.FindDatastore)
+	_, err := lookup(ctx, pe, PlacementDatastore, name, req.Datastore != "", c.FindDatastore)
 	return err
 }
 

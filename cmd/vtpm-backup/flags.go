@@ -101,7 +101,7 @@ func (f *vcenterFlags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.PasswordFile, "password-file", "", "read the vCenter password from `file` (else env GOVC_PASSWORD)")
 	fs.BoolVar(&f.Insecure, "insecure", false, "do not verify the vCenter TLS certificate (env GOVC_INSECURE)")
 	fs.StringVar(&f.CACerts, "ca-certs", "", "PEM `file` of CA certificates to trust for vCenter (env GOVC_TLS_CA_CERTS)")
-	fs.StringVar(&f.Datacenter, "datacenter", "", "datacenter `name` or path (env GOVC_DATACENTER)")
+	fs.StringVar(&f.Datacenter, "datacenter", "", "datacenter `name` or path for names and relative paths (env GOVC_DATACENTER); a VM's files are always read in its own datacenter")
 }
 
 // password returns the vCenter password from --password-file (its first

@@ -16,7 +16,7 @@ import (
 // pool is "/DC0/host/<name>/Resources". Its hosts start out of encryption
 // mode, like every host.
 func (e *Env) AddCluster(ctx context.Context, name string, hosts int, drs bool) (*object.ClusterComputeResource, error) {
-	folders, err := e.Client.Datacenter().Folders(ctx)
+	folders, err := e.inv.Datacenter().Folders(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("add cluster %s: %w", name, err)
 	}
@@ -75,7 +75,7 @@ func (e *Env) AddDatastore(ctx context.Context, name string, hostNames ...string
 		return fmt.Errorf("add datastore %s: %w", name, err)
 	}
 	for _, hn := range hostNames {
-		h, err := e.Client.FindHost(ctx, hn)
+		h, err := e.inv.FindHost(ctx, hn)
 		if err != nil {
 			return err
 		}

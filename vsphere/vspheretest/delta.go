@@ -48,7 +48,7 @@ func (e *Env) AddDeltaDisk(ctx context.Context, v *VTPMVM, data []byte) (*DeltaD
 		Data:           data,
 	}
 	desc := deltaDescriptor(path.Base(dp.Path), path.Base(d.ExtentPath), len(data))
-	c := e.Client
+	c := v.Client
 	if err := c.Upload(ctx, v.Datastore, d.DescriptorPath, strings.NewReader(desc), int64(len(desc))); err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func setDeltaBacking(ctx context.Context, v *VTPMVM, disk *types.VirtualDisk, pa
 // replaceVMXDisk points scsi0:0 of the VM's .vmx from the descriptor file
 // from to the descriptor file to (names in the home folder) and uploads it.
 func (e *Env) replaceVMXDisk(ctx context.Context, v *VTPMVM, from, to string) error {
-	vmx, err := e.ReadFile(ctx, v.Datastore, v.VMXPath)
+	vmx, err := e.ReadFileWith(ctx, v.Client, v.Datastore, v.VMXPath)
 	if err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func (e *Env) replaceVMXDisk(ctx context.Context, v *VTPMVM, from, to string) er
 		return fmt.Errorf("add delta disk to %s: the .vmx has no %s", v.Name, entry)
 	}
 	vmx = bytes.Replace(vmx, []byte(entry), []byte(fmt.Sprintf("scsi0:0.fileName = %q", to)), 1)
-	files := e.Client.HostFiles(e.fileHost(v.Datastore, v.VMXPath))
+	files := v.Client.HostFiles(e.fileHostIn(v.Client, v.Datastore, v.VMXPath))
 	if err := files.Upload(ctx, v.Datastore, v.VMXPath, bytes.NewReader(vmx), int64(len(vmx))); err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func (e *Env) AddDisk(ctx context.Context, v *VTPMVM, o DiskOptions) (int32, err
 	}
 	if o.RDM == "" && o.Parent == "" {
 		flat := path.Join(o.Dir, o.Name+"-flat.vmdk")
-		if err := e.Client.Upload(ctx, o.Datastore, flat, bytes.NewReader(o.Data), size); err != nil {
+		if err := v.Client.Upload(ctx, o.Datastore, flat, bytes.NewReader(o.Data), size); err != nil {
 			return 0, err
 		}
 	}
@@ -134,11 +134,11 @@ func (e *Env) diskKey(ctx context.Context, v *VTPMVM, file string) (int32, error
 // clones, and returns its datastore path.
 func (e *Env) CreateBaseDisk(ctx context.Context, ds, dir, name string, data []byte) (string, error) {
 	file := fmt.Sprintf("[%s] %s", ds, path.Join(dir, name+".vmdk"))
-	if err := e.Client.MakeDirectory(ctx, ds, dir); err != nil {
+	if err := e.inv.MakeDirectory(ctx, ds, dir); err != nil {
 		return "", err
 	}
 	m := object.NewVirtualDiskManager(e.Client.Vim25())
-	task, err := m.CreateVirtualDisk(ctx, file, e.Client.Datacenter(), &types.FileBackedVirtualDiskSpec{
+	task, err := m.CreateVirtualDisk(ctx, file, e.inv.Datacenter(), &types.FileBackedVirtualDiskSpec{
 		VirtualDiskSpec: types.VirtualDiskSpec{DiskType: string(types.VirtualDiskTypeThin), AdapterType: string(types.VirtualDiskAdapterTypeLsiLogic)},
 		CapacityKb:      int64(len(data)) / 1024,
 	})
@@ -149,7 +149,7 @@ func (e *Env) CreateBaseDisk(ctx context.Context, ds, dir, name string, data []b
 		return "", fmt.Errorf("create disk %s: %w", file, err)
 	}
 	flat := path.Join(dir, name+"-flat.vmdk")
-	if err := e.Client.Upload(ctx, ds, flat, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := e.inv.Upload(ctx, ds, flat, bytes.NewReader(data), int64(len(data))); err != nil {
 		return "", err
 	}
 	return file, nil
@@ -202,7 +202,7 @@ func (e *Env) EnableCTK(ctx context.Context, v *VTPMVM, key int32) (string, erro
 	}
 	ctk := strings.TrimSuffix(v.DescriptorPath, ".vmdk") + "-ctk.vmdk"
 	data := bytes.Repeat([]byte{0xc7}, 64<<10)
-	if err := e.Client.Upload(ctx, v.Datastore, ctk, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := v.Client.Upload(ctx, v.Datastore, ctk, bytes.NewReader(data), int64(len(data))); err != nil {
 		return "", err
 	}
 	var err error

@@ -74,6 +74,13 @@
 //     (ListKmsClusters, ListKmipServers, their status, the kmipServers
 //     property) fail with NoPermission when Cryptographer.ManageKeyServers
 //     is denied.
+//   - EnvOptions.Datacenters builds several datacenters, each with a
+//     datastore LocalDS_0 of its own, and connects Client without a
+//     datacenter, as the CLI is without --datacenter: names then mean
+//     nothing until a datacenter is chosen (Env.In, VTPMVM.Client). The
+//     registration emulation reads the .vmx from the datastore of the
+//     folder's datacenter, and a running VM locks its files in its own
+//     datacenter only.
 //   - Snapshots create no delta disk in the simulator (no NAME-000001.vmdk,
 //     backings unchanged), and wrapping a simulator VM to change that breaks
 //     the simulator's own snapshot code (RemoveSnapshot_Task type-asserts

@@ -51,6 +51,11 @@ type EnvOptions struct {
 	// Username and Password the vCenter accepts (default "user"/"pass").
 	// Any other pair is refused with InvalidLogin.
 	Username, Password string
+	// Datacenters is the number of datacenters (default 1): DC0, DC1, ...
+	// each with its own cluster, hosts and a datastore LocalDS_0 of its
+	// own. With more than one, Client is connected without a datacenter,
+	// as the CLI is without --datacenter; In gives a view of one.
+	Datacenters int
 	// DeniedPrivileges are privileges the vCenter user lacks (e.g.
 	// PrivRegisterVM); Env.DenyPrivileges changes them later. The
 	// default user holds every privilege.
@@ -84,6 +89,8 @@ type Env struct {
 	// keyStatus answers QueryCryptoKeyStatus for NKP keys as vCenter's
 	// API level does.
 	keyStatus *keyStatusFront
+	// inv is Client in DC0, for the fixture's lookups by name.
+	inv *vsphere.Client
 
 	// files is the datastore file service of vCenter and its hosts.
 	files *fileService
@@ -108,6 +115,9 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 		opts.ProviderID = DefaultProviderID
 	}
 	model := simulator.VPX()
+	if opts.Datacenters > 1 {
+		model.Datacenter = opts.Datacenters
+	}
 	if err := model.Create(); err != nil {
 		return nil, fmt.Errorf("create simulator model: %w", err)
 	}
@@ -150,6 +160,10 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 		return nil, err
 	}
 	env.Client = c
+	if env.inv, err = env.In(ctx, Datacenter); err != nil {
+		env.Close()
+		return nil, err
+	}
 	if opts.ProviderID != "" {
 		if err := env.RegisterKeyProvider(ctx, opts.ProviderID); err != nil {
 			env.Close()
@@ -162,6 +176,19 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 	}
 	env.DenyPrivileges(opts.DeniedPrivileges...)
 	return env, nil
+}
+
+// In returns Client in the datacenter named dc (Client itself when that is
+// its datacenter already).
+func (e *Env) In(ctx context.Context, dc string) (*vsphere.Client, error) {
+	if cur := e.Client.Datacenter(); cur != nil && cur.Name() == dc {
+		return e.Client, nil
+	}
+	d, err := e.Client.Finder().Datacenter(ctx, "/"+dc)
+	if err != nil {
+		return nil, fmt.Errorf("datacenter %s: %w", dc, err)
+	}
+	return e.Client.InDatacenter(d), nil
 }
 
 // transferURL returns the SDK URL with GOVMOMI_USE_SERVICE_TICKET_HOSTNAME

@@ -242,7 +242,7 @@ func (s *fileService) vcenterFolder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	file := datastorePath(r)
-	if _, locked := s.lockOwner(file); locked {
+	if _, locked := s.lockOwner(file, r.URL.Query().Get("dcPath")); locked {
 		s.directLocked.Add(1)
 		s.refuseLocked(w, file)
 		return
@@ -279,7 +279,7 @@ func (s *fileService) serveHost(h *esxiHost, w http.ResponseWriter, r *http.Requ
 	s.routedTo[h.name]++
 	s.mu.Unlock()
 	file := datastorePath(r)
-	if owner, locked := s.lockOwner(file); locked && owner != h.ref.Value {
+	if owner, locked := s.lockOwner(file, h.dcPath); locked && owner != h.ref.Value {
 		s.refuseLocked(w, file)
 		return
 	}
@@ -326,12 +326,16 @@ var lockedTypes = map[string]bool{
 }
 
 // lockOwner returns the host of the running VM that holds file ("[ds]
-// path") locked, if any.
-func (s *fileService) lockOwner(file string) (host string, locked bool) {
+// path") locked, if any. Datastore names are unique per datacenter only: a
+// VM of another datacenter than dcPath's ("": any) holds another file.
+func (s *fileService) lockOwner(file, dcPath string) (host string, locked bool) {
 	ctx := &simulator.Context{Map: s.reg}
 	for _, obj := range s.reg.AllReference("VirtualMachine") {
 		vm, ok := obj.(*simulator.VirtualMachine)
 		if !ok {
+			continue
+		}
+		if dcPath != "" && strings.Trim(datacenterPath(s.reg, vm.Self), "/") != strings.Trim(dcPath, "/") {
 			continue
 		}
 		s.reg.WithLock(ctx, vm, func() {

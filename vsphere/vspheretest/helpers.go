@@ -7,13 +7,20 @@ import (
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
-// ReadFile downloads a (small) datastore file whole; for test assertions.
-// A file a running VM holds locked is read through the VM's host, as it
-// must be (see doc.go).
+// ReadFile downloads a (small) datastore file of DC0 whole; for test
+// assertions. A file a running VM holds locked is read through the VM's
+// host, as it must be (see doc.go).
 func (e *Env) ReadFile(ctx context.Context, ds, p string) ([]byte, error) {
-	rc, _, err := e.Client.HostFiles(e.fileHost(ds, p)).Download(ctx, ds, p, 0, -1)
+	return e.ReadFileWith(ctx, e.inv, ds, p)
+}
+
+// ReadFileWith is ReadFile in the datacenter of c (Env.In, VTPMVM.Client).
+func (e *Env) ReadFileWith(ctx context.Context, c *vsphere.Client, ds, p string) ([]byte, error) {
+	rc, _, err := c.HostFiles(e.fileHostIn(c, ds, p)).Download(ctx, ds, p, 0, -1)
 	if err != nil {
 		return nil, err
 	}
@@ -28,7 +35,7 @@ func (e *Env) ReadFile(ctx context.Context, ds, p string) ([]byte, error) {
 // RemoveNvram deletes the VM's .nvram, the failure a backup must refuse to
 // turn into a "successful" backup.
 func (e *Env) RemoveNvram(ctx context.Context, v *VTPMVM) error {
-	return e.Client.DeleteFile(ctx, v.Datastore, v.NvramPath)
+	return v.Client.DeleteFile(ctx, v.Datastore, v.NvramPath)
 }
 
 // DeleteVM destroys the VM and its files (the "site burned" case) and
@@ -41,7 +48,7 @@ func (e *Env) DeleteVM(ctx context.Context, v *VTPMVM) error {
 		return err
 	}
 	e.waitFileTasks()
-	switch ok, err := e.Client.Exists(ctx, v.Datastore, v.Dir); {
+	switch ok, err := v.Client.Exists(ctx, v.Datastore, v.Dir); {
 	case err != nil:
 		return fmt.Errorf("delete VM %s: %w", v.Name, err)
 	case ok:

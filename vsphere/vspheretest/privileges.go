@@ -67,7 +67,7 @@ func (e *Env) GrantPrivileges(ids ...string) {
 // incapable, prepared, safe), e.g. to model a host that never ran an
 // encrypted VM.
 func (e *Env) SetHostCryptoState(ctx context.Context, hostName string, state types.HostCryptoState) error {
-	h, err := e.Client.FindHost(ctx, hostName)
+	h, err := e.inv.FindHost(ctx, hostName)
 	if err != nil {
 		return err
 	}
@@ -77,7 +77,7 @@ func (e *Env) SetHostCryptoState(ctx context.Context, hostName string, state typ
 
 // HostCryptoState reads a host's runtime.cryptoState.
 func (e *Env) HostCryptoState(ctx context.Context, hostName string) (types.HostCryptoState, error) {
-	h, err := e.Client.FindHost(ctx, hostName)
+	h, err := e.inv.FindHost(ctx, hostName)
 	if err != nil {
 		return "", err
 	}

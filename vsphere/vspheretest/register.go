@@ -67,7 +67,10 @@ func (f *registeringFolder) register(ctx *simulator.Context, req *types.Register
 	if fault := checkPlacement(ctx, req); fault != nil {
 		return nil, fault
 	}
-	ds := findDatastore(ctx, p.Datastore)
+	// Datastore names are unique per datacenter only: the one meant is in
+	// the folder's datacenter.
+	dc := datacenterOf(ctx, f.Self)
+	ds := findDatastoreIn(ctx, dc, p.Datastore)
 	if ds == nil {
 		return nil, &types.NotFound{}
 	}
@@ -119,7 +122,7 @@ func (f *registeringFolder) register(ctx *simulator.Context, req *types.Register
 	ref := inner.Info.Result.(types.ManagedObjectReference)
 	vm := ctx.Map.Get(ref).(*simulator.VirtualMachine)
 
-	spec, fault := vmx.configSpec(ctx, p, key)
+	spec, fault := vmx.configSpec(ctx, dc, p, key)
 	if fault == nil {
 		res := vm.ReconfigVMTask(ctx, &types.ReconfigVM_Task{This: ref, Spec: spec}).(*methods.ReconfigVM_TaskBody)
 		t := ctx.Map.Get(res.Res.Returnval).(*simulator.Task)
@@ -138,11 +141,35 @@ func (f *registeringFolder) register(ctx *simulator.Context, req *types.Register
 	return ref, nil
 }
 
+// findDatastore returns the first datastore named name in any datacenter
+// (the fixture's helpers use it for DC0's, which comes first).
 func findDatastore(ctx *simulator.Context, name string) *simulator.Datastore {
+	return findDatastoreIn(ctx, nil, name)
+}
+
+// findDatastoreIn returns the datastore named name in datacenter dc (nil:
+// any).
+func findDatastoreIn(ctx *simulator.Context, dc *simulator.Datacenter, name string) *simulator.Datastore {
 	for _, e := range ctx.Map.All("Datastore") {
-		if ds, ok := e.(*simulator.Datastore); ok && ds.Name == name {
+		ds, ok := e.(*simulator.Datastore)
+		if ok && ds.Name == name && (dc == nil || datacenterOf(ctx, ds.Self) == dc) {
 			return ds
 		}
+	}
+	return nil
+}
+
+// datacenterOf walks up from ref to its datacenter (nil when there is none).
+func datacenterOf(ctx *simulator.Context, ref types.ManagedObjectReference) *simulator.Datacenter {
+	for obj := ctx.Map.Get(ref); obj != nil; {
+		if dc, ok := obj.(*simulator.Datacenter); ok {
+			return dc
+		}
+		e, ok := obj.(mo.Entity)
+		if !ok || e.Entity().Parent == nil {
+			return nil
+		}
+		obj = ctx.Map.Get(*e.Entity().Parent)
 	}
 	return nil
 }
@@ -257,14 +284,14 @@ var scsiDisk = regexp.MustCompile(`^scsi(\d+):(\d+)\.filename$`)
 
 // configSpec turns vmx entries into the reconfiguration ESXi effectively
 // applies when it loads the vmx.
-func (v vmxFile) configSpec(ctx *simulator.Context, vmxPath object.DatastorePath, key *types.CryptoKeyId) (types.VirtualMachineConfigSpec, types.BaseMethodFault) {
+func (v vmxFile) configSpec(ctx *simulator.Context, dc *simulator.Datacenter, vmxPath object.DatastorePath, key *types.CryptoKeyId) (types.VirtualMachineConfigSpec, types.BaseMethodFault) {
 	spec, fault := v.baseSpec(vmxPath, key)
 	if fault != nil {
 		return spec, fault
 	}
 	disks := v.disks(vmxPath)
 	spec.DeviceChange = append(spec.DeviceChange, v.controllers(disks)...)
-	devs, fault := diskDevices(ctx, disks)
+	devs, fault := diskDevices(ctx, dc, disks)
 	if fault != nil {
 		return spec, fault
 	}
@@ -362,8 +389,7 @@ func (v vmxFile) controllers(disks []vmxDisk) []types.BaseVirtualDeviceConfigSpe
 
 // diskDevices adds each disk on its controller, with the capacity its
 // descriptor states.
-func diskDevices(ctx *simulator.Context, disks []vmxDisk) ([]types.BaseVirtualDeviceConfigSpec, types.BaseMethodFault) {
-	dc := ctx.Map.Any("Datacenter").(*simulator.Datacenter)
+func diskDevices(ctx *simulator.Context, dc *simulator.Datacenter, disks []vmxDisk) ([]types.BaseVirtualDeviceConfigSpec, types.BaseMethodFault) {
 	var out []types.BaseVirtualDeviceConfigSpec
 	for i, d := range disks {
 		desc, _, fault := ctx.Map.FileManager().DiskDescriptor(ctx, &dc.Self, d.file)

@@ -12,6 +12,8 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // Transfers returns the counts of datastore file requests so far.
@@ -84,7 +86,7 @@ func (e *Env) PowerOn(ctx context.Context, v *VTPMVM) error {
 // Migrate moves v to the host named host, as vMotion does: its runtime host
 // changes, and with it the host that owns the locks of its files.
 func (e *Env) Migrate(ctx context.Context, v *VTPMVM, host string) error {
-	h, err := e.Client.FindHost(ctx, host)
+	h, err := e.inv.FindHost(ctx, host)
 	if err != nil {
 		return err
 	}
@@ -134,10 +136,15 @@ func (e *Env) ClusterHosts(ctx context.Context, v *VTPMVM) ([]string, error) {
 	return out, nil
 }
 
-// fileHost returns the host that serves [ds] p: the runtime host of the
-// running VM that holds it locked, or nil (vCenter) when none does.
-func (e *Env) fileHost(ds, p string) *object.HostSystem {
-	owner, locked := e.files.lockOwner(fmt.Sprintf("[%s] %s", ds, p))
+// fileHostIn returns the host that serves [ds] p in the datacenter of c:
+// the runtime host of the running VM that holds it locked, or nil (vCenter)
+// when none does.
+func (e *Env) fileHostIn(c *vsphere.Client, ds, p string) *object.HostSystem {
+	dcPath := ""
+	if dc := c.Datacenter(); dc != nil {
+		dcPath = dc.InventoryPath
+	}
+	owner, locked := e.files.lockOwner(fmt.Sprintf("[%s] %s", ds, p), dcPath)
 	if !locked {
 		return nil
 	}

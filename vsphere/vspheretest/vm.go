@@ -14,6 +14,8 @@ import (
 	"github.com/vmware/govmomi/crypto"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vtpm-backup/vtpm-backup/vsphere"
 )
 
 // Defaults of VMOptions.
@@ -36,7 +38,11 @@ type VMOptions struct {
 	NoEncrypt bool
 	// ProviderID is the key provider to encrypt with; default: the env's.
 	ProviderID string
-	// Folder is the VM folder path; default VMFolder.
+	// Datacenter is where the VM lives; default Datacenter (DC0). Its
+	// pool is that datacenter's cluster's, its datastore LocalDS_0 there.
+	Datacenter string
+	// Folder is the VM folder path; default the datacenter's VM folder
+	// (VMFolder in DC0).
 	Folder string
 	// PowerOn starts the VM once its files are written, as a VM being
 	// backed up usually runs: its files are then locked (see doc.go).
@@ -61,6 +67,9 @@ type VTPMVM struct {
 	// KeyID is config.keyId.
 	KeyID      string
 	ProviderID string
+	// Client is the env's client in the VM's datacenter, knowing the VM's
+	// datastores (vsphere.Client.ForVM): the one for its files.
+	Client *vsphere.Client
 }
 
 // DatastorePath returns "[ds] p" for a path relative to the datastore.
@@ -85,7 +94,11 @@ func (e *Env) CreateVTPMVM(ctx context.Context, o VMOptions) (*VTPMVM, error) {
 		}
 		e.encrypted(vm.Reference())
 	}
-	out, err := e.describe(ctx, vm, o)
+	vc, err := e.Client.ForVM(ctx, vm)
+	if err != nil {
+		return nil, err
+	}
+	out, err := e.describe(ctx, vc, vm, o)
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +134,11 @@ func (o *VMOptions) setDefaults(envProvider string) error {
 	if !o.NoEncrypt && o.ProviderID == "" {
 		return fmt.Errorf("create vTPM VM %s: no key provider on this vCenter", o.Name)
 	}
+	if o.Datacenter == "" {
+		o.Datacenter = Datacenter
+	}
 	if o.Folder == "" {
-		o.Folder = VMFolder
+		o.Folder = "/" + o.Datacenter + "/vm"
 	}
 	return nil
 }
@@ -133,7 +149,7 @@ func (e *Env) createVM(ctx context.Context, o VMOptions) (*object.VirtualMachine
 	if err != nil {
 		return nil, err
 	}
-	pool, err := e.Client.FindResourcePool(ctx, ResourcePool)
+	pool, err := e.Client.FindResourcePool(ctx, fmt.Sprintf("/%s/host/%s_C0/Resources", o.Datacenter, o.Datacenter))
 	if err != nil {
 		return nil, err
 	}
@@ -214,8 +230,8 @@ func encrypt(ctx context.Context, vm *object.VirtualMachine, providerID string) 
 
 // describe reads back what vCenter made of the VM: home folder, key and
 // file paths.
-func (e *Env) describe(ctx context.Context, vm *object.VirtualMachine, o VMOptions) (*VTPMVM, error) {
-	vi, err := e.Client.VMInfo(ctx, vm)
+func (e *Env) describe(ctx context.Context, vc *vsphere.Client, vm *object.VirtualMachine, o VMOptions) (*VTPMVM, error) {
+	vi, err := vc.VMInfo(ctx, vm)
 	if err != nil {
 		return nil, err
 	}
@@ -229,6 +245,7 @@ func (e *Env) describe(ctx context.Context, vm *object.VirtualMachine, o VMOptio
 		Datastore: vi.HomeDatastore,
 		Dir:       vi.HomeDir,
 		DiskSize:  o.DiskSize,
+		Client:    vc,
 	}
 	if vi.KeyID != nil {
 		out.KeyID = vi.KeyID.KeyId
@@ -263,7 +280,7 @@ func (v *VTPMVM) generateHome(o VMOptions) {
 // the datastore file service, then has vCenter rescan the files (layoutEx
 // sizes change only then in the simulator).
 func (e *Env) uploadHome(ctx context.Context, v *VTPMVM, seed uint64) error {
-	c := e.Client
+	c := v.Client
 	if err := c.Upload(ctx, v.Datastore, v.VMXPath, bytes.NewReader(v.VMX), int64(len(v.VMX))); err != nil {
 		return err
 	}
