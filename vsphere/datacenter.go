@@ -34,6 +34,8 @@ func (c *Client) InDatacenter(dc *object.Datacenter) *Client {
 		retry:        c.retryPolicyRef(),
 		keeper:       c.keeper,
 		user:         c.user,
+		log:          c.log,
+		clk:          c.clk,
 	}
 	v.finder = find.NewFinder(c.gc.Client, false)
 	v.finder.SetDatacenter(dc)
