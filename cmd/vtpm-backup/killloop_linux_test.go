@@ -41,11 +41,7 @@ var (
 // the latest), audit --read-data passes, the latest backup restores
 // byte-identical, and unlock finds only the killed runs' locks, all stale.
 func TestBackupKillLoop(t *testing.T) {
-	seed := *killLoopSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("kill points seed %d (rerun with -kill-seed %d)", seed, seed)
+	seed := killSeed(t)
 	for i, kind := range []string{"local", "s3"} {
 		t.Run(kind, func(t *testing.T) {
 			k := newKillLoop(t, kind, rand.New(rand.NewPCG(seed, uint64(i))))
@@ -94,15 +90,58 @@ func newKillLoop(t *testing.T, kind string, rng *rand.Rand) *killLoop {
 	k.vm = simtest.CreateVTPMVM(t, k.env, vspheretest.VMOptions{Name: "kill-" + kind, Seed: 31, DiskSize: 8 << 20})
 	k.nvram, k.disk = k.vm.Nvram, nil
 
+	k.full = timeRun(t, "backup", k.backupArgs()...)
+	return k
+}
+
+// killSeed is the seed of a kill loop's kill points: -kill-seed, or a new
+// one, logged so that a failing loop can be rerun with the same points.
+func killSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := *killLoopSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("kill points seed %d (rerun with -kill-seed %d)", seed, seed)
+	return seed
+}
+
+// timeRun runs vtpm-backup args (a what) undisturbed in a child process
+// and returns how long it took, child start included: the span a kill
+// loop draws its kill points from.
+func timeRun(t *testing.T, what string, args ...string) time.Duration {
+	t.Helper()
 	start := time.Now()
-	c := startCLI(t, k.backupArgs()...)
+	c := startCLI(t, args...)
 	<-c.exited
 	if c.err != nil {
-		t.Fatalf("undisturbed backup: %v\n%s", c.err, c.stderr.String())
+		t.Fatalf("undisturbed %s: %v\n%s", what, c.err, c.stderr.String())
 	}
-	k.full = time.Since(start)
-	t.Logf("an undisturbed backup takes %v", k.full)
-	return k
+	full := time.Since(start)
+	t.Logf("an undisturbed %s takes %v", what, full)
+	return full
+}
+
+// killRun starts vtpm-backup args (a what) in a child process and
+// SIGKILLs it delay later, unless it has ended by then. It reports whether
+// the signal killed it. A run that ended first must have succeeded; it
+// shortens *full, the span later kill points are drawn from: the machine
+// got less busy, and the count of kills should not depend on its load.
+func killRun(t *testing.T, round int, what string, full *time.Duration, delay time.Duration, args ...string) bool {
+	t.Helper()
+	c := startCLI(t, args...)
+	select {
+	case <-c.exited: // finished first: no kill this round
+	case <-time.After(delay): // the fault injected, not a synchronisation
+	}
+	if c.kill(t) {
+		return true
+	}
+	if c.err != nil {
+		t.Fatalf("round %d: the %s failed on its own: %v\n%s", round, what, c.err, c.stderr.String())
+	}
+	*full = shorter(*full)
+	return false
 }
 
 func (k *killLoop) backupArgs() []string {
@@ -116,23 +155,11 @@ func (k *killLoop) run(t *testing.T, kills int) {
 			t.Fatalf("only %d of %d runs were still going when killed: the kill points miss the backups", killed, round)
 		}
 		k.change(t, round)
-		c := startCLI(t, k.backupArgs()...)
 		delay := time.Duration(k.rng.Int64N(int64(k.full) * 6 / 5))
-		select {
-		case <-c.exited: // finished first: no kill this round
-		case <-time.After(delay): // the fault injected, not a synchronisation
-		}
-		if c.kill(t) {
+		if killRun(t, round, "backup", &k.full, delay, k.backupArgs()...) {
 			killed++
 		} else {
 			missed++
-			if c.err != nil {
-				t.Fatalf("round %d: the backup failed on its own: %v\n%s", round, c.err, c.stderr.String())
-			}
-			// A run faster than the first one (the machine got less
-			// busy): draw later kill points from a shorter span, so the
-			// count of kills does not depend on the machine's load.
-			k.full = shorter(k.full)
 		}
 		// The same command at once: no lock of the dead run, no snapshot
 		// of it, may stop it.

@@ -21,12 +21,7 @@ var pruneKills = flag.Int("prune-kills", 3, "SIGKILLs of a running prune in Test
 // listed must be whole, audit --read-data must pass, and the next prune
 // must run at once (the dead run's lock is stale) and succeed.
 func TestPruneKillLoop(t *testing.T) {
-	seed := *killLoopSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("kill points seed %d (rerun with -kill-seed %d)", seed, seed)
-	k := newKillLoop(t, "local", rand.New(rand.NewPCG(seed, 11)))
+	k := newKillLoop(t, "local", rand.New(rand.NewPCG(killSeed(t), 11)))
 	prune := []string{"--json", "--no-progress", "--repo", k.repo, "prune", "--keep-last", "2", "--grace", "0"}
 	audit := append(append([]string{"--repo", k.repo}, vcArgs(k.env)...), "audit", "--read-data", "--identity", k.identity)
 
@@ -34,14 +29,7 @@ func TestPruneKillLoop(t *testing.T) {
 	if _, stderr, code := cli(t, k.backupArgs()...); code != exitOK {
 		t.Fatalf("backup: %s", stderr)
 	}
-	start := time.Now()
-	c := startCLI(t, prune...)
-	<-c.exited
-	if c.err != nil {
-		t.Fatalf("undisturbed prune: %v\n%s", c.err, c.stderr.String())
-	}
-	full := time.Since(start)
-	t.Logf("an undisturbed prune takes %v", full)
+	full := timeRun(t, "prune", prune...)
 
 	killed, early, late := 0, 0, 0
 	for round := 1; killed < *pruneKills; round++ {
@@ -57,23 +45,14 @@ func TestPruneKillLoop(t *testing.T) {
 			}
 		}
 		before := repoFiles(t, k.repo)
-		c := startCLI(t, prune...)
 		// Start-up (the process, opening the repository, listing it)
 		// takes most of a prune this small: the kill points fall in the
 		// later part, where it deletes.
 		delay := full/2 + time.Duration(k.rng.Int64N(int64(full)*7/10))
-		select {
-		case <-c.exited:
-		case <-time.After(delay): // the fault injected, not a synchronisation
-		}
-		wasKilled := c.kill(t)
+		wasKilled := killRun(t, round, "prune", &full, delay, prune...)
 		atKill := repoFiles(t, k.repo)
 		if wasKilled {
 			killed++
-		} else if c.err != nil {
-			t.Fatalf("round %d: the prune failed on its own: %v\n%s", round, c.err, c.stderr.String())
-		} else {
-			full = shorter(full)
 		}
 		if stdout, stderr, code := cli(t, audit...); code != exitOK {
 			t.Fatalf("round %d: audit --read-data after a prune killed %v in: exit %d\n%s\n%s", round, delay, code, stdout, stderr)

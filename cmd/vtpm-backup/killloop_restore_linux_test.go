@@ -26,24 +26,12 @@ var restoreKills = flag.Int("restore-kills", 3, "SIGKILLs of a running restore i
 // its marker and removes it first. What it restores is byte-identical to
 // the VM backed up, and no marker is left in it.
 func TestRestoreKillLoop(t *testing.T) {
-	seed := *killLoopSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("kill points seed %d (rerun with -kill-seed %d)", seed, seed)
-	k := newKillLoop(t, "local", rand.New(rand.NewPCG(seed, 7)))
+	k := newKillLoop(t, "local", rand.New(rand.NewPCG(killSeed(t), 7)))
 	const name = "kill-restored"
 	args := append(append([]string{"--json", "--no-progress", "--repo", k.repo}, vcArgs(k.env)...),
 		"restore", k.vm.Name, "--identity", k.identity, "--name", name)
 
-	start := time.Now()
-	c := startCLI(t, args...)
-	<-c.exited
-	if c.err != nil {
-		t.Fatalf("undisturbed restore: %v\n%s", c.err, c.stderr.String())
-	}
-	full := time.Since(start)
-	t.Logf("an undisturbed restore takes %v", full)
+	full := timeRun(t, "restore", args...)
 	k.checkRestored(t, name)
 
 	killed, leftovers, completed := 0, 0, 0
@@ -51,13 +39,8 @@ func TestRestoreKillLoop(t *testing.T) {
 		if round >= 10**restoreKills {
 			t.Fatalf("only %d of %d restores were still going when killed", killed, round)
 		}
-		c := startCLI(t, args...)
 		delay := time.Duration(k.rng.Int64N(int64(full) * 6 / 5))
-		select {
-		case <-c.exited:
-		case <-time.After(delay): // the fault injected, not a synchronisation
-		}
-		if c.kill(t) {
+		if killRun(t, round, "restore", &full, delay, args...) {
 			killed++
 			if k.restoreCompleted(t, name) {
 				// Killed after it removed its marker: the VM is
@@ -74,10 +57,6 @@ func TestRestoreKillLoop(t *testing.T) {
 			if strings.Contains(stdout, "removing the incomplete restore") {
 				leftovers++
 			}
-		} else if c.err != nil {
-			t.Fatalf("round %d: the restore failed on its own: %v\n%s", round, c.err, c.stderr.String())
-		} else {
-			full = shorter(full)
 		}
 		k.checkRestored(t, name)
 	}
