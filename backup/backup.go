@@ -43,6 +43,11 @@ type Options struct {
 	Workers int
 	// Parallel is the number of VMs backed up at once. Default 1.
 	Parallel int
+	// MaxMemory bounds the chunk buffers and chunk writers of the whole
+	// run, in bytes, shared by the VMs backed up in parallel: more VMs at
+	// once share it rather than multiply it. Zero means DefaultMaxMemory;
+	// less than MinMaxMemory is raised to it.
+	MaxMemory int64
 	// IncludeLogs adds vmware*.log files.
 	IncludeLogs bool
 	// Quiesce asks VMware Tools to quiesce the guest file systems.
@@ -104,6 +109,7 @@ type Backuper struct {
 	opts   Options
 	events Events
 	index  *repository.Index
+	mem    *memoryPool
 
 	// lockID is the repository lock of the current Run ("" outside Run).
 	lockID string
@@ -129,8 +135,15 @@ func New(c *vsphere.Client, repo *repository.Repository, opts Options, events Ev
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxMemory == 0 {
+		opts.MaxMemory = DefaultMaxMemory
+	}
+	opts.MaxMemory = max(opts.MaxMemory, MinMaxMemory)
 	events = newLogEvents(events, opts.Log, opts.Clock)
-	return &Backuper{client: c, repo: repo, opts: opts, events: events, index: repository.NewIndex()}
+	return &Backuper{
+		client: c, repo: repo, opts: opts, events: events, index: repository.NewIndex(),
+		mem: newMemoryPool(repo, opts.Workers, opts.Parallel, opts.MaxMemory),
+	}
 }
 
 // loadPrevious reads the repository's catalog (manifest headers only) once
@@ -500,7 +513,7 @@ func (j *vmBackup) start() {
 	}
 	b.events.VMStarted(name, total)
 	j.id = repository.NewBackupID(j.res.Started)
-	j.p = newPipeline(b.repo, b.index, b.opts.Workers, func(n int64) { b.events.Progress(name, n) })
+	j.p = newPipeline(b.repo, b.index, b.opts.Workers, b.mem, func(n int64) { b.events.Progress(name, n) })
 }
 
 // copyFiles stores the home files (home) or the disk extents (!home),

@@ -23,14 +23,15 @@ type Stats struct {
 }
 
 // pipeline cuts files into fixed, aligned chunks and stores the new ones
-// with a fixed pool of workers. Memory is bounded by the buffer pool:
-// workers+2 chunk buffers, whatever the file size.
+// with a fixed number of workers. Its memory comes from a memoryPool,
+// shared with the other VMs of the run: chunk buffers for the reader and
+// chunk writers for the workers, taken chunk by chunk.
 type pipeline struct {
 	repo      *repository.Repository
 	index     *repository.Index
 	chunkSize int64
-	writers   []*repository.ChunkWriter
-	bufs      chan []byte
+	workers   int
+	mem       *memoryPool
 	progress  func(n int64)
 
 	mu      sync.Mutex
@@ -40,33 +41,29 @@ type pipeline struct {
 	chunksNew, chunksKnown, chunksZeros atomic.Int64
 }
 
-func newPipeline(repo *repository.Repository, index *repository.Index, workers int, progress func(int64)) *pipeline {
+// newPipeline returns a pipeline with workers workers drawing on mem; nil
+// mem gives it a pool of its own, sized for one VM.
+func newPipeline(repo *repository.Repository, index *repository.Index, workers int, mem *memoryPool, progress func(int64)) *pipeline {
 	if workers < 1 {
 		workers = 1
 	}
-	cs := repo.Config().ChunkSize
-	p := &pipeline{
+	if mem == nil {
+		mem = newMemoryPool(repo, workers, 1, 0)
+	}
+	return &pipeline{
 		repo:      repo,
 		index:     index,
-		chunkSize: cs,
-		bufs:      make(chan []byte, workers+2),
+		chunkSize: repo.Config().ChunkSize,
+		workers:   workers,
+		mem:       mem,
 		progress:  progress,
 		objects:   map[string]repository.StoredObject{},
 	}
-	for range workers {
-		p.writers = append(p.writers, repo.NewChunkWriter())
-	}
-	for range workers + 2 {
-		p.bufs <- make([]byte, cs)
-	}
-	return p
 }
 
-func (p *pipeline) close() {
-	for _, w := range p.writers {
-		w.Close()
-	}
-}
+// close is kept for symmetry with the pool's owner: the pipeline holds
+// nothing between files.
+func (p *pipeline) close() {}
 
 func (p *pipeline) stats() Stats {
 	return Stats{
@@ -78,9 +75,19 @@ func (p *pipeline) stats() Stats {
 	}
 }
 
+// job is one chunk on its way through the pipeline. Both the worker that
+// stores it and the hasher of the whole file read its buffer; the last of
+// them to finish gives it back to the pool.
 type job struct {
 	index int
 	data  []byte
+	refs  *atomic.Int32
+}
+
+func (f *fileChunks) done(j job) {
+	if j.refs.Add(-1) == 0 {
+		f.p.mem.putBuffer(j.data)
+	}
 }
 
 // chunkSource hands out a file's chunks in order: Next fills buf with the
@@ -124,18 +131,31 @@ func (p *pipeline) store(ctx context.Context, r io.Reader) (size int64, sum stri
 // storeChunks stores every chunk src hands out and returns the file's
 // manifest entry (without name and type). A failure of any worker stops the
 // reader and the others.
+//
+// Three stages overlap: the reader fills buffers from src, a hasher hashes
+// the whole file in order, and the workers hash, compress, encrypt and
+// upload chunks in any order. Reading no longer waits for the file's hash
+// (a stage as costly as reading over TLS on a busy host).
 func (p *pipeline) storeChunks(ctx context.Context, src chunkSource) (size int64, sum string, chunks []string, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	f := &fileChunks{p: p, jobs: make(chan job), h: sha256.New()}
+	f := &fileChunks{p: p, jobs: make(chan job), hashq: make(chan job, p.workers+1), h: sha256.New()}
 	var wg sync.WaitGroup
-	for _, w := range p.writers {
+	for range p.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f.work(ctx, cancel, w)
+			f.work(ctx, cancel)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for j := range f.hashq {
+			f.h.Write(j.data)
+			f.done(j)
+		}
+	}()
 	readErr := f.read(ctx, src)
 	wg.Wait()
 	if cause := context.Cause(ctx); cause != nil {
@@ -148,12 +168,14 @@ func (p *pipeline) storeChunks(ctx context.Context, src chunkSource) (size int64
 }
 
 // fileChunks is one file going through the pipeline: the reader cuts it
-// into jobs, the workers store them and note each chunk's entry by index.
+// into jobs, the workers store them and note each chunk's entry by index,
+// the hasher hashes them in order.
 type fileChunks struct {
-	p    *pipeline
-	jobs chan job
-	h    hash.Hash
-	size int64
+	p     *pipeline
+	jobs  chan job
+	hashq chan job
+	h     hash.Hash
+	size  int64
 
 	mu      sync.Mutex
 	results []string
@@ -161,11 +183,11 @@ type fileChunks struct {
 
 // work stores chunks until the reader closes jobs. A failure cancels ctx
 // with its cause; the worker keeps draining so the reader never blocks.
-func (f *fileChunks) work(ctx context.Context, cancel context.CancelCauseFunc, w *repository.ChunkWriter) {
+func (f *fileChunks) work(ctx context.Context, cancel context.CancelCauseFunc) {
 	p := f.p
 	for j := range f.jobs {
-		id, err := p.storeChunk(ctx, w, j.data)
-		p.bufs <- j.data[:cap(j.data)]
+		id, err := p.storeChunk(ctx, j.data)
+		f.done(j)
 		if err != nil {
 			cancel(err)
 			continue
@@ -177,35 +199,42 @@ func (f *fileChunks) work(ctx context.Context, cancel context.CancelCauseFunc, w
 	}
 }
 
-// read hands src's chunks to the workers as jobs, hashing the whole file on
-// the way, and closes jobs at the end of the file, on a read error or when
-// ctx is cancelled.
+// read hands src's chunks to the workers and the hasher, and closes their
+// queues at the end of the file, on a read error or when ctx is cancelled.
 func (f *fileChunks) read(ctx context.Context, src chunkSource) error {
 	p := f.p
 	defer close(f.jobs)
+	defer close(f.hashq)
 	for i := 0; ; i++ {
-		var buf []byte
-		select {
-		case buf = <-p.bufs:
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		buf, err := p.mem.buffer(ctx)
+		if err != nil {
+			return err
 		}
 		n, err := src.Next(ctx, buf[:p.chunkSize])
 		if n > 0 && err == nil {
-			f.h.Write(buf[:n])
 			f.size += int64(n)
 			p.bytesRead.Add(int64(n))
 			f.mu.Lock()
 			f.results = append(f.results, "")
 			f.mu.Unlock()
+			j := job{index: i, data: buf[:n], refs: new(atomic.Int32)}
+			j.refs.Store(2)
+			// The hasher's queue holds a few chunks: the hasher keeps
+			// pace with the reader, and a worker that fails stops both.
 			select {
-			case f.jobs <- job{index: i, data: buf[:n]}:
+			case f.hashq <- j:
 			case <-ctx.Done():
-				p.bufs <- buf
+				p.mem.putBuffer(buf)
+				return context.Cause(ctx)
+			}
+			select {
+			case f.jobs <- j:
+			case <-ctx.Done():
+				f.done(j)
 				return context.Cause(ctx)
 			}
 		} else {
-			p.bufs <- buf
+			p.mem.putBuffer(buf)
 		}
 		if err == io.EOF {
 			return nil
@@ -233,7 +262,7 @@ func (e *eofReader) Read(p []byte) (int, error) {
 
 // storeChunk returns the chunk's manifest entry, uploading it unless it is
 // all zeros or already stored.
-func (p *pipeline) storeChunk(ctx context.Context, w *repository.ChunkWriter, data []byte) (string, error) {
+func (p *pipeline) storeChunk(ctx context.Context, data []byte) (string, error) {
 	if repository.IsZero(data) {
 		p.chunksZeros.Add(1)
 		return repository.ZeroChunk, nil
@@ -251,8 +280,12 @@ func (p *pipeline) storeChunk(ctx context.Context, w *repository.ChunkWriter, da
 			p.index.Add(id, so)
 		}
 	} else {
-		var err error
+		w, err := p.mem.writer(ctx)
+		if err != nil {
+			return "", err
+		}
 		so, err = w.Put(ctx, id, data)
+		p.mem.putWriter(w)
 		if err != nil {
 			return "", fmt.Errorf("store chunk %s: %w", id, err)
 		}

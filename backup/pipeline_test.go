@@ -46,7 +46,7 @@ func TestPipelineFileEnds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newPipeline(repo, repository.NewIndex(), 2, func(int64) {})
+			p := newPipeline(repo, repository.NewIndex(), 2, nil, func(int64) {})
 			defer p.close()
 			size, _, chunks, err := p.store(t.Context(), tc.r)
 			if _, cut := tc.r.(*cutReader); cut {

@@ -88,6 +88,10 @@ func (r *Repository) maxStoredSize() int64 {
 	return cs + cs/64 + 64<<10 + 8<<10*int64(len(r.cfg.Recipients))
 }
 
+// MaxStoredSize is the largest stored object a chunk may become (see
+// maxStoredSize): what a chunk writer's buffers hold, for memory budgets.
+func (r *Repository) MaxStoredSize() int64 { return r.maxStoredSize() }
+
 // ChunkWriter encodes and uploads chunks. Each worker owns one: it reuses
 // a zstd encoder and its buffers, so steady-state writing allocates no
 // chunk-sized buffers. Not safe for concurrent use.

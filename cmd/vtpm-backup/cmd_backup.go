@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ type backupOptions struct {
 	Exclude     []string
 	Parallel    int
 	Workers     int
+	MaxMemory   byteSize
 	Quiesce     bool
 	SkipUncap   bool
 	DryRun      bool
@@ -47,6 +49,8 @@ func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Exclude, "exclude", nil, "skip VMs whose name matches this `glob` (e.g. 'test-*'); repeatable")
 	fs.IntVar(&o.Parallel, "parallel", 1, "back up `N` VMs at once")
 	fs.IntVar(&o.Workers, "workers", 2, "chunk workers per VM (hash, compress, encrypt, upload)")
+	o.MaxMemory = backup.DefaultMaxMemory
+	fs.Var(&o.MaxMemory, "max-memory", "memory `size` for the chunk buffers of the whole run, shared by all VMs (e.g. 256MiB); see MEMORY")
 	fs.BoolVar(&o.Quiesce, "quiesce", false, "quiesce the guest's file systems with VMware Tools before the snapshot (file systems only: vSphere does not quiesce applications of encrypted VMs, and vTPM VMs are encrypted)")
 	fs.BoolVar(&o.SkipUncap, "skip-uncapturable", false, "back up a VM without the disks this backup cannot capture (vSAN, vVols, independent, RDM) instead of failing it; the backup records what it left out")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "list the files, sizes and keys that would be backed up; touch nothing")
@@ -54,6 +58,20 @@ func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
 	o.WriterKey.AddFlags(fs, "sign backups with the writer key in `file`")
 	o.Metrics.AddFlags(fs)
 }
+
+// backupMemoryHelp is the MEMORY section of the backup command's help.
+const backupMemoryHelp = `MEMORY
+  The chunk buffers and encoders of a run come from one budget, --max-memory
+  (default 128MiB, at least 32MiB), shared by the VMs backed up at once:
+  --parallel 8 shares it rather than taking eight times as much, so VMs wait
+  for a buffer instead of growing the process. Unless GOMEMLIMIT is set, the
+  Go runtime is told to collect garbage before the heap outgrows the budget
+  plus 64 MiB.
+  Raise it for large chunk sizes (a writer holds two stored chunks) or
+  many --workers; more memory than --parallel x (3 x --workers + 2) chunks
+  is never used.
+
+`
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
 	var opts backupOptions
@@ -109,7 +127,7 @@ must exist, names are case-sensitive. Tags are read from the vCenter's vAPI
 (REST) endpoint with the same user, so they need a vCenter, not an ESXi.
 One VM's failure does not stop the others.
 
-METRICS
+` + backupMemoryHelp + `METRICS
   --metrics-file writes Prometheus gauges for node_exporter's textfile
   collector (atomically); --metrics-push sends them to a Pushgateway,
   replacing the group job="vtpm-backup-backup", instance=--metrics-instance
@@ -172,9 +190,13 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	if opts.Parallel < 1 || opts.Workers < 1 {
 		return newUsageError(fmt.Errorf("--parallel %d / --workers %d: must be at least 1", opts.Parallel, opts.Workers), "")
 	}
+	if opts.MaxMemory < backup.MinMaxMemory {
+		return newUsageError(fmt.Errorf("--max-memory %s: must be at least %s", &opts.MaxMemory, formatByteSize(backup.MinMaxMemory)), "")
+	}
 	if err := opts.Metrics.check(opts.DryRun); err != nil {
 		return err
 	}
+	limitHeap(g, int64(opts.MaxMemory))
 	repo, err := opts.Repo.open(ctx, g.clock)
 	if err != nil {
 		return err
@@ -197,6 +219,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	b := backup.New(c, repo, backup.Options{
 		Workers:          opts.Workers,
 		Parallel:         opts.Parallel,
+		MaxMemory:        int64(opts.MaxMemory),
 		IncludeLogs:      opts.IncludeLogs,
 		Quiesce:          opts.Quiesce,
 		SkipUncapturable: opts.SkipUncap,
@@ -229,6 +252,22 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		return fmt.Errorf("%d of %d VMs failed: %s", failed, len(results), strings.Join(names, ", "))
 	}
 	return nil
+}
+
+// heapSlack is what the Go heap may hold beyond the chunk memory budget:
+// manifests, the index of known chunks, connections, garbage not yet
+// collected.
+const heapSlack = 64 << 20
+
+// limitHeap sets the Go runtime's soft memory limit to the budget plus
+// heapSlack, unless the user set GOMEMLIMIT: without it the collector lets
+// the heap grow to twice what is live before it runs, and a run whose
+// buffers are bounded still doubles its resident memory with garbage.
+func limitHeap(g *globalOptions, budget int64) {
+	if _, set := g.lookupEnv("GOMEMLIMIT"); set {
+		return
+	}
+	debug.SetMemoryLimit(budget + heapSlack)
 }
 
 // backupEvents turns backup progress into bars and JSON lines.

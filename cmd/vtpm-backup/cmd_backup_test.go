@@ -129,6 +129,8 @@ func TestBackupCommandDryRunAndUsage(t *testing.T) {
 		{"bad glob", []string{"backup", "--all", "--exclude", "["}},
 		{"all excluded", []string{"backup", "--all", "--exclude", "*"}},
 		{"bad parallel", []string{"backup", "--all", "--parallel", "0"}},
+		{"memory budget below the minimum", []string{"backup", "--all", "--max-memory", "8MiB"}},
+		{"memory budget not a size", []string{"backup", "--all", "--max-memory", "lots"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

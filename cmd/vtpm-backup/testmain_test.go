@@ -29,6 +29,10 @@ func TestMain(m *testing.M) {
 		"GOVC_URL", "GOVC_USERNAME", "GOVC_PASSWORD", "GOVC_INSECURE", "GOVC_TLS_CA_CERTS", "GOVC_DATACENTER"} {
 		os.Unsetenv(k)
 	}
+	// Backups in this process would set its Go memory limit (limitHeap),
+	// and the simulator and other tests share the heap; children that
+	// measure memory drop this from their environment.
+	os.Setenv("GOMEMLIMIT", "off")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
