@@ -45,7 +45,9 @@ func (e *Env) AddCluster(ctx context.Context, name string, hosts int, drs bool) 
 		if err := mount(ctx, object.NewHostSystem(e.Client.Vim25(), ref), Datastore, url); err != nil {
 			return nil, err
 		}
-		e.updateHost(ref, types.HostCryptoStateIncapable)
+		if h, ok := e.Model.Map().Get(ref).(*simulator.HostSystem); ok {
+			newHostState(e.simContext(), h)
+		}
 	}
 	return cluster, nil
 }

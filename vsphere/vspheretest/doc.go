@@ -53,6 +53,13 @@
 //     host starts incapable, as ESXi does; CreateVTPMVM's encryption puts
 //     the VM's host into safe mode. Env.DenyPrivileges (or
 //     EnvOptions.DeniedPrivileges) takes privileges from the user.
+//   - The simulator's hosts report no TPM and it hands any key to any
+//     host. Every host here has a TPM 2.0 (capability.tpmSupported,
+//     tpmVersion), as the servers of vTPM VMs do; Env.SetHostTPM takes it
+//     away. Like vCenter, a Native Key Provider's key reaches only hosts
+//     in a cluster (the VPX model's DC0_H0 is standalone), and only hosts
+//     with a TPM when the provider has tpmRequired: elsewhere the VM is
+//     registered locked.
 //   - The simulator registers a VM in any cluster without a host. vCenter
 //     leaves the choice to itself only for a standalone host or a cluster
 //     with DRS: the registration emulation refuses a cluster without DRS

@@ -100,13 +100,13 @@ func (e *Env) updateHost(ref types.ManagedObjectReference, state types.HostCrypt
 	}
 }
 
-// initHostCryptoState puts every host in the state ESXi starts in:
-// incapable of running encrypted VMs until vCenter prepares it.
+// initHostCryptoState puts every host in the state ESXi starts in (see
+// newHostState).
 func initHostCryptoState(r *simulator.Registry) {
 	ctx := &simulator.Context{Map: r}
 	for _, e := range r.All("HostSystem") {
 		if h, ok := e.(*simulator.HostSystem); ok {
-			r.AtomicUpdate(ctx, h, []types.PropertyChange{{Name: "runtime.cryptoState", Val: string(types.HostCryptoStateIncapable)}})
+			newHostState(ctx, h)
 		}
 	}
 }
@@ -130,20 +130,23 @@ func prepareHost(ctx *simulator.Context, ref types.ManagedObjectReference, mayRe
 	return false
 }
 
-// keyToHost emulates what vCenter does once an encrypted VM sits on a host:
-// it puts the host into encryption mode when it may (PrivRegisterHost), and
-// hands the VM's key to the host when the user may (PrivRegisterVM).
-// Otherwise the VM stays registered but locked: runtime.cryptoState locked
-// and connection state invalid, as vSphere shows a VM whose host has no
-// key. Unencrypted VMs are left alone.
-func (r *role) keyToHost(ctx *simulator.Context, vm *simulator.VirtualMachine, encrypted bool) {
-	if !encrypted {
+// keyToHost emulates what vCenter does once a VM encrypted with key sits
+// on a host: it puts the host into encryption mode when it may
+// (PrivRegisterHost), and hands the VM's key to the host when the user may
+// (PrivRegisterVM) and the key's provider serves that host (a Native Key
+// Provider serves only cluster hosts, and only hosts with a TPM when
+// created with tpmRequired: nativeKeyReaches). Otherwise the VM stays
+// registered but locked: runtime.cryptoState locked and connection state
+// invalid, as vSphere shows a VM whose host has no key. Unencrypted VMs
+// (key nil) are left alone.
+func (r *role) keyToHost(ctx *simulator.Context, vm *simulator.VirtualMachine, key *types.CryptoKeyId) {
+	if key == nil {
 		return
 	}
 	var hostRef *types.ManagedObjectReference
 	ctx.WithLock(vm, func() { hostRef = vm.Runtime.Host })
 	locked := !r.has(PrivRegisterVM)
-	if hostRef != nil && !prepareHost(ctx, *hostRef, r.has(PrivRegisterHost)) {
+	if hostRef != nil && (!nativeKeyReaches(ctx, *key, *hostRef) || !prepareHost(ctx, *hostRef, r.has(PrivRegisterHost))) {
 		locked = true
 	}
 	changes := []types.PropertyChange{{Name: "runtime.cryptoState", Val: string(types.VirtualMachineCryptoStateUnlocked)}}
@@ -161,6 +164,13 @@ func (r *role) keyToHost(ctx *simulator.Context, vm *simulator.VirtualMachine, e
 func (e *Env) encrypted(ref types.ManagedObjectReference) {
 	admin := newRole(nil)
 	if vm, ok := e.Model.Map().Get(ref).(*simulator.VirtualMachine); ok {
-		admin.keyToHost(e.simContext(), vm, true)
+		var key *types.CryptoKeyId
+		e.Model.Map().WithLock(e.simContext(), vm, func() {
+			if vm.Config != nil && vm.Config.KeyId != nil {
+				k := *vm.Config.KeyId
+				key = &k
+			}
+		})
+		admin.keyToHost(e.simContext(), vm, key)
 	}
 }

@@ -137,7 +137,7 @@ func (f *registeringFolder) register(ctx *simulator.Context, req *types.Register
 	}
 	cleanup()
 	ctx.WithLock(vm, func() { vm.RefreshStorageInfo(ctx, nil) })
-	f.role.keyToHost(ctx, vm, key != nil)
+	f.role.keyToHost(ctx, vm, key)
 	return ref, nil
 }
 
