@@ -22,8 +22,14 @@ const nkpID = "nkp-prod"
 // Provider; it returns the fixture and the provider's identity.
 func newNKPFixture(t *testing.T, name string) (*fixture, string) {
 	t.Helper()
+	return newNKPFixtureOf(t, name, vspheretest.NativeProvider{ID: nkpID, HasBackup: true})
+}
+
+// newNKPFixtureOf is newNKPFixture with the provider described by spec.
+func newNKPFixtureOf(t *testing.T, name string, spec vspheretest.NativeProvider) (*fixture, string) {
+	t.Helper()
 	env := simtest.Start(t, vspheretest.EnvOptions{APIVersion: vspheretest.API80U3})
-	identity := env.AddNativeProviderSpec(vspheretest.NativeProvider{ID: nkpID, HasBackup: true})
+	identity := env.AddNativeProviderSpec(spec)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +39,7 @@ func newNKPFixture(t *testing.T, name string) (*fixture, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: name, Seed: 9, DiskSize: testDiskSize, ProviderID: nkpID})
+	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: name, Seed: 9, DiskSize: testDiskSize, ProviderID: spec.ID})
 	res := backup.New(env.Client, repo, backup.Options{ToolVersion: "test"}, nil).BackupVM(t.Context(), vm.VM)
 	if res.Err != nil {
 		t.Fatalf("backup: %v", res.Err)

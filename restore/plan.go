@@ -111,6 +111,9 @@ func SpaceMargin(total int64) int64 { return total/100 + 256<<20 }
 //     *keys.NotAvailableError, which wraps keys.ErrKeyNotAvailable);
 //  3. datastore, folder, pool and host exist (ErrBadTarget); no VM with
 //     the new name and no home folder "[ds] NAME/" exist (ErrCollision);
+//     the hosts the VM may run on can get its Native Key Provider keys: in
+//     a cluster, with a TPM 2.0 when the provider requires one
+//     (*KeyHostError, which wraps ErrKeyHost);
 //  4. the datastore has room for the files plus SpaceMargin (ErrNoSpace);
 //  5. the repository's identity decrypts a sample chunk
 //     (repository.ErrWrongIdentity, ErrNoIdentity).
@@ -141,6 +144,9 @@ func Preflight(ctx context.Context, c *vsphere.Client, repo *repository.Reposito
 		return nil, err
 	}
 	c = p.placement.Client // the target's datacenter, from here on
+	if err := p.checkKeyHosts(ctx, c); err != nil {
+		return nil, err
+	}
 	if err := p.refuseIdentityClash(ctx, c); err != nil {
 		return nil, err
 	}

@@ -239,6 +239,11 @@ func lockedError(plan *Plan, le *vsphere.LockedError) error {
 		host = "host " + le.Host
 	}
 	remedy := "Grant the restoring account the privilege Cryptographer.RegisterVM (Cryptographic operations > Register VM)"
+	if natives := plan.nativeProviders(); len(natives) > 0 {
+		// The pre-check found the host fit (checkKeyHosts); it may have
+		// changed since.
+		remedy = fmt.Sprintf("Check that %s is still in a cluster and, if the Native Key Provider %s requires one, has a TPM 2.0. ", host, natives[0].ID) + remedy
+	}
 	if le.HostEncryptionOff() {
 		remedy += fmt.Sprintf(", and Cryptographer.RegisterHost (Cryptographic operations > Register host) so that vCenter can put %s into encryption mode (its cryptoState is %q), or have an administrator do so", host, le.HostCryptoState)
 	}

@@ -22,8 +22,15 @@ type restoreFixture struct {
 
 func newRestoreFixture(t *testing.T, name string) *restoreFixture {
 	t.Helper()
-	env := simtest.Start(t)
-	vm := simtest.CreateVTPMVM(t, env, vspheretest.VMOptions{Name: name, Seed: 11, DiskSize: 8 << 20})
+	return newRestoreFixtureIn(t, simtest.Start(t), vspheretest.VMOptions{Name: name})
+}
+
+// newRestoreFixtureIn is newRestoreFixture with the VM o in env.
+func newRestoreFixtureIn(t *testing.T, env *vspheretest.Env, o vspheretest.VMOptions) *restoreFixture {
+	t.Helper()
+	name := o.Name
+	o.Seed, o.DiskSize = 11, 8<<20
+	vm := simtest.CreateVTPMVM(t, env, o)
 	dir := t.TempDir()
 	f := &restoreFixture{env: env, vm: vm, repo: filepath.Join(dir, "repo"), identity: filepath.Join(dir, "id.key")}
 	if _, stderr, code := cli(t, "init", "--repo", f.repo, "--generate-identity", f.identity, "--chunk-size", "1MiB"); code != exitOK {

@@ -32,7 +32,8 @@ const exitStatusHelp = `EXIT STATUS
   2  usage error or bad input (unknown flag, bad --repo URL, bad recipient,
      bad chunk size, repository already initialized)
   3  refused or not ready (a key a backup depends on is not available on the
-     target vCenter; an audit found a VM that cannot be restored; a backup
+     target vCenter, or cannot reach the target host: a Native Key Provider
+     serves only hosts in a cluster, with a TPM 2.0 if it requires one; an audit found a VM that cannot be restored; a backup
      is rejected as unsigned, forged or signed by an untrusted writer key)
   130  interrupted by SIGINT (Ctrl-C) or SIGTERM, after cleaning up (a
      second signal stops at once)`
@@ -115,6 +116,7 @@ func exitRules() []exitRule {
 		{restore.ErrNotRestorable, exitNotReady},
 		{restore.ErrVMLocked, exitNotReady},
 		{restore.ErrIdentityInUse, exitNotReady},
+		{restore.ErrKeyHost, exitNotReady},
 		{repository.ErrLocked, exitNotReady},
 		{repository.ErrUnreadableManifest, exitNotReady},
 		{repository.ErrRejected, exitNotReady},
