@@ -9,43 +9,18 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vtpm-backup/vtpm-backup/vsphere"
+	"github.com/vtpm-backup/vtpm-backup/vsphere/vspheretest"
 )
 
-// esxiInfo is what VMInfo holds for a VM with one user snapshot (delta
-// -000001) as real ESXi lays it out: the simulator creates no delta disks.
-// Its swap file sits at a path that does not parse, as a swap on a
-// datastore with an odd name might.
+// esxiInfo is vspheretest.ESXiSnapshotLayout with its swap file at a path
+// that does not parse, as a swap on a datastore with an odd name might,
+// and the nvram listed twice.
 func esxiInfo() *vsphere.VMInfo {
-	f := func(key int32, name, typ string, size int64) types.VirtualMachineFileLayoutExFileInfo {
-		return types.VirtualMachineFileLayoutExFileInfo{Key: key, Name: "[ds1] vm1/" + name, Type: typ, Size: size}
-	}
-	swap := types.VirtualMachineFileLayoutExFileInfo{Key: 10, Name: "swap-ds/vm1-abc.vswp", Type: "swap", Size: 4 << 30}
-	return &vsphere.VMInfo{Name: "vm1", Raw: &mo.VirtualMachine{
-		LayoutEx: &types.VirtualMachineFileLayoutEx{
-			File: []types.VirtualMachineFileLayoutExFileInfo{
-				f(0, "vm1.vmx", "config", 3000),
-				f(1, "vm1.vmxf", "extendedConfig", 200),
-				f(2, "vm1.nvram", "nvram", 270000),
-				f(3, "vm1.vmsd", "snapshotList", 500),
-				f(4, "vm1.vmdk", "diskDescriptor", 600),
-				f(5, "vm1-flat.vmdk", "diskExtent", 1<<30),
-				f(6, "vm1-000001.vmdk", "diskDescriptor", 400),
-				f(7, "vm1-000001-sesparse.vmdk", "diskExtent", 1<<20),
-				f(8, "vm1-Snapshot1.vmsn", "snapshotData", 30000),
-				f(9, "vmware.log", "log", 100000),
-				swap,
-				f(11, "vm1-orphan-flat.vmdk", "diskExtent", 1<<20),
-				f(12, "vm1.nvram", "nvram", 270000), // listed twice
-			},
-			Disk: []types.VirtualMachineFileLayoutExDiskLayout{{
-				Key: 2000,
-				Chain: []types.VirtualMachineFileLayoutExDiskUnit{
-					{FileKey: []int32{4, 5}},
-					{FileKey: []int32{6, 7}},
-				},
-			}},
-		},
-	}}
+	info := vspheretest.ESXiSnapshotLayout()
+	files := info.Raw.LayoutEx.File
+	files[10].Name = "swap-ds/vm1-abc.vswp"
+	info.Raw.LayoutEx.File = append(files, types.VirtualMachineFileLayoutExFileInfo{Key: 12, Name: files[2].Name, Type: "nvram", Size: files[2].Size})
+	return info
 }
 
 func TestLayout(t *testing.T) {
