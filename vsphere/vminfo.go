@@ -37,6 +37,9 @@ type VMInfo struct {
 	// Disks lists the virtual disks with their current backing file and key.
 	Disks      []DiskInfo
 	PowerState types.VirtualMachinePowerState
+	// ChangeTracking is config.changeTrackingEnabled: Changed Block
+	// Tracking is on (active from the stun after it was turned on).
+	ChangeTracking bool
 
 	HostName      string
 	Host          *types.ManagedObjectReference
@@ -90,6 +93,11 @@ type DiskInfo struct {
 	// BackingObjectID is set for object-backed disks (vSAN, vVols): they
 	// have no flat file.
 	BackingObjectID string
+	// UUID is the virtual disk's UUID (backing uuid), ChangeID its
+	// backing's CBT change ID: set on a snapshot's disks once change
+	// tracking is active, empty otherwise.
+	UUID     string
+	ChangeID string
 }
 
 // Disk backing kinds of DiskInfo.Backing.
@@ -160,17 +168,10 @@ func (c *Client) VMInfo(ctx context.Context, vm *object.VirtualMachine) (*VMInfo
 			info.HomeDir = strings.TrimSuffix(dp.Path, "/")
 		}
 	}
-	devs := object.VirtualDeviceList(m.Config.Hardware.Device)
-	for _, d := range devs.SelectByType((*types.VirtualDisk)(nil)) {
-		disk := d.(*types.VirtualDisk)
-		di := DiskInfo{Key: disk.Key, Label: devs.Name(disk), CapacityInBytes: disk.CapacityInBytes}
-		if disk.DeviceInfo != nil {
-			di.Label = disk.DeviceInfo.GetDescription().Label
-		}
-		di.FileName, di.Chain, di.KeyID, di.ThinProvisioned = diskBacking(disk.Backing)
-		backingKind(&di, disk.Backing)
-		info.Disks = append(info.Disks, di)
+	if t := m.Config.ChangeTrackingEnabled; t != nil {
+		info.ChangeTracking = *t
 	}
+	info.Disks = disksOf(m.Config.Hardware.Device)
 	if info.DatastoreTypes, err = c.datastoreTypes(ctx, m.Datastore); err != nil {
 		return nil, fmt.Errorf("read the datastores of VM %s: %w", m.Name, err)
 	}
@@ -193,6 +194,39 @@ func (c *Client) VMInfo(ctx context.Context, vm *object.VirtualMachine) (*VMInfo
 		}
 	}
 	return info, nil
+}
+
+// disksOf describes the virtual disks among devices.
+func disksOf(devices []types.BaseVirtualDevice) []DiskInfo {
+	var out []DiskInfo
+	devs := object.VirtualDeviceList(devices)
+	for _, d := range devs.SelectByType((*types.VirtualDisk)(nil)) {
+		disk := d.(*types.VirtualDisk)
+		di := DiskInfo{Key: disk.Key, Label: devs.Name(disk), CapacityInBytes: disk.CapacityInBytes}
+		if disk.DeviceInfo != nil {
+			di.Label = disk.DeviceInfo.GetDescription().Label
+		}
+		di.FileName, di.Chain, di.KeyID, di.ThinProvisioned = diskBacking(disk.Backing)
+		backingKind(&di, disk.Backing)
+		di.UUID, di.ChangeID = diskIdentity(disk.Backing)
+		out = append(out, di)
+	}
+	return out
+}
+
+// diskIdentity returns the UUID and CBT change ID of a disk backing.
+func diskIdentity(b types.BaseVirtualDeviceBackingInfo) (uuid, changeID string) {
+	switch x := b.(type) {
+	case *types.VirtualDiskFlatVer2BackingInfo:
+		return x.Uuid, x.ChangeId
+	case *types.VirtualDiskSparseVer2BackingInfo:
+		return x.Uuid, x.ChangeId
+	case *types.VirtualDiskSeSparseBackingInfo:
+		return x.Uuid, x.ChangeId
+	case *types.VirtualDiskRawDiskMappingVer1BackingInfo:
+		return x.Uuid, x.ChangeId
+	}
+	return "", ""
 }
 
 // backingKind fills the backing facts of d that decide whether a disk can

@@ -89,6 +89,8 @@ type Env struct {
 	// keyStatus answers QueryCryptoKeyStatus for NKP keys as vCenter's
 	// API level does.
 	keyStatus *keyStatusFront
+	// cbt emulates Changed Block Tracking (see cbt.go).
+	cbt *cbtFront
 	// inv is Client in DC0, for the fixture's lookups by name.
 	inv *vsphere.Client
 
@@ -133,6 +135,8 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 	// from the end of NewEnv.
 	role := newRole(nil)
 	server.Config.Handler = &strictSOAP{next: server.Config.Handler, reg: model.Map(), role: role}
+	cbt := newCBTFront(server.Config.Handler, model.Map())
+	server.Config.Handler = cbt
 	if opts.Handler != nil {
 		server.Config.Handler = opts.Handler(server.Config.Handler)
 	}
@@ -146,6 +150,7 @@ func NewEnv(ctx context.Context, opts EnvOptions) (*Env, error) {
 		role:     role,
 
 		keyStatus: keyStatus,
+		cbt:       cbt,
 	}
 	if opts.APIVersion != "" {
 		env.SetAPIVersion(opts.APIVersion)

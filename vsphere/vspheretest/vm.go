@@ -47,6 +47,10 @@ type VMOptions struct {
 	// PowerOn starts the VM once its files are written, as a VM being
 	// backed up usually runs: its files are then locked (see doc.go).
 	PowerOn bool
+	// EmptyDisk leaves the thin disk unwritten: its flat extent is a
+	// sparse file of zeros with no block allocated (Env.WriteDisk then
+	// allocates what it writes), instead of the generated content.
+	EmptyDisk bool
 }
 
 // VTPMVM is a created fixture VM and what tests compare against.
@@ -103,7 +107,7 @@ func (e *Env) CreateVTPMVM(ctx context.Context, o VMOptions) (*VTPMVM, error) {
 		return nil, err
 	}
 	out.generateHome(o)
-	if err := e.uploadHome(ctx, out, o.Seed); err != nil {
+	if err := e.uploadHome(ctx, out, o); err != nil {
 		return nil, err
 	}
 	if o.PowerOn {
@@ -279,7 +283,7 @@ func (v *VTPMVM) generateHome(o VMOptions) {
 // uploadHome writes the .vmx, the .nvram and the disk content of seed over
 // the datastore file service, then has vCenter rescan the files (layoutEx
 // sizes change only then in the simulator).
-func (e *Env) uploadHome(ctx context.Context, v *VTPMVM, seed uint64) error {
+func (e *Env) uploadHome(ctx context.Context, v *VTPMVM, o VMOptions) error {
 	c := v.Client
 	if err := c.Upload(ctx, v.Datastore, v.VMXPath, bytes.NewReader(v.VMX), int64(len(v.VMX))); err != nil {
 		return err
@@ -288,9 +292,18 @@ func (e *Env) uploadHome(ctx context.Context, v *VTPMVM, seed uint64) error {
 		return err
 	}
 	h := sha256.New()
-	disk := io.TeeReader(NewDiskContent(seed, v.DiskSize), h)
-	if err := c.Upload(ctx, v.Datastore, v.FlatPath, disk, v.DiskSize); err != nil {
-		return err
+	if o.EmptyDisk {
+		if err := e.emptyDisk(v); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(h, zeroReader{}, v.DiskSize); err != nil {
+			return err
+		}
+	} else {
+		disk := io.TeeReader(NewDiskContent(o.Seed, v.DiskSize), h)
+		if err := c.Upload(ctx, v.Datastore, v.FlatPath, disk, v.DiskSize); err != nil {
+			return err
+		}
 	}
 	copy(v.DiskSHA256[:], h.Sum(nil))
 	return c.RefreshStorageInfo(ctx, v.VM)
