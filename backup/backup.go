@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vtpm-backup/vtpm-backup/internal/clock"
 	"github.com/vtpm-backup/vtpm-backup/keys"
@@ -59,6 +60,17 @@ type Options struct {
 	SkipUncapturable bool
 	// DryRun lists what would be backed up and touches nothing.
 	DryRun bool
+	// CBT says whether disks are read through Changed Block Tracking;
+	// default CBTAuto.
+	CBT CBTMode
+	// EnableCBT turns CBT on for VMs that have it off, with a warning.
+	EnableCBT bool
+	// FullEvery, when > 0, reads a disk whole when the FullEvery-1
+	// backups before read it in part through CBT.
+	FullEvery int
+	// VerifyCBT reads every disk whole and reports the chunks CBT would
+	// have missed (Result.CBTMissed).
+	VerifyCBT bool
 	// ToolVersion goes into manifests.
 	ToolVersion string
 	// Clock dates backups and judges snapshot ages; nil means the
@@ -98,8 +110,19 @@ type Result struct {
 	Warnings []string
 	// SweptSnapshots names stale snapshots of ours that were removed.
 	SweptSnapshots []string
-	Manifest       *repository.Manifest
-	Err            error
+	// Disks says per disk how it was read and, when CBT did not spare
+	// reading it whole, why (the manifest's records).
+	Disks []repository.DiskRecord
+	// DiskBytesRead is the disk data read from the datastore (BytesRead
+	// less the home files).
+	DiskBytesRead int64
+	// CBTEnabled: this run turned CBT on for the VM (EnableCBT).
+	CBTEnabled bool
+	// CBTMissed counts chunks CBT reported unchanged that had changed
+	// (VerifyCBT).
+	CBTMissed int
+	Manifest  *repository.Manifest
+	Err       error
 }
 
 // Backuper backs up VMs of one vCenter into one repository.
@@ -125,6 +148,9 @@ func New(c *vsphere.Client, repo *repository.Repository, opts Options, events Ev
 	}
 	if opts.Parallel <= 0 {
 		opts.Parallel = 1
+	}
+	if opts.CBT == "" {
+		opts.CBT = CBTAuto
 	}
 	if events == nil {
 		events = NopEvents{}
@@ -173,17 +199,18 @@ func (b *Backuper) loadPrevious(ctx context.Context) error {
 	return nil
 }
 
-// indexPrevious adds the chunks of the VM's latest backup to the index. A
+// indexPrevious adds the chunks of the VM's latest backup to the index and
+// returns that backup (nil when none), whose change IDs CBT starts from. A
 // manifest that turns out unreadable only costs re-uploading.
-func (b *Backuper) indexPrevious(ctx context.Context, info *vsphere.VMInfo, res *Result) error {
+func (b *Backuper) indexPrevious(ctx context.Context, info *vsphere.VMInfo, res *Result) (*repository.Manifest, error) {
 	if err := b.loadPrevious(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	b.prevMu.Lock()
 	prev, ok := b.prev[vmKey(info.InstanceUUID, info.Name)]
 	b.prevMu.Unlock()
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	id := prev.ID
 	res.Previous = prev.Time
@@ -191,12 +218,12 @@ func (b *Backuper) indexPrevious(ctx context.Context, info *vsphere.VMInfo, res 
 	switch {
 	case errors.Is(err, repository.ErrCorruptManifest) || errors.Is(err, repository.ErrManifestNotFound):
 		res.Warnings = append(res.Warnings, fmt.Sprintf("previous backup %s unusable (%v): every chunk is checked against storage instead", id, err))
-		return nil
+		return nil, nil
 	case err != nil:
-		return err
+		return nil, err
 	}
 	b.index.AddManifest(m)
-	return nil
+	return m, nil
 }
 
 // lockRun takes the shared lock a Run holds from before it learns which
@@ -341,7 +368,12 @@ func (b *Backuper) backupVM(ctx context.Context, vm *object.VirtualMachine, res 
 		// datastore lacks; so does the dry run.
 		return j.checkFilesExist(ctx)
 	}
-	if err := b.indexPrevious(ctx, j.info, res); err != nil {
+	prev, err := b.indexPrevious(ctx, j.info, res)
+	if err != nil {
+		return err
+	}
+	j.prev = prev
+	if err := j.prepareCBT(ctx); err != nil {
 		return err
 	}
 	j.start()
@@ -379,6 +411,14 @@ type vmBackup struct {
 	// (vsphere.Client.ForVM): the VM's "[ds] path" names mean its own
 	// datastores, whatever datastore of another datacenter has that name.
 	c *vsphere.Client
+	// prev is the VM's previous backup (nil: none); snap our snapshot and
+	// snapDisks its disks by key (snapErr when they could not be read);
+	// disks the manifest's disk records (cbt.go).
+	prev      *repository.Manifest
+	snap      types.ManagedObjectReference
+	snapDisks map[int32]vsphere.DiskInfo
+	snapErr   error
+	disks     []repository.DiskRecord
 }
 
 // inspect reads the VM and, for a real run, removes the stale snapshots of
@@ -527,7 +567,13 @@ func (j *vmBackup) copyFiles(ctx context.Context, home bool) error {
 			continue
 		}
 		j.b.events.Status(name, "copying "+f.String())
-		mf, err := j.b.storeFile(ctx, j.p, j.c, files, f)
+		var mf repository.File
+		var err error
+		if !home && f.Disk && f.Type == repository.FileDiskExtent {
+			mf, err = j.storeDisk(ctx, files, f)
+		} else {
+			mf, err = j.b.storeFile(ctx, j.p, j.c, files, f)
+		}
 		if err != nil {
 			if errors.Is(err, vsphere.ErrFileNotFound) {
 				return missingFile(name, f)
@@ -556,6 +602,7 @@ func (j *vmBackup) snapshotAndCopyDisks(ctx context.Context) (err error) {
 		}
 		return fmt.Errorf("VM %s: %w", name, err)
 	}
+	j.readSnapshotDisks(ctx, snap)
 	snapRemoved := false
 	defer func() {
 		if snapRemoved {
@@ -622,6 +669,7 @@ func (j *vmBackup) writeManifest(ctx context.Context) error {
 		EncryptionConfig: j.keys.EncryptionExtraConfig,
 		SkippedDisks:     j.skipped,
 		NotRegistrable:   j.notRegistrable,
+		Disks:            j.disks,
 	},
 		Files:   j.stored,
 		Objects: j.p.objects,
@@ -632,6 +680,7 @@ func (j *vmBackup) writeManifest(ctx context.Context) error {
 	}
 	res.BackupID = j.id
 	res.Manifest = m
+	res.Disks = j.disks
 	return nil
 }
 
@@ -640,11 +689,20 @@ func (j *vmBackup) writeManifest(ctx context.Context) error {
 func (b *Backuper) storeFile(ctx context.Context, p *pipeline, c *vsphere.Client, files *vsphere.Files, f sourceFile) (repository.File, error) {
 	src, err := files.Open(ctx, f.Datastore, f.path())
 	if err != nil {
-		if f.Type == repository.FileDiskExtent && errors.Is(err, vsphere.ErrFileRefused) {
-			return repository.File{}, fmt.Errorf("read %s: %w: the VM's host would not serve this disk over the datastore file service; see README, How the data travels", f, err)
-		}
-		return repository.File{}, fmt.Errorf("read %s: %w", f, err)
+		return repository.File{}, openError(f, err)
 	}
+	return b.storeSource(ctx, p, c, src, f)
+}
+
+func openError(f sourceFile, err error) error {
+	if f.Type == repository.FileDiskExtent && errors.Is(err, vsphere.ErrFileRefused) {
+		return fmt.Errorf("read %s: %w: the VM's host would not serve this disk over the datastore file service; see README, How the data travels", f, err)
+	}
+	return fmt.Errorf("read %s: %w", f, err)
+}
+
+// storeSource stores an opened file whole.
+func (b *Backuper) storeSource(ctx context.Context, p *pipeline, c *vsphere.Client, src vsphere.DiskSource, f sourceFile) (repository.File, error) {
 	cr := c.NewChunkReader(src, p.chunkSize)
 	defer cr.Close()
 	size, sum, chunks, err := p.storeChunks(ctx, cr)

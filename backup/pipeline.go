@@ -20,6 +20,11 @@ type Stats struct {
 	ChunksNew     int64
 	ChunksKnown   int64
 	ChunksZero    int64
+	// BytesSkipped is disk data not read thanks to Changed Block
+	// Tracking: chunks taken from the previous backup (ChunksReused) or
+	// unallocated, hence zero.
+	BytesSkipped int64
+	ChunksReused int64
 }
 
 // pipeline cuts files into fixed, aligned chunks and stores the new ones
@@ -39,6 +44,7 @@ type pipeline struct {
 
 	bytesRead, bytesUploaded            atomic.Int64
 	chunksNew, chunksKnown, chunksZeros atomic.Int64
+	bytesSkipped, chunksReused          atomic.Int64
 }
 
 // newPipeline returns a pipeline with workers workers drawing on mem; nil
@@ -72,6 +78,8 @@ func (p *pipeline) stats() Stats {
 		ChunksNew:     p.chunksNew.Load(),
 		ChunksKnown:   p.chunksKnown.Load(),
 		ChunksZero:    p.chunksZeros.Load(),
+		BytesSkipped:  p.bytesSkipped.Load(),
+		ChunksReused:  p.chunksReused.Load(),
 	}
 }
 
@@ -96,6 +104,18 @@ func (f *fileChunks) done(j job) {
 // transfer at the chunk it was reading.
 type chunkSource interface {
 	Next(ctx context.Context, buf []byte) (int, error)
+}
+
+// knownChunks is a chunkSource that hands over some chunks without data,
+// their manifest entry being known without reading them: the previous
+// backup's chunk where Changed Block Tracking reports no change, a zero
+// chunk where it reports nothing allocated.
+type knownChunks interface {
+	chunkSource
+	// Known returns the entry, stored object (for a non-zero entry) and
+	// plaintext size of the next chunk when it is known, and moves past
+	// it; ok false means the next chunk must be read with Next.
+	Known() (entry string, so repository.StoredObject, size int64, ok bool)
 }
 
 // readerChunks cuts an io.Reader into chunks; a reader that fails ends the
@@ -164,6 +184,11 @@ func (p *pipeline) storeChunks(ctx context.Context, src chunkSource) (size int64
 	if readErr != nil {
 		return 0, "", nil, readErr
 	}
+	if f.partial {
+		// Not every byte went through the hash: there is no whole-file
+		// SHA-256 to record (see repository.File).
+		return f.size, "", f.results, nil
+	}
 	return f.size, hex.EncodeToString(f.h.Sum(nil)), f.results, nil
 }
 
@@ -176,6 +201,8 @@ type fileChunks struct {
 	hashq chan job
 	h     hash.Hash
 	size  int64
+	// partial: some chunks were known without reading (knownChunks).
+	partial bool
 
 	mu      sync.Mutex
 	results []string
@@ -205,7 +232,16 @@ func (f *fileChunks) read(ctx context.Context, src chunkSource) error {
 	p := f.p
 	defer close(f.jobs)
 	defer close(f.hashq)
+	known, _ := src.(knownChunks)
 	for i := 0; ; i++ {
+		if known != nil {
+			if entry, so, n, ok := known.Known(); ok {
+				if err := f.reuse(ctx, entry, so, n); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		buf, err := p.mem.buffer(ctx)
 		if err != nil {
 			return err
@@ -243,6 +279,34 @@ func (f *fileChunks) read(ctx context.Context, src chunkSource) error {
 			return fmt.Errorf("read after %d bytes: %w", f.size, err)
 		}
 	}
+}
+
+// reuse appends a chunk known without reading it to the file.
+func (f *fileChunks) reuse(ctx context.Context, entry string, so repository.StoredObject, n int64) error {
+	p := f.p
+	if entry == repository.ZeroChunk {
+		p.chunksZeros.Add(1)
+	} else {
+		id, err := repository.ParseChunkID(entry)
+		if err != nil {
+			return fmt.Errorf("reuse chunk %q: %w", entry, err)
+		}
+		if so, err = p.repo.EnsureRetained(ctx, id, so); err != nil {
+			return fmt.Errorf("extend retention of chunk %s: %w", id, err)
+		}
+		p.mu.Lock()
+		p.objects[entry] = so
+		p.mu.Unlock()
+		p.chunksReused.Add(1)
+	}
+	f.partial = true
+	f.size += n
+	p.bytesSkipped.Add(n)
+	f.mu.Lock()
+	f.results = append(f.results, entry)
+	f.mu.Unlock()
+	p.progress(n)
+	return nil
 }
 
 // eofReader remembers the error its reader returned, so a clean end of

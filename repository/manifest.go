@@ -90,6 +90,11 @@ type ManifestHeader struct {
 	// names the disk or file and the reason (a linked clone, a disk
 	// outside the home folder).
 	NotRegistrable []string `json:"not_registrable,omitempty"`
+	// Disks describes each virtual disk as the backup's snapshot saw it
+	// (device key, UUID, capacity, CBT change ID) and how it was read:
+	// what the next backup of the VM compares before it trusts Changed
+	// Block Tracking. Manifests written before it existed have none.
+	Disks []DiskRecord `json:"disks,omitempty"`
 	// Summary repeats totals of the chunk lists, filled by WriteManifest.
 	Summary Summary `json:"summary"`
 
@@ -143,6 +148,44 @@ type SkippedDisk struct {
 	Reason string `json:"reason"`
 }
 
+// How a disk's data extent was read (DiskRecord.Read).
+const (
+	// DiskReadFull: every byte was read.
+	DiskReadFull = "full"
+	// DiskReadChanged: only the areas CBT reported changed since the
+	// previous backup were read; the other chunks are the previous
+	// backup's.
+	DiskReadChanged = "changed"
+	// DiskReadAllocated: only the areas CBT reported allocated were read;
+	// the others are zero chunks.
+	DiskReadAllocated = "allocated"
+)
+
+// DiskRecord is one virtual disk of a backup.
+type DiskRecord struct {
+	// Key is the device key, Label the device label ("Hard disk 1").
+	Key   int32  `json:"key"`
+	Label string `json:"label,omitempty"`
+	// UUID is the disk's UUID; Capacity its size in bytes.
+	UUID     string `json:"uuid,omitempty"`
+	Capacity int64  `json:"capacity"`
+	// ChangeID is the CBT change ID of the disk in the backup's snapshot,
+	// empty when change tracking was not active.
+	ChangeID string `json:"change_id,omitempty"`
+	// Extent is the disk's data file, "[ds] dir/name-flat.vmdk", the
+	// File holding its content (empty when the disk has a chain of
+	// several files, whose offsets CBT does not map).
+	Extent string `json:"extent,omitempty"`
+	// Read is DiskReadFull, DiskReadChanged or DiskReadAllocated.
+	Read string `json:"read,omitempty"`
+	// Fallback says why CBT was not used to read less, when it was not.
+	Fallback string `json:"fallback,omitempty"`
+	// CBTChain counts the backups in a row, this one included, that read
+	// the disk in part through CBT (0 after a full read): what
+	// backup --full-every weighs.
+	CBTChain int `json:"cbt_chain,omitempty"`
+}
+
 // KeyInfo is one key the VM depends on.
 type KeyInfo struct {
 	KeyID        string `json:"key_id"`
@@ -185,7 +228,10 @@ type File struct {
 	Dir       string `json:"dir"`
 	Type      string `json:"type"`
 	Size      int64  `json:"size"`
-	SHA256    string `json:"sha256"`
+	// SHA256 is the SHA-256 of the whole file. It is empty for a disk
+	// extent read in part through CBT (DiskRecord.Read): only the chunks'
+	// IDs, the SHA-256 of each chunk, vouch for its content then.
+	SHA256 string `json:"sha256"`
 	// Chunks lists chunk IDs in file order, ZeroChunk for all-zero chunks.
 	Chunks []string `json:"chunks"`
 }
@@ -267,7 +313,7 @@ func (m *Manifest) Validate() error {
 			return bad("file name %q empty, not a base name, or listed twice", f.Name)
 		}
 		seen[key] = true
-		if f.Size < 0 || len(f.SHA256) != 64 {
+		if f.Size < 0 || (len(f.SHA256) != 64 && (f.SHA256 != "" || f.Type != FileDiskExtent)) {
 			return bad("file %s: size %d or sha256 %q invalid", f.Name, f.Size, f.SHA256)
 		}
 		want := (f.Size + m.ChunkSize - 1) / m.ChunkSize
