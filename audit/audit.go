@@ -129,7 +129,10 @@ type VMReport struct {
 	// size of the stored objects it references (shared ones included).
 	Size, StoredSize int64
 	VTPM             bool
-	ManifestOK       bool
+	// CBT is whether Changed Block Tracking was on for the VM at its
+	// latest backup (nil: not recorded, or from the inventory).
+	CBT        *bool
+	ManifestOK bool
 	// Restorable: the manifest passes the checks restore's pre-flight
 	// makes (keys.Restorability); the reasons say which failed.
 	Restorable bool
@@ -390,7 +393,7 @@ func fillFacts(row *VMReport, m *repository.Manifest, now time.Time, maxAge time
 	}
 	row.Age = max(now.Sub(row.BackupTime), 0)
 	row.Size, row.StoredSize = m.TotalSize(), m.StoredSize()
-	row.VTPM = m.VM.VTPM
+	row.VTPM, row.CBT = m.VM.VTPM, m.VM.ChangeTracking
 	row.AgeOK = row.Age <= maxAge
 	if !row.AgeOK {
 		row.Reasons = append(row.Reasons, fmt.Sprintf("latest backup %s is %s old, older than the maximum age %s: check that the backup job runs and succeeds",

@@ -663,6 +663,7 @@ func (j *vmBackup) writeManifest(ctx context.Context) error {
 			HardwareVersion: info.HWVersion,
 			VTPM:            info.VTPM,
 			Encrypted:       info.KeyID != nil,
+			ChangeTracking:  &info.ChangeTracking,
 		},
 		Keys:             res.Keys,
 		Providers:        keys.ManifestProviders(j.keys),

@@ -21,7 +21,9 @@ var (
 	backupUploaded = family{"vtpm_backup_backup_uploaded_bytes",
 		"Stored (compressed, encrypted) bytes uploaded for the VM in the last run.", []string{"vm"}}
 	backupChunks = family{"vtpm_backup_backup_chunks",
-		"Chunks of the VM's last backup by state: new (uploaded), known (already stored), zero (not stored).", []string{"vm", "state"}}
+		"Chunks of the VM's last backup by state: new (uploaded), known (already stored), zero (not stored), reused (taken unread from the previous backup: CBT reported no change).", []string{"vm", "state"}}
+	backupDiskBytes = family{"vtpm_backup_backup_disk_bytes",
+		"Disk data of the VM's last backup by state: read (from the datastore) or skipped (not read: Changed Block Tracking reported it unchanged or unallocated).", []string{"vm", "state"}}
 	backupVMs = family{"vtpm_backup_backup_vms",
 		"Number of VMs of the last run, by result (ok, failed).", []string{"result"}}
 	backupRunTime = family{"vtpm_backup_backup_run_timestamp_seconds",
@@ -31,7 +33,7 @@ var (
 )
 
 func backupFamilies() []family {
-	return []family{backupSuccess, backupLastSuccess, backupDuration, backupRead, backupUploaded, backupChunks, backupVMs, backupRunTime, backupRunDuration}
+	return []family{backupSuccess, backupLastSuccess, backupDuration, backupRead, backupUploaded, backupChunks, backupDiskBytes, backupVMs, backupRunTime, backupRunDuration}
 }
 
 // BackupRun is one run of the backup command: its VMs' results and when it
@@ -46,6 +48,7 @@ func Backup(run BackupRun) *prometheus.Registry {
 	reg := prometheus.NewPedanticRegistry()
 	success, last, duration := backupSuccess.gauge(reg), backupLastSuccess.gauge(reg), backupDuration.gauge(reg)
 	read, uploaded, chunks := backupRead.gauge(reg), backupUploaded.gauge(reg), backupChunks.gauge(reg)
+	disk := backupDiskBytes.gauge(reg)
 	vms := backupVMs.gauge(reg)
 	ok, failed := 0.0, 0.0
 	for _, r := range run.Results {
@@ -68,6 +71,9 @@ func Backup(run BackupRun) *prometheus.Registry {
 		set(chunks, float64(r.ChunksNew), r.VM, "new")
 		set(chunks, float64(r.ChunksKnown), r.VM, "known")
 		set(chunks, float64(r.ChunksZero), r.VM, "zero")
+		set(chunks, float64(r.ChunksReused), r.VM, "reused")
+		set(disk, float64(r.DiskBytesRead), r.VM, "read")
+		set(disk, float64(r.BytesSkipped), r.VM, "skipped")
 	}
 	set(vms, ok, "ok")
 	set(vms, failed, "failed")

@@ -136,6 +136,9 @@ type VMInfo struct {
 	HardwareVersion string `json:"hardware_version"`
 	VTPM            bool   `json:"vtpm"`
 	Encrypted       bool   `json:"encrypted"`
+	// ChangeTracking is config.changeTrackingEnabled at backup time (CBT
+	// on); nil in manifests written before it was recorded.
+	ChangeTracking *bool `json:"change_tracking,omitempty"`
 }
 
 // SkippedDisk is a disk of the VM that a backup left out.

@@ -228,7 +228,7 @@ func printAudit(p ui.Printer, rep *audit.Report, metricsFile string, delivered [
 		p.JSON(auditVMMessage(v))
 	}
 	if len(rep.VMs) > 0 {
-		t := p.Table("VM", "Backup", "Age", "Size", "Stored", "vTPM", "Objects", "Nvram", "Keys", "Verdict")
+		t := p.Table("VM", "Backup", "Age", "Size", "Stored", "vTPM", "CBT", "Objects", "Nvram", "Keys", "Verdict")
 		for _, v := range rep.VMs {
 			t.Row(auditRow(v)...)
 		}
@@ -261,7 +261,7 @@ func printAudit(p ui.Printer, rep *audit.Report, metricsFile string, delivered [
 // auditRow is the table row of one VM's verdict.
 func auditRow(v audit.VMReport) []any {
 	if v.BackupID == "" {
-		return []any{v.VM, "-", "-", "-", "-", yesNo(v.VTPM), "-", "-", "-", verdict(v.Ready)}
+		return []any{v.VM, "-", "-", "-", "-", yesNo(v.VTPM), cbtState(v.CBT), "-", "-", "-", verdict(v.Ready)}
 	}
 	objects := fmt.Sprintf("%d ok", v.Objects)
 	if v.ObjectsBad > 0 {
@@ -283,7 +283,7 @@ func auditRow(v audit.VMReport) []any {
 	if !v.ManifestOK {
 		keysCol = "-"
 	}
-	return []any{v.VM, v.BackupID, humanAge(v.Age), humanBytes(v.Size), humanBytes(v.StoredSize), yesNo(v.VTPM), objects, nvram, keysCol, verdict(v.Ready)}
+	return []any{v.VM, v.BackupID, humanAge(v.Age), humanBytes(v.Size), humanBytes(v.StoredSize), yesNo(v.VTPM), cbtState(v.CBT), objects, nvram, keysCol, verdict(v.Ready)}
 }
 
 func modeText(rep *audit.Report) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/backup"
 	"github.com/vtpm-backup/vtpm-backup/internal/ui"
 	"github.com/vtpm-backup/vtpm-backup/metrics"
+	"github.com/vtpm-backup/vtpm-backup/repository"
 )
 
 // backupOptions are the flags of "vtpm-backup backup".
@@ -36,6 +37,10 @@ type backupOptions struct {
 	IncludeLogs bool
 	WriterKey   writerKeyFlag
 	Metrics     metricsFlags
+	CBT         string
+	EnableCBT   bool
+	FullEvery   int
+	VerifyCBT   bool
 }
 
 // AddFlags registers the flags of the backup command.
@@ -55,6 +60,10 @@ func (o *backupOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.SkipUncap, "skip-uncapturable", false, "back up a VM without the disks this backup cannot capture (vSAN, vVols, independent, RDM) instead of failing it; the backup records what it left out")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "list the files, sizes and keys that would be backed up; touch nothing")
 	fs.BoolVar(&o.IncludeLogs, "include-logs", false, "also back up the VM's vmware*.log files")
+	fs.StringVar(&o.CBT, "cbt", "auto", "read disks through Changed Block Tracking: `auto` (only what changed since the VM's previous backup when CBT allows it, else everything, saying why), on (like auto, but a VM without CBT fails), off (always read everything)")
+	fs.BoolVar(&o.EnableCBT, "enable-cbt", false, "turn Changed Block Tracking on for VMs that have it off (a reconfigure of the VM; it takes effect at the backup's snapshot, so the next backup reads only changes); each VM it is turned on for is reported")
+	fs.IntVar(&o.FullEvery, "full-every", 0, "read a disk whole when the `N`-1 backups before read only its changes (0: never force it); bounds how long a CBT error could go unnoticed")
+	fs.BoolVar(&o.VerifyCBT, "verify-cbt", false, "read every disk whole and report the chunks CBT reported unchanged that had changed (a check of CBT; as slow as a full backup)")
 	o.WriterKey.AddFlags(fs, "sign backups with the writer key in `file`")
 	o.Metrics.AddFlags(fs)
 }
@@ -73,12 +82,8 @@ const backupMemoryHelp = `MEMORY
 
 `
 
-func newBackupCommand(g *globalOptions) *cobra.Command {
-	var opts backupOptions
-	cmd := &cobra.Command{
-		Use:   "backup [VM...] [--all | --folder PATH | --vsphere-tag CATEGORY/NAME] [flags]",
-		Short: "Back up VMs, their vTPM state (.nvram) and key references",
-		Long: `Back up VMs into the repository.
+// backupLong is the backup command's help.
+const backupLong = `Back up VMs into the repository.
 
 For each VM, vtpm-backup copies every home file (.vmx, .vmxf, .nvram, .vmsd,
 disk descriptors) before taking a snapshot named vtpm-backup-<backup id>,
@@ -117,6 +122,30 @@ Disks are cut into aligned chunks; all-zero chunks are not stored, and
 chunks the VM's previous backup already stored are not uploaded again, so a
 nightly backup of an unchanged VM uploads only its small home files.
 
+CHANGED BLOCK TRACKING
+  With CBT on for a VM (config.changeTrackingEnabled), a backup asks
+  vCenter, after its snapshot, which areas of each disk changed since the
+  change ID the VM's previous backup recorded for that disk, reads only the
+  chunks holding them (ranged, resumable reads) and takes every other
+  chunk from the previous backup: an unchanged VM's disks are not read at
+  all. Without a usable previous change ID (first backup, a disk whose
+  UUID, capacity, device key or file changed) it reads the disk's
+  allocated areas: a thin disk's never-written areas become zero chunks
+  without being read. It reads a disk whole, and says why in the output
+  (text and --json), when CBT is off or not active yet, when CBT was reset
+  or the query fails, and for a disk with snapshots of its own (a chain of
+  files). Every backup records each disk's device key, UUID, capacity and
+  change ID in its manifest.
+  --enable-cbt turns CBT on for VMs that have it off and says so: vSphere
+  starts tracking at the VM's next stun, which the backup's own snapshot
+  is, so the backup after reads only changes. --cbt on fails a VM without
+  CBT (unless --enable-cbt); --cbt off never asks vCenter about changes.
+  --full-every N reads a disk whole when the N-1 backups before it read
+  only changes; --verify-cbt reads everything and reports (as a warning
+  and cbt_missed_chunks) any chunk CBT reported unchanged that had changed.
+  A disk read in part has no whole-file SHA-256 in the manifest: each
+  chunk's ID, the SHA-256 of its content, is checked on restore.
+
 VMs are named by name, inventory path or managed object reference (vm-42),
 or selected with --all, --folder or --vsphere-tag; the criteria add up and
 a VM selected twice is backed up once. --vtpm-only and --exclude apply to
@@ -135,7 +164,8 @@ One VM's failure does not stop the others.
   vtpm_backup_backup_success, vtpm_backup_backup_last_success_timestamp_seconds
   (for a failed VM, its previous backup), vtpm_backup_backup_duration_seconds,
   vtpm_backup_backup_read_bytes, vtpm_backup_backup_uploaded_bytes,
-  vtpm_backup_backup_chunks (label state: new, known, zero); for the run:
+  vtpm_backup_backup_chunks (label state: new, known, zero, reused),
+  vtpm_backup_backup_disk_bytes (label state: read, skipped by CBT); for the run:
   vtpm_backup_backup_vms (label result: ok, failed),
   vtpm_backup_backup_run_timestamp_seconds and
   vtpm_backup_backup_run_duration_seconds. Metrics that cannot be written or
@@ -145,7 +175,14 @@ EXIT STATUS
   0 every VM was backed up; 1 at least one VM failed (the summary names
   each); 2 usage error (no VM selected, bad glob, bad or unknown
   --vsphere-tag, bad --repo); 3 the repository is locked by a prune (the
-  error names its host, pid and age, and how to list and remove it).`,
+  error names its host, pid and age, and how to list and remove it).`
+
+func newBackupCommand(g *globalOptions) *cobra.Command {
+	var opts backupOptions
+	cmd := &cobra.Command{
+		Use:   "backup [VM...] [--all | --folder PATH | --vsphere-tag CATEGORY/NAME] [flags]",
+		Short: "Back up VMs, their vTPM state (.nvram) and key references",
+		Long:  backupLong,
 		Example: `  # one VM, vCenter from the usual govc variables
   export GOVC_URL=vcenter.example.com GOVC_USERNAME=backup@vsphere.local
   vtpm-backup backup --repo s3://s3.example.com/backups/vtpm --password-file /etc/vtpm-backup/vc.pass win11-01
@@ -158,6 +195,9 @@ EXIT STATUS
 
   # what would be backed up, and which keys the VMs need
   vtpm-backup backup --all --vtpm-only --dry-run
+
+  # nightly, reading only what changed; turn CBT on where it is off
+  vtpm-backup backup --folder /DC1/vm/prod --enable-cbt --full-every 30
 
   # for cron and monitoring: one JSON object per line
   vtpm-backup backup --all --vtpm-only --json --no-progress
@@ -197,6 +237,10 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		return err
 	}
 	limitHeap(g, int64(opts.MaxMemory))
+	cbtMode, err := opts.cbtMode()
+	if err != nil {
+		return err
+	}
 	repo, err := opts.Repo.open(ctx, g.clock)
 	if err != nil {
 		return err
@@ -224,6 +268,10 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		Quiesce:          opts.Quiesce,
 		SkipUncapturable: opts.SkipUncap,
 		DryRun:           opts.DryRun,
+		CBT:              cbtMode,
+		EnableCBT:        opts.EnableCBT,
+		FullEvery:        opts.FullEvery,
+		VerifyCBT:        opts.VerifyCBT,
 		ToolVersion:      toolVersion(),
 		Log:              g.logger(),
 	}, ev)
@@ -314,18 +362,46 @@ func (e *backupEvents) VMDone(r *backup.Result) {
 	e.p.JSON(vmDoneMessage(r))
 }
 
+// cbtMode checks the CBT flags.
+func (o *backupOptions) cbtMode() (backup.CBTMode, error) {
+	m, err := backup.ParseCBTMode(o.CBT)
+	switch {
+	case err != nil:
+		return "", newUsageError(err, "")
+	case o.FullEvery < 0:
+		return "", newUsageError(fmt.Errorf("--full-every %d: must be 0 (never) or more", o.FullEvery), "")
+	case m == backup.CBTOff && (o.EnableCBT || o.VerifyCBT):
+		return "", newUsageError(errors.New("--cbt off reads every disk whole: --enable-cbt and --verify-cbt need CBT"), "drop --cbt off, or the CBT flags")
+	}
+	return m, nil
+}
+
+// printDiskReads says, per disk, how CBT let the backup read it and why
+// it read more than the changes.
+func printDiskReads(p ui.Printer, r *backup.Result) {
+	for _, d := range r.Disks {
+		switch {
+		case d.Read == repository.DiskReadChanged:
+			p.P("cbt: %s: %s: read only the changes", r.VM, d.Label)
+		case d.Fallback != "":
+			p.P("cbt: %s: %s: read %s: %s", r.VM, d.Label, map[string]string{repository.DiskReadFull: "whole", repository.DiskReadAllocated: "the allocated areas"}[d.Read], d.Fallback)
+		}
+	}
+}
+
 func printBackupSummary(p ui.Printer, results []*backup.Result) {
-	t := p.Table("VM", "RESULT", "BACKUP ID", "READ", "UPLOADED", "CHUNKS NEW/KNOWN/ZERO", "TIME")
+	t := p.Table("VM", "RESULT", "BACKUP ID", "READ", "SKIPPED (CBT)", "UPLOADED", "CHUNKS NEW/KNOWN/ZERO", "TIME")
 	for _, r := range results {
 		status := "ok"
 		if r.Err != nil {
 			status = "FAILED"
 		}
-		t.Row(r.VM, status, r.BackupID, humanize.IBytes(uint64(r.BytesRead)), humanize.IBytes(uint64(r.BytesUploaded)),
+		t.Row(r.VM, status, r.BackupID, humanize.IBytes(uint64(r.BytesRead)), humanize.IBytes(uint64(r.BytesSkipped)), humanize.IBytes(uint64(r.BytesUploaded)),
 			fmt.Sprintf("%d/%d/%d", r.ChunksNew, r.ChunksKnown, r.ChunksZero), r.Finished.Sub(r.Started).Round(100*time.Millisecond))
 	}
 	_ = t.Flush()
 	for _, r := range results {
+		printDiskReads(p, r)
 		for _, w := range r.Warnings {
 			p.P("warning: %s: %s", r.VM, w)
 		}

@@ -113,10 +113,10 @@ func runList(ctx context.Context, opts listOptions, g *globalOptions, args []str
 		}
 		return nil
 	}
-	t := p.Table("ID", "VM", "Time", "Size", "Stored", "vTPM", "Key provider")
+	t := p.Table("ID", "VM", "Time", "Size", "Stored", "vTPM", "CBT", "Key provider")
 	for _, e := range entries {
 		if e.Rejected != "" {
-			t.Row(e.BackupID, orDash(e.VM)+" (claimed)", e.Time, "-", "-", "-", "REJECTED ("+e.Rejected+"): "+e.Error)
+			t.Row(e.BackupID, orDash(e.VM)+" (claimed)", e.Time, "-", "-", "-", "-", "REJECTED ("+e.Rejected+"): "+e.Error)
 			continue
 		}
 		if e.Error != "" {
@@ -124,20 +124,32 @@ func runList(ctx context.Context, opts listOptions, g *globalOptions, args []str
 			if vm == "" {
 				vm = "?"
 			}
-			t.Row(e.BackupID, vm, e.Time, "-", "-", "-", "unreadable: "+e.Error)
+			t.Row(e.BackupID, vm, e.Time, "-", "-", "-", "-", "unreadable: "+e.Error)
 			continue
 		}
 		vm := e.VM
 		if e.Unsigned {
 			vm += " (" + unsignedNote + ")"
 		}
-		t.Row(e.BackupID, vm, e.Time, humanBytes(e.Size), humanBytes(e.StoredSize), yesNo(e.VTPM), orDash(strings.Join(e.KeyProviders, ",")))
+		t.Row(e.BackupID, vm, e.Time, humanBytes(e.Size), humanBytes(e.StoredSize), yesNo(e.VTPM), cbtState(e.CBT), orDash(strings.Join(e.KeyProviders, ",")))
 	}
 	return t.Flush()
 }
 
 // humanBytes writes n in binary units with one decimal: 1.5 GiB, 312 B.
 func humanBytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
+
+// cbtState is "on", "off" or "-" (not recorded) for a VM's Changed Block
+// Tracking.
+func cbtState(b *bool) string {
+	switch {
+	case b == nil:
+		return "-"
+	case *b:
+		return "on"
+	}
+	return "off"
+}
 
 func yesNo(b bool) string {
 	if b {

@@ -81,7 +81,7 @@ func backupEntryMessage(b repository.Backup) ui.BackupEntryMessage {
 	m := b.Header
 	e.Unsigned = b.Unsigned()
 	e.Size, e.StoredSize = m.Summary.Size, m.Summary.StoredSize
-	e.VTPM, e.Encrypted = m.VM.VTPM, m.VM.Encrypted
+	e.VTPM, e.Encrypted, e.CBT = m.VM.VTPM, m.VM.Encrypted, m.VM.ChangeTracking
 	seen := map[string]bool{}
 	for _, k := range m.Keys {
 		name := k.ProviderID
@@ -102,7 +102,7 @@ func backupEntryMessage(b repository.Backup) ui.BackupEntryMessage {
 func auditVMMessage(v audit.VMReport) ui.AuditVMMessage {
 	m := ui.AuditVMMessage{
 		VM: v.VM, BackupID: v.BackupID, BackupTime: rfc3339(v.BackupTime),
-		Size: v.Size, StoredSize: v.StoredSize, VTPM: v.VTPM,
+		Size: v.Size, StoredSize: v.StoredSize, VTPM: v.VTPM, CBT: v.CBT,
 		ManifestOK: v.ManifestOK, Restorable: v.Restorable, Objects: v.Objects, ObjectsRead: v.ObjectsRead, ObjectsBad: v.ObjectsBad,
 		ObjectsOK: v.ObjectsOK, NvramOK: v.NvramOK, KeysChecked: v.KeysChecked, KeysOK: v.KeysOK, AgeOK: v.AgeOK,
 		Ready: v.Ready, Verdict: verdict(v.Ready), Reasons: v.Reasons, Warnings: v.Warnings,
@@ -148,9 +148,19 @@ func vmDoneMessage(r *backup.Result) ui.VMDoneMessage {
 	return ui.VMDoneMessage{
 		VM: r.VM, MoRef: r.MoRef, Success: r.Err == nil, BackupID: r.BackupID, Error: errorText(r.Err),
 		BytesRead: r.BytesRead, BytesUploaded: r.BytesUploaded,
-		ChunksNew: r.ChunksNew, ChunksKnown: r.ChunksKnown, ChunksZero: r.ChunksZero,
+		ChunksNew: r.ChunksNew, ChunksKnown: r.ChunksKnown, ChunksZero: r.ChunksZero, ChunksReused: r.ChunksReused,
+		DiskBytesRead: r.DiskBytesRead, DiskBytesSkipped: r.BytesSkipped, Disks: diskReads(r.Disks),
+		CBTEnabled: r.CBTEnabled, CBTMissedChunks: r.CBTMissed,
 		Seconds: r.Finished.Sub(r.Started).Seconds(), Warnings: r.Warnings,
 	}
+}
+
+func diskReads(disks []repository.DiskRecord) []ui.DiskRead {
+	var out []ui.DiskRead
+	for _, d := range disks {
+		out = append(out, ui.DiskRead{Label: d.Label, Key: d.Key, Read: d.Read, Reason: d.Fallback, ChangeID: d.ChangeID})
+	}
+	return out
 }
 
 // backupPlanMessage is one VM of "backup --dry-run".

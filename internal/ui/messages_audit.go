@@ -23,6 +23,9 @@ type BackupEntryMessage struct {
 	VTPM         bool     `json:"vtpm"`
 	Encrypted    bool     `json:"encrypted"`
 	KeyProviders []string `json:"key_providers,omitempty"`
+	// CBT tells whether Changed Block Tracking was on for the VM at
+	// backup time; absent when the backup did not record it.
+	CBT *bool `json:"cbt,omitempty"`
 	// Error is set when the manifest cannot be read; the other fields
 	// but backup_id, time and (when known) vm are then empty.
 	Error string `json:"error,omitempty"`
@@ -64,7 +67,11 @@ type AuditVMMessage struct {
 	Size       int64  `json:"size"`
 	StoredSize int64  `json:"stored_size"`
 	VTPM       bool   `json:"vtpm"`
-	ManifestOK bool   `json:"manifest_ok"`
+	// CBT tells whether Changed Block Tracking was on for the VM at its
+	// latest backup (nightly backups then read only changes); absent
+	// when unknown.
+	CBT        *bool `json:"cbt,omitempty"`
+	ManifestOK bool  `json:"manifest_ok"`
 	// Restorable is true when the manifest passes the checks restore's
 	// pre-flight makes (one .vmx, files in the home folder, the .nvram of
 	// a vTPM VM, a recorded VM key); the reasons say what failed.

@@ -8,18 +8,51 @@ const (
 
 // VMDoneMessage reports one VM of a backup run, successful or not.
 type VMDoneMessage struct {
-	VM            string   `json:"vm"`
-	MoRef         string   `json:"moref,omitempty"`
-	Success       bool     `json:"success"`
-	BackupID      string   `json:"backup_id,omitempty"`
-	Error         string   `json:"error,omitempty"`
-	BytesRead     int64    `json:"bytes_read"`
-	BytesUploaded int64    `json:"bytes_uploaded"`
-	ChunksNew     int64    `json:"chunks_new"`
-	ChunksKnown   int64    `json:"chunks_known"`
-	ChunksZero    int64    `json:"chunks_zero"`
-	Seconds       float64  `json:"duration_seconds"`
-	Warnings      []string `json:"warnings,omitempty"`
+	VM            string `json:"vm"`
+	MoRef         string `json:"moref,omitempty"`
+	Success       bool   `json:"success"`
+	BackupID      string `json:"backup_id,omitempty"`
+	Error         string `json:"error,omitempty"`
+	BytesRead     int64  `json:"bytes_read"`
+	BytesUploaded int64  `json:"bytes_uploaded"`
+	ChunksNew     int64  `json:"chunks_new"`
+	ChunksKnown   int64  `json:"chunks_known"`
+	ChunksZero    int64  `json:"chunks_zero"`
+	// ChunksReused are chunks taken unread from the previous backup
+	// because Changed Block Tracking reported them unchanged.
+	ChunksReused int64 `json:"chunks_reused"`
+	// DiskBytesRead is the disk data read from the datastore (bytes_read
+	// less the home files); DiskBytesSkipped the disk data not read
+	// because CBT reported it unchanged or unallocated.
+	DiskBytesRead    int64 `json:"disk_bytes_read"`
+	DiskBytesSkipped int64 `json:"disk_bytes_skipped"`
+	// Disks says how each disk was read, and why not less.
+	Disks []DiskRead `json:"disks,omitempty"`
+	// CBTEnabled: this run turned Changed Block Tracking on for the VM
+	// (--enable-cbt); it takes effect at the backup's snapshot.
+	CBTEnabled bool `json:"cbt_enabled,omitempty"`
+	// CBTMissedChunks counts chunks CBT reported unchanged that had
+	// changed (--verify-cbt); they were read anyway.
+	CBTMissedChunks int      `json:"cbt_missed_chunks,omitempty"`
+	Seconds         float64  `json:"duration_seconds"`
+	Warnings        []string `json:"warnings,omitempty"`
+}
+
+// DiskRead is how a backup read one disk.
+type DiskRead struct {
+	Label string `json:"label"`
+	Key   int32  `json:"key"`
+	// Read is "full" (every byte), "changed" (only what Changed Block
+	// Tracking reported changed since the previous backup) or "allocated"
+	// (only what CBT reported allocated).
+	Read string `json:"read"`
+	// Reason says why CBT did not spare reading more (a full read's
+	// fallback reason, or why the allocated areas were read instead of
+	// the changes); empty when it read only the changes.
+	Reason string `json:"reason,omitempty"`
+	// ChangeID is the disk's CBT change ID in this backup's snapshot,
+	// where the next backup's changes start; empty without CBT.
+	ChangeID string `json:"change_id,omitempty"`
 }
 
 // MessageType implements Message.
