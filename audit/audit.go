@@ -252,6 +252,8 @@ func newReport(repo *repository.Repository, vc *vsphere.Client, opts Options) *R
 // gets its reason; other read errors fail the audit.
 func readLatest(ctx context.Context, repo *repository.Repository, cat *repository.Catalog, names []string) (rows map[string]*VMReport, audited []*VMReport, manifests []*repository.Manifest, err error) {
 	rows = map[string]*VMReport{}
+	var order []*VMReport
+	var latest []repository.Backup
 	for _, name := range names {
 		if _, dup := rows[name]; dup {
 			continue
@@ -264,19 +266,28 @@ func readLatest(ctx context.Context, repo *repository.Repository, cat *repositor
 			continue
 		}
 		row.BackupID, row.BackupTime = b.ID, b.Time
-		var m *repository.Manifest
-		err := b.Err
-		if err == nil {
-			// The catalog holds headers; the audit needs the chunk lists.
-			m, err = repo.ReadManifest(ctx, b.ID)
-			if errors.Is(err, repository.ErrManifestNotFound) {
-				err = fmt.Errorf("removed while the audit ran (a prune?): run the audit again: %w", err)
-			} else if err != nil && !errors.Is(err, repository.ErrCorruptManifest) {
-				return nil, nil, nil, err
-			}
+		order = append(order, row)
+		latest = append(latest, b)
+	}
+	// The catalog holds headers; the audit needs the chunk lists. A
+	// thousand VMs are a thousand small reads, whose latency (not their
+	// bandwidth) is the cost: read them a few at a time.
+	ms := make([]*repository.Manifest, len(latest))
+	errs := make([]error, len(latest))
+	parallel(len(latest), manifestReaders, func(i int) {
+		if errs[i] = latest[i].Err; errs[i] == nil {
+			ms[i], errs[i] = repo.ReadManifest(ctx, latest[i].ID)
+		}
+	})
+	for i, row := range order {
+		m, err := ms[i], errs[i]
+		if errors.Is(err, repository.ErrManifestNotFound) {
+			err = fmt.Errorf("removed while the audit ran (a prune?): run the audit again: %w", err)
+		} else if err != nil && !errors.Is(err, repository.ErrCorruptManifest) && latest[i].Err == nil {
+			return nil, nil, nil, err
 		}
 		if err != nil {
-			row.Reasons = append(row.Reasons, fmt.Sprintf("latest backup %s: manifest invalid: %v", b.ID, err))
+			row.Reasons = append(row.Reasons, fmt.Sprintf("latest backup %s: manifest invalid: %v", latest[i].ID, err))
 			continue
 		}
 		row.ManifestOK = true
@@ -287,6 +298,26 @@ func readLatest(ctx context.Context, repo *repository.Repository, cat *repositor
 		manifests = append(manifests, m)
 	}
 	return rows, audited, manifests, nil
+}
+
+// manifestReaders bounds concurrent manifest reads.
+const manifestReaders = 16
+
+// parallel calls f(i) for every i in [0, n), at most limit at a time, and
+// returns when all calls have.
+func parallel(n, limit int, f func(i int)) {
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // judge checks the stored objects and keys of the audited backups and

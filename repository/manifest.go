@@ -609,7 +609,7 @@ func (r *Repository) readManifests(ctx context.Context, ids []string, read func(
 
 // manifestReaders bounds concurrent manifest reads: small objects, where
 // latency, not bandwidth, is the cost.
-const manifestReaders = 8
+const manifestReaders = 32
 
 // parallel calls f(i) for every i in [0, n), at most limit at a time, and
 // returns when all calls have.
