@@ -17,7 +17,7 @@ GOLANGCI_LINT := .bin/golangci-lint
 # machine wait for each other instead of failing.
 GOLANGCI_LINT_RUN := $(GOLANGCI_LINT) run --allow-serial-runners ./...
 
-.PHONY: build image demo test lint golangci-lint check-deps s3-server bench docs fuzz killtest
+.PHONY: build image demo test lint golangci-lint check-deps s3-server bench docs fuzz killtest scaletest
 
 ## build: the vtpm-backup binary in the repository root, statically linked
 # CGO_ENABLED=0 keeps libc out (os/user and net use their Go implementations),
@@ -128,6 +128,16 @@ PRUNE_KILLS ?= 20
 KILL_SEED ?= 0
 killtest: .bin/versitygw
 	$(GO) test -count=1 -timeout 60m -run '^Test(Backup|Restore|Prune)KillLoop$$' -v ./cmd/vtpm-backup -kills $(KILLS) -restore-kills $(RESTORE_KILLS) -prune-kills $(PRUNE_KILLS) -kill-seed $(KILL_SEED)
+
+## scaletest: issue 13's scale case: SCALE_VMS (50) small vTPM VMs backed up with
+# --parallel 8 into the S3 test server while audit runs beside it; every manifest
+# must be written and the backup's peak RSS (getrusage of the child process) stay
+# under SCALE_MAX_RSS_MIB (256). SCALE_FLAGS adds backup flags (--max-memory 64MiB).
+SCALE_VMS ?= 50
+SCALE_MAX_RSS_MIB ?= 256
+SCALE_FLAGS ?=
+scaletest: .bin/versitygw
+	$(GO) test -count=1 -timeout 30m -run '^TestScaleMemory$$' -v ./cmd/vtpm-backup -scale-vms $(SCALE_VMS) -scale-max-rss-mib $(SCALE_MAX_RSS_MIB) -scale-backup-flags "$(SCALE_FLAGS)"
 
 ## bench: benchmarks only, with allocations
 bench:

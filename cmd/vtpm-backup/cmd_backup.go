@@ -75,7 +75,9 @@ const backupMemoryHelp = `MEMORY
   --parallel 8 shares it rather than taking eight times as much, so VMs wait
   for a buffer instead of growing the process. Unless GOMEMLIMIT is set, the
   Go runtime is told to collect garbage before the heap outgrows the budget
-  plus 64 MiB.
+  plus 64 MiB. Measured with the default: 50 small VMs at --parallel 8 into
+  S3, with audit running beside them, peak at 220 MiB resident (make
+  scaletest).
   Raise it for large chunk sizes (a writer holds two stored chunks) or
   many --workers; more memory than --parallel x (3 x --workers + 2) chunks
   is never used.
