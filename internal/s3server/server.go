@@ -49,12 +49,21 @@ type Server struct {
 	// Region is the region to sign for.
 	Region string
 
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when the process has exited
-	waitErr error
+	bin     string
+	dir     string
 	log     *syncBuffer
 	tempDir string // removed by Stop when Start created it
 	stop    sync.Once
+
+	mu   sync.Mutex // guards proc, which Restart replaces
+	proc *process
+}
+
+// process is one run of the versitygw executable.
+type process struct {
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	waitErr error
 }
 
 // Start runs a versitygw on a free 127.0.0.1 port and returns once it
@@ -90,38 +99,68 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		AccessKey: "AK" + randomHex(9),
 		SecretKey: randomHex(20),
 		Region:    Region,
-		done:      make(chan struct{}),
+		bin:       bin,
+		dir:       dir,
 		log:       &syncBuffer{},
 		tempDir:   tempDir,
 	}
 	s.URL = "http://" + s.Endpoint
-	// Keys go through the environment rather than argv, where any local
-	// user could read them in the process listing.
-	s.cmd = exec.Command(bin,
-		"--port", s.Endpoint, "--quiet",
-		"posix", "--versioning-dir", filepath.Join(dir, "versions"), filepath.Join(dir, "data"))
-	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	s.cmd.SysProcAttr = sysProcAttr()
-	if err := s.cmd.Start(); err != nil {
+	p, err := s.exec()
+	if err != nil {
 		s.removeTemp()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return nil, err
 	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.done)
-	}()
-	if err := s.waitReady(ctx); err != nil {
+	s.proc = p
+	if err := s.waitReady(ctx, p); err != nil {
 		s.Stop()
 		return nil, err
 	}
 	return s, nil
 }
 
+// exec starts the versitygw process on the server's port, directory and keys.
+func (s *Server) exec() (*process, error) {
+	dir := s.dir
+	// Keys go through the environment rather than argv, where any local
+	// user could read them in the process listing.
+	cmd := exec.Command(s.bin,
+		"--port", s.Endpoint, "--quiet",
+		"posix", "--versioning-dir", filepath.Join(dir, "versions"), filepath.Join(dir, "data"))
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Restart kills the server (SIGKILL: requests in flight are cut off, as by
+// a crash or a reboot) and starts it again on the same port, with the same
+// data directory and keys, returning once it answers. Clients keep their
+// endpoint and credentials. It is for fault-injection tests.
+func (s *Server) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.proc.cmd.Process.Kill()
+	<-s.proc.done
+	p, err := s.exec()
+	if err != nil {
+		return err
+	}
+	s.proc = p
+	return s.waitReady(ctx, p)
+}
+
 // waitReady polls until the server answers any HTTP response (an anonymous
 // request is refused with 403, which proves it is up), the process exits,
 // or readyTimeout passes.
-func (s *Server) waitReady(ctx context.Context) error {
+func (s *Server) waitReady(ctx context.Context, p *process) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
@@ -137,8 +176,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.done:
-			return fmt.Errorf("versitygw exited before answering (%v): %s", s.waitErr, strings.TrimSpace(s.log.String()))
+		case <-p.done:
+			return fmt.Errorf("versitygw exited before answering (%v): %s", p.waitErr, strings.TrimSpace(s.log.String()))
 		case <-ctx.Done():
 			return fmt.Errorf("versitygw on %s did not answer within %s: %w", s.Endpoint, readyTimeout, ctx.Err())
 		case <-tick.C:
@@ -147,14 +186,20 @@ func (s *Server) waitReady(ctx context.Context) error {
 }
 
 // PID returns the server's process ID.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc.cmd.Process.Pid
+}
 
 // Stop kills the server, waits for it to exit and removes the temporary
 // directory Start created. It is safe to call more than once.
 func (s *Server) Stop() {
 	s.stop.Do(func() {
-		_ = s.cmd.Process.Kill()
-		<-s.done
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_ = s.proc.cmd.Process.Kill()
+		<-s.proc.done
 		s.removeTemp()
 	})
 }
