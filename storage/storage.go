@@ -46,6 +46,9 @@ type Backend interface {
 	// PutIfAbsent is Put that fails with ErrExists when name already exists.
 	// Of many concurrent calls for one name, exactly one succeeds. Used for
 	// locks and for content-addressed objects that must be written once.
+	// A backend that retries answers nil when a retry finds the name taken
+	// by exactly the bytes given: the call's own earlier attempt stored
+	// them and its answer was lost.
 	PutIfAbsent(ctx context.Context, name string, r io.Reader, size int64) error
 
 	// Get returns a reader for length bytes of the object starting at offset;

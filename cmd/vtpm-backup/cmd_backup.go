@@ -294,12 +294,16 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	p.JSON(summaryMessage("backup", len(results)-failed, failed, g.clock.Now().Sub(start)))
 	if failed > 0 {
 		var names []string
+		var errs []error
 		for _, r := range results {
 			if r.Err != nil {
 				names = append(names, r.VM)
+				errs = append(errs, r.Err)
 			}
 		}
-		return fmt.Errorf("%d of %d VMs failed: %s", failed, len(results), strings.Join(names, ", "))
+		// The VMs' errors were printed with them; the remedy of the first
+		// one that has one (S3 failing, a lock) goes with the summary.
+		return hintFrom(fmt.Errorf("%d of %d VMs failed: %s", failed, len(results), strings.Join(names, ", ")), errs)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/vtpm-backup/vtpm-backup/keys"
 	"github.com/vtpm-backup/vtpm-backup/repository"
 	"github.com/vtpm-backup/vtpm-backup/restore"
+	"github.com/vtpm-backup/vtpm-backup/storage/s3"
 )
 
 // Exit statuses, documented in the root command's help (EXIT STATUS) and in
@@ -145,8 +146,22 @@ func hintRules() []struct {
 		hint   string
 	}{
 		{repository.ErrLocked, lockHint},
+		{s3.ErrServiceFailed, s3FailedHint},
+		{s3.ErrUnreachable, s3UnreachableHint},
 	}
 }
+
+// s3FailedHint and s3UnreachableHint are what to do when the S3 repository
+// failed a request through every retry: the error names the object and the
+// answer. A failed backup commits no manifest, so a rerun is always safe.
+var (
+	s3FailedHint = "the S3 service kept answering with server errors (5xx, or SlowDown when it throttles): " +
+		"check its status, load and request-rate limits, then run the same command again; " +
+		"a failed backup commits nothing, and a rerun of prune or restore takes up what this one left"
+	s3UnreachableHint = "the connection to the S3 endpoint kept failing (refused, reset or timed out): " +
+		"check that the endpoint in --repo is up and reachable from this host (address, port, firewall, proxy), " +
+		"then run the same command again; a failed backup commits nothing"
+)
 
 // hinted is an error with a remedy for the user (ui.Hinter), keeping the
 // error's identity for errors.Is and its exit status.
@@ -169,6 +184,18 @@ func withHint(err error) error {
 	for _, r := range hintRules() {
 		if errors.Is(err, r.target) {
 			return &hinted{err: err, hint: r.hint}
+		}
+	}
+	return err
+}
+
+// hintFrom gives err the remedy of the first of causes that hintRules has
+// one for, without making err match the cause (its exit status stays).
+func hintFrom(err error, causes []error) error {
+	for _, c := range causes {
+		var h ui.Hinter
+		if errors.As(withHint(c), &h) && h.Hint() != "" {
+			return &hinted{err: err, hint: h.Hint()}
 		}
 	}
 	return err

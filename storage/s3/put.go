@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/minio/minio-go/v7"
@@ -86,19 +88,45 @@ func (b *Backend) putSingle(ctx context.Context, name, key string, data []byte, 
 	if exclusive {
 		opts.SetMatchETagExcept("*")
 	}
+	ctx, lost := countAttempts(ctx)
 	_, err := b.core.PutObject(ctx, b.bucket, key, bytes.NewReader(data), int64(len(data)), contentMD5(data), "", opts)
+	retried := lost.Load() > 0
 	if err != nil && exclusive && ctx.Err() == nil && minio.ToErrorResponse(err).StatusCode == 0 {
 		// A server may answer 412 as soon as it sees the condition and
 		// reset the connection while the body is still being sent: the
 		// answer is lost with the connection. Ask whether the name is taken.
 		if _, serr := b.Stat(ctx, name); serr == nil {
+			if retried && b.holds(ctx, key, data) {
+				return nil // ours: see below
+			}
 			return fmt.Errorf("put %s: %w", name, storage.ErrExists)
 		}
 	}
 	if err != nil {
-		return translateError("put", name, err)
+		err = translateError("put", name, err)
+		if exclusive && retried && errors.Is(err, storage.ErrExists) && b.holds(ctx, key, data) {
+			// Our own put, retried: an earlier attempt's answer was lost
+			// (a reset, a restart) after the server stored it, and the
+			// retry found the name taken, by the very bytes we meant to
+			// store.
+			return nil
+		}
+		return err
 	}
 	return nil
+}
+
+// holds says whether the object key has exactly data, by its ETag (the
+// MD5 of a single-part upload's content on S3 without SSE-KMS). A write
+// ID or a random nonce in every object the repository creates makes equal
+// bytes mean the same writer.
+func (b *Backend) holds(ctx context.Context, key string, data []byte) bool {
+	oi, err := b.client.StatObject(ctx, b.bucket, key, minio.StatObjectOptions{})
+	if err != nil || int64(len(data)) != oi.Size {
+		return false
+	}
+	sum := md5.Sum(data)
+	return strings.Trim(oi.ETag, `"`) == hex.EncodeToString(sum[:])
 }
 
 // putMultipart uploads first and the rest of r as parts, up to
@@ -125,10 +153,37 @@ func (b *Backend) putMultipart(ctx context.Context, name, key string, r io.Reade
 	if exclusive {
 		opts.SetMatchETagExcept("*")
 	}
-	if _, err := b.core.CompleteMultipartUpload(ctx, b.bucket, key, uploadID, parts, opts); err != nil {
-		return translateError("put", name, err)
+	cctx, lost := countAttempts(ctx)
+	if _, err := b.core.CompleteMultipartUpload(cctx, b.bucket, key, uploadID, parts, opts); err != nil {
+		terr := translateError("put", name, err)
+		retried := lost.Load() > 0 && (minio.ToErrorResponse(err).Code == "NoSuchUpload" || errors.Is(terr, storage.ErrExists))
+		if (brokenOff(ctx, err) || retried) && b.holdsParts(ctx, key, parts) {
+			// The completion's answer broke off after the server completed
+			// the upload, or was lost and the retry found the upload gone
+			// or the name taken: by our parts.
+			return nil
+		}
+		return terr
 	}
 	return nil
+}
+
+// holdsParts says whether the object key is the multipart upload of parts,
+// by its ETag: the MD5 of the parts' MD5s, a dash, the number of parts.
+func (b *Backend) holdsParts(ctx context.Context, key string, parts []minio.CompletePart) bool {
+	oi, err := b.client.StatObject(ctx, b.bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return false
+	}
+	h := md5.New()
+	for _, p := range parts {
+		sum, err := hex.DecodeString(strings.Trim(p.ETag, `"`))
+		if err != nil {
+			return false
+		}
+		h.Write(sum)
+	}
+	return strings.Trim(oi.ETag, `"`) == fmt.Sprintf("%x-%d", h.Sum(nil), len(parts))
 }
 
 // uploadParts reads r part by part (first is already read) and uploads the

@@ -30,8 +30,11 @@ var (
 	// signature) or lack permission on the bucket.
 	ErrAccessDenied = errors.New("access denied")
 	// ErrUnreachable: no HTTP answer from the endpoint (refused, DNS,
-	// timeout, TLS failure).
+	// timeout, TLS failure, connections reset), after the retries.
 	ErrUnreachable = errors.New("endpoint unreachable")
+	// ErrServiceFailed: the S3 service answered with a server error (500
+	// InternalError, 503 SlowDown, ...) to every retry.
+	ErrServiceFailed = errors.New("S3 service failed")
 )
 
 // Defaults.
@@ -116,6 +119,7 @@ type Backend struct {
 	location  string
 	partSize  int64
 	lockMode  minio.RetentionMode
+	retries   int  // attempts of a request; also the resumes of a broken-off answer
 	versioned bool // versioning on (always with Object Lock): Delete removes every version
 }
 
@@ -148,6 +152,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		location:  location(cfg, set.prefix),
 		partSize:  set.partSize,
 		lockMode:  set.lockMode,
+		retries:   set.retries,
 	}
 	if err := b.check(ctx); err != nil {
 		transport.CloseIdleConnections()
@@ -217,7 +222,7 @@ func newClient(cfg Config, transport *http.Transport, retries int) (*minio.Clien
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:        newCredentials(cfg),
 		Secure:       !cfg.PlainHTTP,
-		Transport:    transport,
+		Transport:    attemptCounter{transport},
 		Region:       region,
 		BucketLookup: lookup,
 		MaxRetries:   retries,
@@ -247,10 +252,15 @@ func (b *Backend) check(ctx context.Context) error {
 	// error code, and some servers answer an unknown key with 404
 	// (versitygw: XAdminUserNotFound), which BucketExists takes for a
 	// missing bucket. Listing is also what the repository needs to do.
-	// The first answer is enough; cancel stops the lister.
-	objects := b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix, MaxKeys: 1})
-	if oi, ok := <-objects; ok && oi.Err != nil {
-		return b.connError(oi.Err)
+	// An answer that breaks off is asked for again, as List does.
+	for resumes := b.retries; ; resumes-- {
+		err := b.firstKey(ctx)
+		if err == nil {
+			break
+		}
+		if resumes <= 0 || !brokenOff(ctx, err) {
+			return b.connError(err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("s3: cannot reach %s: %w: %w", b.client.EndpointURL().Host, ErrUnreachable, err)
@@ -261,6 +271,17 @@ func (b *Backend) check(ctx context.Context) error {
 		b.versioned = v.Status == "Enabled" || v.Status == "Suspended"
 	} else if ctx.Err() != nil {
 		return b.connError(err)
+	}
+	return nil
+}
+
+// firstKey lists the first key under the prefix.
+func (b *Backend) firstKey(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the first answer is enough: stop the lister
+	objects := b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix, MaxKeys: 1})
+	if oi, ok := <-objects; ok && oi.Err != nil {
+		return oi.Err
 	}
 	return nil
 }
@@ -406,6 +427,10 @@ func translateError(op, name string, err error) error {
 		return fmt.Errorf("%s %s: %w: %w", op, name, ErrBucketNotFound, err)
 	case isAuthError(resp):
 		return fmt.Errorf("%s %s: %w: %w", op, name, ErrAccessDenied, err)
+	case resp.StatusCode >= 500:
+		return fmt.Errorf("%s %s: %w (HTTP %d %s, after retries): %w", op, name, ErrServiceFailed, resp.StatusCode, codeOr(resp, "error"), err)
+	case resp.StatusCode == 0 && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && isNetError(err):
+		return fmt.Errorf("%s %s: S3: %w (after retries): %w", op, name, ErrUnreachable, err)
 	}
 	return fmt.Errorf("%s %s: %w", op, name, err)
 }
@@ -437,7 +462,7 @@ func (b *Backend) Get(ctx context.Context, name string, offset, length int64) (i
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
-	rc, _, _, err := b.core.GetObject(ctx, b.bucket, key, opts)
+	rc, oi, _, err := b.core.GetObject(ctx, b.bucket, key, opts)
 	if err != nil {
 		// A range starting at or past the end: S3 says 416; the contract
 		// says "fewer bytes", i.e. none.
@@ -449,7 +474,11 @@ func (b *Backend) Get(ctx context.Context, name string, offset, length int64) (i
 		}
 		return nil, translateError("get", name, err)
 	}
-	return rc, nil
+	end := int64(-1)
+	if length > 0 {
+		end = offset + length
+	}
+	return &resumingReader{ctx: ctx, b: b, name: name, key: key, etag: oi.ETag, rc: rc, pos: offset, end: end, resumes: b.retries}, nil
 }
 
 // Stat returns the size and modification time of an object.
@@ -466,23 +495,48 @@ func (b *Backend) Stat(ctx context.Context, name string) (storage.ObjectInfo, er
 }
 
 // List calls fn for each object under prefix. Keys that are not valid
-// object names (directory markers made by other tools) are skipped.
+// object names (directory markers made by other tools) are skipped. A
+// listing whose answer breaks off goes on after the last key seen.
 func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	after := ""
+	for resumes := b.retries; ; resumes-- {
+		var err error
+		after, err = b.listFrom(ctx, prefix, after, fn)
+		var broken *listBrokenError
+		if !errors.As(err, &broken) {
+			return err
+		}
+		if resumes <= 0 || !brokenOff(ctx, broken.err) {
+			return translateError("list", prefix, broken.err)
+		}
+	}
+}
+
+// listBrokenError is a listing that failed on the server's side, not in fn.
+type listBrokenError struct{ err error }
+
+func (e *listBrokenError) Error() string { return e.err.Error() }
+
+// listFrom lists the keys under prefix after the key after (all when ""),
+// and returns the last key it passed to fn.
+func (b *Backend) listFrom(ctx context.Context, prefix, after string, fn func(storage.ObjectInfo) error) (string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops minio-go's listing goroutine when fn fails
-	for oi := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix + prefix, Recursive: true}) {
+	opts := minio.ListObjectsOptions{Prefix: b.prefix + prefix, Recursive: true, StartAfter: after}
+	for oi := range b.client.ListObjects(ctx, b.bucket, opts) {
 		if oi.Err != nil {
-			return translateError("list", prefix, oi.Err)
+			return after, &listBrokenError{oi.Err}
 		}
+		after = oi.Key
 		name := strings.TrimPrefix(oi.Key, b.prefix)
 		if storage.ValidateName(name) != nil {
 			continue
 		}
 		if err := fn(storage.ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}); err != nil {
-			return err
+			return after, err
 		}
 	}
-	return ctx.Err()
+	return after, ctx.Err()
 }
 
 // Delete removes the object; in a versioned bucket, every version of it.
