@@ -100,6 +100,16 @@
 //   - Destroy_Task deletes the home folder in a second task it does not
 //     wait for; DeleteVM waits for it, so it returns, as vCenter's
 //     Destroy_Task does, only once the folder is gone.
+//   - The simulator has no Changed Block Tracking (no QueryChangedDiskAreas,
+//     no backing changeId). cbtFront emulates vCenter's (see cbt.go): CBT
+//     set with ReconfigVM starts at the next stun (snapshot, power-on),
+//     snapshots then carry change IDs, writes are tracked per 64 KiB block
+//     (uploads through the file service, Env.WriteDisk), queries answer a
+//     window of the disk at a time and fail as vCenter does (FileFault for a
+//     reset or inactive tracking, InvalidArgument for a foreign snapshot or
+//     bad argument). Thin disks are allocated where written only
+//     (VMOptions.EmptyDisk starts one unwritten); Env.ResetCBT,
+//     InjectCBTFault and SetCBTWindow drive the cases a backup must survive.
 //   - Fault rules (InjectFault) cover SOAP methods only, not the datastore
 //     HTTP file service; Interrupt, CutAt, EndSessions and BeforeCall cover
 //     transfers and sessions (below).
