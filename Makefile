@@ -118,9 +118,9 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
 	done
 
-## killtest: the long kill loops: KILLS (50) SIGKILLs of a running backup per repository kind
-# (make test runs 10 of each), RESTORE_KILLS (20) of a restore and PRUNE_KILLS (20) of a
-# prune (make test: 3 each).
+## killtest: the long kill loops, each on a local and an S3 repository: KILLS (50) SIGKILLs
+# of a running backup (make test runs 10 of each), RESTORE_KILLS (20) of a restore and
+# PRUNE_KILLS (20) of a prune (make test: 3 each).
 # KILL_SEED repeats a run's kill points.
 KILLS ?= 50
 RESTORE_KILLS ?= 20

@@ -5,9 +5,11 @@ package main
 import (
 	"flag"
 	"math/rand/v2"
-	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/vtpm-backup/vtpm-backup/storage"
 )
 
 // pruneKills is the prune kill loop's size: make test runs the short one;
@@ -20,8 +22,17 @@ var pruneKills = flag.Int("prune-kills", 3, "SIGKILLs of a running prune in Test
 // and makes older ones unreferenced. After each kill every backup still
 // listed must be whole, audit --read-data must pass, and the next prune
 // must run at once (the dead run's lock is stale) and succeed.
+// It runs on a local and on an S3 repository.
 func TestPruneKillLoop(t *testing.T) {
-	k := newKillLoop(t, "local", rand.New(rand.NewPCG(killSeed(t), 11)))
+	seed := killSeed(t)
+	for i, kind := range []string{"local", "s3"} {
+		t.Run(kind, func(t *testing.T) {
+			pruneKillLoop(t, newKillLoop(t, kind, rand.New(rand.NewPCG(seed, 11+uint64(i)))))
+		})
+	}
+}
+
+func pruneKillLoop(t *testing.T, k *killLoop) {
 	prune := []string{"--json", "--no-progress", "--repo", k.repo, "prune", "--keep-last", "2", "--grace", "0"}
 	audit := append(append([]string{"--repo", k.repo}, vcArgs(k.env)...), "audit", "--read-data", "--identity", k.identity)
 
@@ -74,17 +85,26 @@ func TestPruneKillLoop(t *testing.T) {
 	k.check(t, 0)
 }
 
-// repoFiles counts the manifests and chunks of the local repository dir,
-// to tell where in its work a prune was killed.
-func repoFiles(t *testing.T, dir string) [2]int {
+// repoFiles counts the manifests and chunks of the repository, to tell
+// where in its work a prune was killed.
+func repoFiles(t *testing.T, repo string) [2]int {
 	t.Helper()
+	be, err := (&repoFlags{URL: repo}).openBackend(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
 	var n [2]int
-	for i, pattern := range []string{"manifests/*.json", "data/*/*"} {
-		m, err := filepath.Glob(filepath.Join(dir, pattern))
+	for i, prefix := range []string{"manifests/", "data/"} {
+		err := be.List(t.Context(), prefix, func(oi storage.ObjectInfo) error {
+			if i == 1 || strings.HasSuffix(oi.Name, ".json") {
+				n[i]++
+			}
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		n[i] = len(m)
 	}
 	return n
 }

@@ -25,8 +25,17 @@ var restoreKills = flag.Int("restore-kills", 3, "SIGKILLs of a running restore i
 // must succeed: it recognises the incomplete restore the dead run left by
 // its marker and removes it first. What it restores is byte-identical to
 // the VM backed up, and no marker is left in it.
+// It runs on a local and on an S3 repository.
 func TestRestoreKillLoop(t *testing.T) {
-	k := newKillLoop(t, "local", rand.New(rand.NewPCG(killSeed(t), 7)))
+	seed := killSeed(t)
+	for i, kind := range []string{"local", "s3"} {
+		t.Run(kind, func(t *testing.T) {
+			restoreKillLoop(t, newKillLoop(t, kind, rand.New(rand.NewPCG(seed, 7+uint64(i)))))
+		})
+	}
+}
+
+func restoreKillLoop(t *testing.T, k *killLoop) {
 	const name = "kill-restored"
 	args := append(append([]string{"--json", "--no-progress", "--repo", k.repo}, vcArgs(k.env)...),
 		"restore", k.vm.Name, "--identity", k.identity, "--name", name)
