@@ -1,12 +1,10 @@
 package pushgateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +16,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/vtpm-backup/vtpm-backup/internal/testproc"
 )
 
 // EnvBinary names the environment variable that points at a Pushgateway
@@ -57,19 +57,14 @@ type Server struct {
 	// URL is the base URL to push to, http://127.0.0.1:PORT.
 	URL string
 
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when the process has exited
-	waitErr error
-	log     *syncBuffer
-	stop    sync.Once
+	proc *testproc.Process
+	log  *testproc.Log
+	stop sync.Once
 }
 
 // InCI reports whether we run in continuous integration, where a missing
 // Pushgateway is a failure rather than a reason to skip.
-func InCI() bool {
-	v := os.Getenv("CI")
-	return v == "true" || v == "1"
-}
+func InCI() bool { return testproc.InCI() }
 
 // StartT starts a Pushgateway for a test and stops it in t.Cleanup. Without
 // a binary the test is skipped, except in CI, where it fails.
@@ -93,64 +88,25 @@ func Start(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
+	addr, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{URL: "http://" + addr, done: make(chan struct{}), log: &syncBuffer{}}
-	s.cmd = exec.Command(bin, "--web.listen-address="+addr, "--persistence.file=", "--log.level=warn")
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	s.cmd.SysProcAttr = sysProcAttr()
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	s := &Server{URL: "http://" + addr, log: &testproc.Log{}}
+	s.proc, err = testproc.Start(bin, []string{"--web.listen-address=" + addr, "--persistence.file=", "--log.level=warn"}, nil, s.log)
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.done)
-	}()
-	if err := s.waitReady(ctx); err != nil {
+	// The /-/ready endpoint answers 200 once the server is ready.
+	if err := s.proc.WaitReady(ctx, readyTimeout, testproc.HTTPReady(s.URL+"/-/ready", func(code int) bool { return code == http.StatusOK })); err != nil {
 		s.Stop()
 		return nil, err
 	}
 	return s, nil
 }
 
-// waitReady polls the /-/ready endpoint until it answers 200, the process
-// exits, or readyTimeout passes.
-func (s *Server) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/-/ready", nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-s.done:
-			return fmt.Errorf("pushgateway exited before answering (%v): %s", s.waitErr, strings.TrimSpace(s.log.String()))
-		case <-ctx.Done():
-			return fmt.Errorf("pushgateway on %s not ready within %s: %w", s.URL, readyTimeout, ctx.Err())
-		case <-tick.C:
-		}
-	}
-}
-
 // Stop kills the server and waits for it to exit; safe to call twice.
-func (s *Server) Stop() {
-	s.stop.Do(func() {
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	})
-}
+func (s *Server) Stop() { s.stop.Do(s.proc.Kill) }
 
 // Log returns what the server printed, for failure messages.
 func (s *Server) Log() string { return s.log.String() }
@@ -224,34 +180,4 @@ func hasLabels(m *dto.Metric, labels []string) bool {
 		}
 	}
 	return true
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// syncBuffer collects the server's output, bounded.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,10 +1,11 @@
 //go:build linux
 
-package pushgateway
+package testproc
 
 import "syscall"
 
-// sysProcAttr kills the server when the test binary that started it dies.
+// sysProcAttr kills the server when the test binary's thread that started
+// it dies.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
