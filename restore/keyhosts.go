@@ -61,6 +61,15 @@ func (e *KeyHostError) Error() string {
 		ErrKeyHost, which, e.VCenter, e.ProviderID)
 }
 
+// Reason names the refusal for scripts (ui.Reasoner): key_host_not_in_cluster
+// or key_host_without_tpm.
+func (e *KeyHostError) Reason() string {
+	if e.Missing == MissingCluster {
+		return "key_host_not_in_cluster"
+	}
+	return "key_host_without_tpm"
+}
+
 // Hint is the remedy.
 func (e *KeyHostError) Hint() string {
 	switch {

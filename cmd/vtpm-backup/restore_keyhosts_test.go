@@ -40,7 +40,7 @@ func TestRestoreCommandNKPStandaloneHost(t *testing.T) {
 	}
 	msg, _ := errs[0]["error"].(string)
 	hint, _ := errs[0]["hint"].(string)
-	if errs[0]["code"] != float64(exitNotReady) || !strings.Contains(msg, "DC0_H0") || !strings.Contains(msg, "nkp-prod") || !strings.Contains(hint, "--pool") {
+	if errs[0]["code"] != float64(exitNotReady) || errs[0]["reason"] != "key_host_not_in_cluster" || !strings.Contains(msg, "DC0_H0") || !strings.Contains(msg, "nkp-prod") || !strings.Contains(hint, "--pool") {
 		t.Errorf("--json error message %v", errs[0])
 	}
 	for _, m := range jsonLines(t, stdout) {

@@ -28,6 +28,10 @@ type ErrorMessage struct {
 	Error string `json:"error"`
 	Code  int    `json:"code"`
 	Hint  string `json:"hint,omitempty"`
+	// Reason names the cause of some refusals for scripts, a stable code:
+	// key_host_not_in_cluster and key_host_without_tpm (restore: the
+	// target host cannot get a Native Key Provider key).
+	Reason string `json:"reason,omitempty"`
 }
 
 // MessageType implements Message.

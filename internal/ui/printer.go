@@ -52,6 +52,12 @@ type Hinter interface {
 	Hint() string
 }
 
+// Reasoner is implemented by refusals that name their cause for scripts:
+// a stable snake_case code, in the reason field of the JSON error.
+type Reasoner interface {
+	Reason() string
+}
+
 // ExitCoder is implemented by errors that carry the process exit status.
 type ExitCoder interface {
 	ExitCode() int
@@ -90,6 +96,15 @@ func ErrorHint(err error) string {
 	var h Hinter
 	if errors.As(err, &h) {
 		return h.Hint()
+	}
+	return ""
+}
+
+// ErrorReason returns the reason carried by err (see Reasoner), or "".
+func ErrorReason(err error) string {
+	var r Reasoner
+	if errors.As(err, &r) {
+		return r.Reason()
 	}
 	return ""
 }
@@ -148,9 +163,10 @@ func (p *jsonPrinter) Error(err error) {
 		return
 	}
 	p.encode(p.stderr, ErrorMessage{
-		Error: err.Error(),
-		Code:  ErrorCode(err),
-		Hint:  ErrorHint(err),
+		Error:  err.Error(),
+		Code:   ErrorCode(err),
+		Hint:   ErrorHint(err),
+		Reason: ErrorReason(err),
 	})
 }
 
