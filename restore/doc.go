@@ -8,8 +8,11 @@
 //  2. Preflight runs every check before anything is written: the manifest
 //     is valid and restorable; every key the VM depends on is available on
 //     the target vCenter (keys.Check, one QueryCryptoKeyStatus call); the
-//     datastore, folder, resource pool and host exist; neither a VM with
-//     the new name nor the home folder "[ds] NAME/" exists; the datastore
+//     datastore, folder, resource pool and host exist; the hosts the VM
+//     may run on can get its Native Key Provider keys (in a cluster, with
+//     a TPM 2.0 when the provider requires one: KeyHostError); neither a
+//     VM with the new name nor the home folder "[ds] NAME/" exists; the
+//     datastore
 //     has room; and the age identity decrypts a sample chunk. A refused
 //     restore has written and registered nothing.
 //  3. Run creates the home folder, rebuilds every file from its chunks
